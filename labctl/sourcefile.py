@@ -1,0 +1,176 @@
+"""Reading the YAML files users write, keeping line numbers for error messages.
+
+`read_yaml` returns the data and a `Lines` index from a path inside the data (a tuple of
+keys and list indexes, as pydantic reports them) to the line it came from, so every
+problem can be reported as file:line. `problems_from_validation` turns a pydantic
+ValidationError into `Problem`s with a hint ("did you mean ...") for unknown keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from labctl.errors import InvalidInputError, Problem
+
+PathKey = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+class Lines:
+    """Line numbers (1-based) of every key and item of a YAML document."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._lines: dict[PathKey, int] = {}
+
+    def record(self, path: PathKey, line: int) -> None:
+        """Remember where `path` starts."""
+        self._lines.setdefault(path, line)
+
+    def line(self, path: Sequence[str | int]) -> int:
+        """The line of `path`, or of its nearest recorded parent."""
+        key = tuple(path)
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = key[:-1]
+        return self._lines.get((), 1)
+
+    def problem(self, path: Sequence[str | int], message: str, hint: str | None = None) -> Problem:
+        """A Problem located at `path`."""
+        return Problem(self.file, self.line(path), message, hint)
+
+
+def _to_python(node: yaml.Node, path: PathKey, lines: Lines, problems: list[Problem]) -> Any:
+    lines.record(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
+            if key in result:
+                problems.append(
+                    Problem(lines.file, key_node.start_mark.line + 1, f"duplicate key '{key}'",
+                            "each key may appear once; merge the two entries")
+                )
+            lines.record((*path, key), key_node.start_mark.line + 1)
+            result[key] = _to_python(value_node, (*path, key), lines, problems)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines, problems) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+
+
+def read_yaml(path: Path) -> tuple[Any, Lines, list[Problem]]:
+    """Parse `path`; return its data, the line index, and problems found while reading."""
+    lines = Lines(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError([Problem(str(path), 1, "file not found",
+                                         "check the path (relative to the current directory)")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError([Problem(str(path), 1, f"cannot read the file: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise InvalidInputError([Problem(str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                                         "check indentation and quoting around this line")]) from None
+    if node is None:
+        raise InvalidInputError([Problem(str(path), 1, "the file is empty")])
+    problems: list[Problem] = []
+    data = _to_python(node, (), lines, problems)
+    return data, lines, problems
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int], data: Any) -> list[str]:
+    """Field names allowed at the mapping that holds loc[-1] (for 'did you mean')."""
+    current: Any = model
+    value = data
+    for part in loc[:-1]:
+        value = value[part] if isinstance(value, dict | list) and _has(value, part) else None
+        current = _field_model(current, part, value)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _has(value: Any, part: str | int) -> bool:
+    if isinstance(value, dict):
+        return part in value
+    return isinstance(part, int) and 0 <= part < len(value)
+
+
+def _field_model(current: Any, part: str | int, value: Any) -> Any:
+    """Walk one step down a model's annotations (models, dicts of models, lists of models)."""
+    import typing
+
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        field = current.model_fields.get(str(part))
+        if field is None:
+            # a tagged union member (pydantic puts the tag in the location) or unknown
+            return None
+        return field.annotation
+    origin = typing.get_origin(current)
+    args = typing.get_args(current)
+    if origin in (list, dict) and args:
+        return args[-1]
+    if origin in (typing.Union, __import__("types").UnionType):
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return _field_model(arg, part, value)
+    return None
+
+
+def _clean_message(error: Any) -> str:
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def problems_from_validation(
+    exc: ValidationError, lines: Lines, model: type[BaseModel], data: Any,
+    names: Iterable[str] = (),
+) -> list[Problem]:
+    """Turn pydantic's errors into Problems at the right lines, with hints."""
+    problems: list[Problem] = []
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = _allowed_keys(model, loc, data) or list(names)
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else (
+                f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else None)
+            problems.append(lines.problem(loc, f"unknown key '{key}' at {where}", hint))
+        elif kind == "missing":
+            problems.append(lines.problem(loc[:-1], f"missing required key '{loc[-1]}' at {where}",
+                                          f"add '{loc[-1]}:' here"))
+        elif kind in ("enum", "literal_error", "union_tag_invalid"):
+            ctx = error.get("ctx") or {}
+            expected = ctx.get("expected") or ctx.get("expected_tags")
+            problems.append(lines.problem(loc, f"{where}: {_clean_message(error)}",
+                                          f"use one of {expected}" if expected else None))
+        else:
+            problems.append(lines.problem(loc, f"{where}: {_clean_message(error)}"))
+    return problems
+
+
+def validate_model(model: type[M], data: Any, lines: Lines) -> M:
+    """Validate data against model; raise InvalidInputError with every problem at once."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(problems_from_validation(exc, lines, model, data)) from None

@@ -1,0 +1,240 @@
+"""Node images: a Debian root filesystem built from packages, cached by its recipe.
+
+An image is built once with debootstrap (no downloads but Debian's archive), customised
+for labctl nodes (sshd drop-in, FRR daemons, the node init, a CLI user for netmiko), and
+its ownership shifted into the nodes' user-namespace range so that root inside a node is
+an unprivileged uid on the machine. Nodes mount it read-only as the lower layer of an
+overlay; it is rebuilt only when its recipe (suite, mirror, packages, customisation)
+changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from labctl import paths
+from labctl.errors import NotFoundError, PlatformError
+from labctl.progress import QUIET, Progress
+
+# Root inside a node is this uid on the machine; the node owns 65536 uids from here.
+UID_BASE = 100000
+UID_COUNT = 65536
+
+BASE_PACKAGES = (
+    "openssh-server", "iproute2", "iputils-ping", "python3", "sudo", "procps", "frr",
+    "traceroute", "tcpdump", "less", "vim-tiny", "netcat-openbsd", "nftables", "iptables",
+)
+# Bump when the customisation below changes, so cached images are rebuilt.
+CUSTOMISATION_VERSION = 3
+CLI_USER = "labctl"
+
+
+def default_mirror() -> str:
+    """The Debian mirror this machine's apt uses (so image builds need no new access)."""
+    if env := os.environ.get("LABCTL_MIRROR"):
+        return env
+    for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in source.read_text(errors="replace").splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    listing = Path("/etc/apt/sources.list")
+    if listing.exists():
+        for line in listing.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
+                return parts[1] if not parts[1].startswith("[") else parts[2]
+    return "http://deb.debian.org/debian"
+
+
+def default_suite() -> str:
+    """This machine's Debian release, or bookworm."""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME=") and line.split("=", 1)[1].strip():
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "bookworm"
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """What an image is made of; its digest names the cached build."""
+
+    name: str = "node"
+    suite: str = field(default_factory=default_suite)
+    mirror: str = field(default_factory=default_mirror)
+    packages: tuple[str, ...] = BASE_PACKAGES
+    customisation: int = CUSTOMISATION_VERSION
+
+    def digest(self) -> str:
+        """A short hash of everything that changes the built image."""
+        data = asdict(self) | {"packages": sorted(self.packages), "files": _data_digest()}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def directory(self) -> Path:
+        """Where the built image lives."""
+        return paths.images_dir() / f"{self.name}-{self.digest()}"
+
+    @property
+    def rootfs(self) -> Path:
+        """The image's root filesystem (the nodes' lower layer)."""
+        return self.directory / "rootfs"
+
+    def is_built(self) -> bool:
+        """True when a complete build of this recipe is cached."""
+        return (self.directory / "recipe.json").exists()
+
+
+def _data_file(name: str) -> bytes:
+    return resources.files("labctl.data").joinpath(f"image/{name}").read_bytes()
+
+
+def _data_digest() -> str:
+    digest = hashlib.sha256()
+    for name in ("labctl-init", "sshd_labctl.conf", "frr-daemons", "frr.conf"):
+        digest.update(_data_file(name))
+    return digest.hexdigest()[:12]
+
+
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    paths.images_dir().mkdir(parents=True, exist_ok=True)
+    with open(paths.images_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_image(recipe: ImageRecipe | None = None, progress: Progress = QUIET) -> ImageRecipe:
+    """Return a built image for `recipe`, building it first if it is not cached."""
+    recipe = recipe or ImageRecipe()
+    if recipe.is_built():
+        return recipe
+    with _build_lock():
+        if not recipe.is_built():  # another process may have built it while we waited
+            build_image(recipe, progress)
+    return recipe
+
+
+def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
+    """Build `recipe` into its cache folder (atomically: a failed build leaves nothing)."""
+    if shutil.which("debootstrap") is None:
+        raise PlatformError("debootstrap is not installed; it builds node images",
+                            "apt-get install debootstrap")
+    work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    rootfs = work / "rootfs"
+    try:
+        with progress.step(f"debootstrap {recipe.suite} with {len(recipe.packages)} packages "
+                           f"(once; cached afterwards)"):
+            _debootstrap(recipe, rootfs, progress)
+        with progress.step("customise the image for lab nodes"):
+            customise(rootfs)
+        with progress.step("shift ownership into the nodes' user-namespace range"):
+            shift_ownership(rootfs, UID_BASE)
+        meta = asdict(recipe) | {"digest": recipe.digest(), "built": time.strftime("%FT%TZ", time.gmtime())}
+        (work / "recipe.json").write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(recipe.directory, ignore_errors=True)
+        os.replace(work, recipe.directory)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _prune_old(recipe)
+
+
+def _debootstrap(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
+    command = ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
+               recipe.suite, str(rootfs), recipe.mirror]
+    log_lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"}) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log_lines.append(line.rstrip())
+            progress.update(line.strip())
+    if proc.returncode != 0:
+        tail = "\n".join(log_lines[-15:])
+        raise PlatformError(f"debootstrap failed (exit {proc.returncode}):\n{tail}",
+                            f"check that {recipe.mirror} answers (apt-get update works?)")
+
+
+def _write(rootfs: Path, relative: str, data: bytes, mode: int = 0o644) -> None:
+    target = rootfs / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(mode)
+
+
+def customise(rootfs: Path) -> None:
+    """Turn a debootstrapped tree into a labctl node image (before ownership is shifted)."""
+    _write(rootfs, "usr/local/sbin/labctl-init", _data_file("labctl-init"), 0o755)
+    _write(rootfs, "etc/ssh/sshd_config.d/labctl.conf", _data_file("sshd_labctl.conf"))
+    (rootfs / "etc/ssh/labctl_authorized_keys").mkdir(mode=0o755, exist_ok=True)
+    _write(rootfs, "etc/frr/daemons", _data_file("frr-daemons"))
+    _write(rootfs, "etc/frr/frr.conf", _data_file("frr.conf"))
+    (rootfs / "etc/frr/vtysh.conf").write_text("service integrated-vtysh-config\n")
+    (rootfs / "etc/labctl/init.d").mkdir(parents=True, exist_ok=True)
+    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # every node gets its own host keys
+    for machine_id in ("etc/machine-id", "var/lib/dbus/machine-id"):
+        if (rootfs / machine_id).exists():
+            (rootfs / machine_id).write_text("")
+    (rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+    subprocess.run(
+        ["chroot", str(rootfs), "sh", "-ec",
+         f"useradd -m -s /usr/bin/vtysh -G frrvty,frr {CLI_USER}; "
+         "chown -R frr:frr /etc/frr; chmod 640 /etc/frr/frr.conf; "
+         "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log"],
+        check=True, capture_output=True,
+    )
+
+
+def shift_ownership(rootfs: Path, base: int) -> None:
+    """Add `base` to every file's uid and gid (keeping setuid/setgid bits chown clears)."""
+    for directory, dirnames, filenames in os.walk(rootfs):
+        names = [directory, *(os.path.join(directory, f) for f in filenames)]
+        names += [os.path.join(directory, d) for d in dirnames if os.path.islink(os.path.join(directory, d))]
+        for name in names:
+            info = os.lstat(name)
+            if info.st_uid >= base:
+                continue
+            os.lchown(name, info.st_uid + base, info.st_gid + base)
+            if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o6000:
+                os.chmod(name, stat.S_IMODE(info.st_mode))
+
+
+def _prune_old(current: ImageRecipe) -> None:
+    """Remove older builds of the same image name that no lab uses."""
+    in_use = {p.read_text().strip() for p in paths.labs_dir().glob("*/image")} if paths.labs_dir().exists() else set()
+    for other in paths.images_dir().glob(f"{current.name}-*"):
+        if other != current.directory and str(other / "rootfs") not in in_use:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def list_images() -> list[dict[str, str]]:
+    """The cached images with their recipe."""
+    result = []
+    for meta in sorted(paths.images_dir().glob("*/recipe.json")):
+        data = json.loads(meta.read_text())
+        result.append({"name": data["name"], "digest": data["digest"], "suite": data["suite"],
+                       "built": data.get("built", "?"), "path": str(meta.parent)})
+    return result
+
+
+def require_image(recipe: ImageRecipe) -> Path:
+    """The rootfs of a built image, or a clear error naming the build command."""
+    if not recipe.is_built():
+        raise NotFoundError(f"image '{recipe.name}' is not built", "run: labctl image build")
+    return recipe.rootfs

@@ -1,0 +1,134 @@
+"""LabPlan: one concrete instance of a topology, as pure data.
+
+The plan fixes everything a provider needs and nothing it decides at run time: the lab's
+short id, every kernel object name (derived from that id so labs never collide),
+interface names and addresses inside nodes, management addresses, static routes.
+It is saved in the lab's state, so `down` and `status` work without the topology file.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from ipaddress import IPv4Interface
+
+from pydantic import BaseModel
+
+from labctl.topology.model import NodeKind, Topology
+
+LAB_ID_LENGTH = 6
+MGMT_IFACE = "mgmt0"
+
+
+class InterfacePlan(BaseModel):
+    """An interface inside a node and where its other end goes."""
+
+    name: str
+    address: str | None
+    peer_netns: str
+    peer_name: str
+    bridge: str | None = None  # the segment's bridge in the fabric namespace, if any
+    creates_pair: bool = True  # a point-to-point pair is created from one end only
+
+
+class RoutePlan(BaseModel):
+    """A static route of a node."""
+
+    to: str
+    via: str | None
+
+
+class NodePlan(BaseModel):
+    """One machine of the lab (host or router)."""
+
+    name: str
+    kind: NodeKind
+    netns: str
+    machine: str
+    mgmt_address: str
+    mgmt_port: str
+    interfaces: list[InterfacePlan]
+    routes: list[RoutePlan]
+    vars: dict[str, object]
+
+
+class SegmentPlan(BaseModel):
+    """An L2 segment built as a bridge in the fabric namespace (one per switch)."""
+
+    name: str
+    bridge: str
+
+
+class LabPlan(BaseModel):
+    """Everything needed to build one lab instance."""
+
+    lab_id: str
+    lab_name: str
+    topology: str
+    fabric_netns: str
+    mgmt_bridge: str
+    mgmt_subnet: str
+    controller_address: str
+    nodes: list[NodePlan]
+    segments: list[SegmentPlan]
+
+    def node(self, name: str) -> NodePlan:
+        """The plan of node `name` (KeyError if there is none)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def netns_names(self) -> list[str]:
+        """Every network namespace this lab owns (fabric first)."""
+        return [self.fabric_netns, *(n.netns for n in self.nodes)]
+
+
+def new_lab_id() -> str:
+    """A short random id: a letter then lowercase letters and digits."""
+    alphabet = string.ascii_lowercase + string.digits
+    return secrets.choice(string.ascii_lowercase) + "".join(
+        secrets.choice(alphabet) for _ in range(LAB_ID_LENGTH - 1)
+    )
+
+
+def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
+    """Derive the concrete plan of `topology` for the lab `lab_id` (deterministic)."""
+    prefix = f"lc-{lab_id}"
+    fabric = f"{prefix}-fab"
+    bridges = {name: f"br{i}" for i, name in enumerate(topology.switches())}
+    mgmt_hosts = topology.addressing.mgmt.hosts()
+    controller = next(mgmt_hosts)
+    mgmt_len = topology.addressing.mgmt.prefixlen
+    machines = topology.lab_nodes()
+    interfaces: dict[str, list[InterfacePlan]] = {name: [] for name in machines}
+    for index, link in enumerate(topology.links):
+        a, b = link.endpoints
+        for here, there in ((a, b), (b, a)):
+            if here.node not in machines or here.interface is None:
+                continue
+            if there.node in bridges:
+                peer_ns, peer_name, bridge = fabric, f"p{index}", bridges[there.node]
+            else:
+                peer_ns, peer_name, bridge = f"{prefix}-{there.node}", str(there.interface), None
+            interfaces[here.node].append(InterfacePlan(
+                name=here.interface, address=str(here.address) if here.address else None,
+                peer_netns=peer_ns, peer_name=peer_name, bridge=bridge,
+                creates_pair=bridge is not None or here is a,
+            ))
+    nodes = [
+        NodePlan(
+            name=name, kind=node.kind, netns=f"{prefix}-{name}", machine=f"{prefix}-{name}",
+            mgmt_address=str(IPv4Interface(f"{next(mgmt_hosts)}/{mgmt_len}")),
+            mgmt_port=f"m{i}", interfaces=interfaces[name],
+            routes=[RoutePlan(to=str(r.to), via=r.gateway) for r in node.routes],
+            vars=dict(node.vars),
+        )
+        for i, (name, node) in enumerate(machines.items())
+    ]
+    return LabPlan(
+        lab_id=lab_id, lab_name=lab_name, topology=topology.name, fabric_netns=fabric,
+        mgmt_bridge="mgmt", mgmt_subnet=str(topology.addressing.mgmt),
+        controller_address=f"{controller}/{mgmt_len}", nodes=nodes,
+        segments=[SegmentPlan(name=n, bridge=b) for n, b in bridges.items()],
+    )

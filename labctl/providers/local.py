@@ -1,0 +1,348 @@
+"""The local provider: each node is a contained Linux system on this machine's kernel.
+
+A node is a systemd-nspawn container: its own network, mount, PID, UTS and IPC
+namespaces, inside a user namespace (root in the node is uid 100000 on the machine), a
+seccomp filter, a copy-on-write root (overlay of the shared read-only image and the
+node's own upper folder) and sshd. Routers also run FRR. Per lab:
+
+- a fabric namespace holds one bridge per switch and the management bridge, whose
+  ports are isolated (nodes cannot talk to each other over it) and which carries the
+  controller's management address; labctl reaches it with sockets opened inside it;
+- point-to-point links are veth pairs made directly between two node namespaces;
+- every name is derived from the lab id (`lc-<id>-...`), so labs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import TypeVar
+
+from labctl import image, netns
+from labctl.errors import PlatformError, PrivilegeError, ProviderError
+from labctl.plan import MGMT_IFACE, NodePlan
+from labctl.progress import QUIET, Progress
+from labctl.providers import nodefs
+from labctl.providers.base import NodeAccess, Probe, Provider
+from labctl.state import LabState, NodeState, ProcessRef
+
+BOOT_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+T = TypeVar("T")
+
+
+def _parallel(items: Iterable[T], work: Callable[[T], object]) -> None:
+    """Run `work` over `items` in threads; re-raise the first failure."""
+    items = list(items)
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        for future in [pool.submit(work, item) for item in items]:
+            future.result()
+
+
+class LocalProvider(Provider):
+    """Nodes as contained systems (systemd-nspawn + user namespace) on this kernel."""
+
+    name = "local"
+
+    # ---- preflight -------------------------------------------------------------------
+    def preflight(self) -> list[Probe]:
+        """Root, the tools, and the kernel features nodes need."""
+        probes = [
+            Probe("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else
+                  "not root: namespaces, bridges and containers need root", "run labctl with sudo"),
+        ]
+        for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
+                              ("nsenter", "util-linux"), ("debootstrap", "debootstrap"),
+                              ("ssh-keygen", "openssh-client")):
+            found = shutil.which(tool)
+            probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
+                                f"apt-get install {package}"))
+        userns = Path("/proc/sys/user/max_user_namespaces")
+        count = int(userns.read_text()) if userns.exists() else 0
+        probes.append(Probe("user namespaces", count > 0, f"max_user_namespaces={count}",
+                            "sysctl -w user.max_user_namespaces=15000"))
+        probes.append(Probe("overlayfs", "overlay" in Path("/proc/filesystems").read_text(),
+                            "overlay filesystem", "load the overlay module (modprobe overlay)"))
+        return probes
+
+    def _require(self) -> None:
+        if os.geteuid() != 0:
+            raise PrivilegeError(
+                "the local provider needs root: it creates network namespaces, bridges and "
+                "containers", "run it with sudo (labctl doctor lists what else is needed)")
+        missing = [p for p in self.preflight() if p.required and not p.ok]
+        if missing:
+            raise PlatformError("this machine cannot run local labs: " +
+                                "; ".join(f"{p.name}: {p.detail}" for p in missing),
+                                "; ".join(p.fix for p in missing if p.fix))
+
+    # ---- create ----------------------------------------------------------------------
+    def create(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Build the lab; on any failure (or Ctrl-C) remove what was made, then re-raise."""
+        self._require()
+        try:
+            self._create(lab, progress)
+        except BaseException:
+            lab.status = "failed"
+            lab.save()
+            with progress.step("remove what was built"):
+                self.destroy(lab)
+            raise
+
+    def _create(self, lab: LabState, progress: Progress) -> None:
+        recipe = image.ensure_image(progress=progress)
+        lab.image = str(recipe.rootfs)
+        lab.save()
+        plan = lab.plan
+        with progress.step(f"prepare {len(plan.nodes)} nodes (keys, files)"):
+            _generate_key(lab.key_file, f"labctl@{lab.id}")
+            _parallel(plan.nodes, lambda node: self._seed_node(lab, node))
+            lab.save()
+        with progress.step("create the fabric (segments, management network)"):
+            netns.add(plan.fabric_netns)
+            self._build_fabric(lab)
+        with progress.step(f"start {len(plan.nodes)} nodes"):
+            for node in plan.nodes:
+                self._launch(lab, node)
+            lab.save()
+            _parallel(plan.nodes, lambda node: self._settle(lab, node))
+            lab.save()
+        with progress.step("wire links and addresses"):
+            self._wire(lab)
+        with progress.step("wait for every node to answer SSH"):
+            _parallel(plan.nodes, lambda node: self._wait_ready(lab, node))
+        lab.status = "running"
+        lab.save()
+
+    def _seed_node(self, lab: LabState, node: NodePlan) -> None:
+        lower = Path(lab.image)
+        upper = lab.node_dir(node.name) / "upper"
+        nodefs.prepare_upper(upper)
+        key_path = lab.node_dir(node.name) / "ssh_host_ed25519_key"
+        _generate_key(key_path, f"root@{node.name}")
+        host_key = key_path.read_bytes()
+        host_pub = key_path.with_suffix(".pub").read_text().strip()
+        lab.nodes[node.name] = NodeState(host_key=host_pub)
+        controller_pub = lab.key_file.with_suffix(".pub").read_text()
+        hosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n" + f"127.0.1.1 {node.name}\n"
+        hosts += "".join(_lab_hosts(lab))
+        files: dict[str, tuple[str | bytes, int]] = {
+            "/etc/ssh/ssh_host_ed25519_key": (host_key, 0o600),
+            "/etc/ssh/ssh_host_ed25519_key.pub": (host_pub + "\n", 0o644),
+            "/etc/ssh/labctl_authorized_keys/root": (controller_pub, 0o644),
+            f"/etc/ssh/labctl_authorized_keys/{image.CLI_USER}": (controller_pub, 0o644),
+            "/etc/hostname": (node.name + "\n", 0o644),
+            "/etc/hosts": (hosts, 0o644),
+            # No resolver: nothing in a lab may query a resolver outside the lab.
+            "/etc/resolv.conf": ("# labctl lab node: no DNS resolver outside the lab\n"
+                                 "options timeout:1 attempts:1\n", 0o644),
+            "/etc/labctl/node.env": (f"LABCTL_KIND={node.kind.value}\nLABCTL_NODE={node.name}\n"
+                                     f"LABCTL_LAB={lab.name}\n", 0o644),
+        }
+        for path, (content, mode) in files.items():
+            nodefs.place(lower, upper, path, content, mode=mode)
+
+    def _build_fabric(self, lab: LabState) -> None:
+        plan = lab.plan
+        commands = ["link set lo up", f"link add {plan.mgmt_bridge} type bridge",
+                    f"addr add {plan.controller_address} dev {plan.mgmt_bridge}",
+                    f"link set {plan.mgmt_bridge} up"]
+        for segment in plan.segments:
+            commands += [f"link add {segment.bridge} type bridge", f"link set {segment.bridge} up"]
+        netns.batch(plan.fabric_netns, commands, "creating the lab fabric")
+
+    def _launch(self, lab: LabState, node: NodePlan) -> None:
+        directory = lab.node_dir(node.name)
+        upper = directory / "upper"
+        argv = [
+            "systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
+            f"--machine={node.machine}", f"--hostname={node.name}",
+            f"--directory={lab.image}", f"--overlay={lab.image}:{upper}:/",
+            f"--private-users={image.UID_BASE}:{image.UID_COUNT}",
+            "--private-users-ownership=off", "--private-network",
+            "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe",
+            "--as-pid2", "/usr/local/sbin/labctl-init",
+        ]
+        with open(directory / "nspawn.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        ref = ProcessRef.of(proc.pid)
+        if ref is None:
+            raise ProviderError(f"node {node.name}: systemd-nspawn exited at once; see {directory}/nspawn.log")
+        lab.nodes[node.name].launcher = ref
+
+    def _settle(self, lab: LabState, node: NodePlan) -> None:
+        """Find the node's PID 1 (the launcher's child once it is in its own namespaces)."""
+        state = lab.nodes[node.name]
+        assert state.launcher is not None
+        own_netns = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            if not state.launcher.alive():
+                log = (lab.node_dir(node.name) / "nspawn.log").read_text(errors="replace")[-800:]
+                raise ProviderError(f"node {node.name} stopped while starting:\n{log.strip()}")
+            for child in _children(state.launcher.pid):
+                try:
+                    if os.readlink(f"/proc/{child}/ns/net") != own_netns and \
+                            Path(f"/proc/{child}/uid_map").read_text().split()[1] == str(image.UID_BASE):
+                        state.init = ProcessRef.of(child)
+                        if state.init is not None:
+                            netns.attach(node.netns, child)
+                            return
+                except (OSError, IndexError):
+                    continue
+            time.sleep(0.02)
+        raise ProviderError(f"node {node.name} did not start within {BOOT_TIMEOUT:.0f} s")
+
+    def _wire(self, lab: LabState) -> None:
+        plan = lab.plan
+        fabric: list[str] = []
+        for node in plan.nodes:
+            fabric.append(f"link add {MGMT_IFACE} netns {node.netns} type veth "
+                          f"peer name {node.mgmt_port} netns {plan.fabric_netns}")
+            fabric += [f"link set {node.mgmt_port} master {plan.mgmt_bridge}",
+                       f"link set dev {node.mgmt_port} type bridge_slave isolated on",
+                       f"link set {node.mgmt_port} up"]
+            for iface in node.interfaces:
+                if not iface.creates_pair:
+                    continue
+                fabric.append(f"link add {iface.name} netns {node.netns} type veth "
+                              f"peer name {iface.peer_name} netns {iface.peer_netns}")
+                if iface.bridge:
+                    fabric += [f"link set {iface.peer_name} master {iface.bridge}",
+                               f"link set {iface.peer_name} up"]
+        netns.batch(plan.fabric_netns, fabric, "creating links")
+        _parallel(plan.nodes, _configure_node)
+
+    def _wait_ready(self, lab: LabState, node: NodePlan) -> None:
+        address = str(IPv4Interface(node.mgmt_address).ip)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                with netns.connect_in(lab.plan.fabric_netns, address, 22, timeout=2) as sock:
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.05)
+        raise ProviderError(f"node {node.name}: sshd did not answer on {address} within "
+                            f"{BOOT_TIMEOUT:.0f} s ({last})")
+
+    # ---- destroy ---------------------------------------------------------------------
+    def destroy(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Stop every node process, remove namespaces and folders; idempotent."""
+        if os.geteuid() != 0:
+            raise PrivilegeError("removing a local lab needs root (it owns namespaces and processes)",
+                                 "run it with sudo")
+        lab.status = "destroying"
+        if lab.directory.exists():
+            lab.save()
+        _parallel(lab.nodes.values(), _stop_node)
+        for name in lab.plan.netns_names():
+            netns.delete(name)
+        lab.remove()
+
+    # ---- status and access -----------------------------------------------------------
+    def node_states(self, lab: LabState) -> dict[str, str]:
+        """running when the node's PID 1 is alive, else stopped (missing if never started)."""
+        result = {}
+        for node in lab.plan.nodes:
+            state = lab.nodes.get(node.name)
+            if state is None or state.init is None:
+                result[node.name] = "missing"
+            else:
+                result[node.name] = "running" if state.init.alive() else "stopped"
+        return result
+
+    def access(self, lab: LabState, node: str) -> NodeAccess:
+        """Management address in the fabric namespace; out of band through nsenter + sshd -i."""
+        plan = lab.plan.node(node)
+        state = lab.nodes[node]
+        pid = state.init.pid if state.init else 0
+        return NodeAccess(
+            node=node, mgmt_netns=lab.plan.fabric_netns,
+            mgmt_address=str(IPv4Interface(plan.mgmt_address).ip),
+            oob_command=("nsenter", "-t", str(pid), "-a", "-r", "-w", "/usr/sbin/sshd", "-i"),
+            host_key=state.host_key, key_file=lab.key_file,
+        )
+
+
+def _configure_node(node: NodePlan) -> None:
+    commands = ["link set lo up", f"addr add {node.mgmt_address} dev {MGMT_IFACE}",
+                f"link set {MGMT_IFACE} up"]
+    for iface in node.interfaces:
+        if iface.address:
+            commands.append(f"addr add {iface.address} dev {iface.name}")
+        commands.append(f"link set {iface.name} up")
+    for route in node.routes:
+        commands.append(f"route replace {route.to}" + (f" via {route.via}" if route.via else ""))
+    netns.batch(node.netns, commands, f"configuring node {node.name}")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _stop_node(state: NodeState) -> None:
+    """Kill the node's PID 1 (its whole PID namespace goes), then let nspawn clean up."""
+    if state.init and state.init.alive():
+        _kill(state.init.pid, signal.SIGKILL)
+    launcher = state.launcher
+    if launcher is None:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while launcher.alive() and time.monotonic() < deadline:
+        _reap(launcher.pid)
+        time.sleep(0.02)
+    if launcher.alive():
+        _kill(launcher.pid, signal.SIGKILL)
+    _reap(launcher.pid)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a launcher this process started (no-op otherwise)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _generate_key(path: Path, comment: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        netns.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                  what="ssh-keygen")
+
+
+def _lab_hosts(lab: LabState) -> list[str]:
+    """/etc/hosts lines naming every lab node by its first lab address."""
+    lines = []
+    for node in lab.plan.nodes:
+        first = next((i.address for i in node.interfaces if i.address), None)
+        if first:
+            lines.append(f"{IPv4Interface(first).ip} {node.name}\n")
+    return lines
+
+

@@ -1,0 +1,136 @@
+"""What a lab created, recorded on disk before and as it is created.
+
+`up` writes the plan and every process it starts into `labs/<id>/state.json` (atomically),
+so `down` can remove a lab after a crash, a Ctrl-C or a killed process, and is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from labctl import paths
+from labctl.errors import NotFoundError
+from labctl.plan import LabPlan
+
+
+class ProcessRef(BaseModel):
+    """A process labctl started, identified by PID and start time (PIDs get reused)."""
+
+    pid: int
+    start_time: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        """A reference to the running process `pid`, or None if it is gone."""
+        start = process_start_time(pid)
+        return cls(pid=pid, start_time=start) if start is not None else None
+
+    def alive(self) -> bool:
+        """True while this very process (not a later one with the same PID) runs."""
+        return process_start_time(self.pid) == self.start_time
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot, or None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+class NodeState(BaseModel):
+    """The processes behind one running node."""
+
+    launcher: ProcessRef | None = None  # systemd-nspawn
+    init: ProcessRef | None = None  # the node's PID 1 (its namespaces are entered through it)
+    host_key: str = ""  # the node's SSH host public key ("ssh-ed25519 AAAA...")
+
+
+class LabState(BaseModel):
+    """A lab as recorded on disk."""
+
+    id: str
+    name: str
+    provider: str
+    status: str = "creating"  # creating, running, failed, destroying
+    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    source: str = ""  # the topology file or scenario it was built from
+    scenario: str | None = None
+    image: str = ""
+    plan: LabPlan
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        """The lab's folder."""
+        return paths.labs_dir() / self.id
+
+    @property
+    def key_file(self) -> Path:
+        """labctl's private SSH key for this lab's nodes."""
+        return self.directory / "id_ed25519"
+
+    def node_dir(self, node: str) -> Path:
+        """Per-node folder: its writable layer and logs."""
+        return self.directory / "nodes" / node
+
+    def save(self) -> None:
+        """Write the state atomically."""
+        paths.write_json_atomic(self.directory / "state.json", json.loads(self.model_dump_json()))
+
+    def remove(self) -> None:
+        """Forget the lab (its folder), once everything it made is gone."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def load_lab(lab_id: str) -> LabState:
+    """The state of lab `lab_id`."""
+    path = paths.labs_dir() / lab_id / "state.json"
+    try:
+        return LabState.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"no lab with id '{lab_id}'", "list labs with: labctl status --all") from None
+
+
+def all_labs() -> list[LabState]:
+    """Every lab recorded on this machine, oldest first."""
+    root = paths.labs_dir()
+    labs = [load_lab(p.parent.name) for p in root.glob("*/state.json")] if root.exists() else []
+    return sorted(labs, key=lambda lab: (lab.created, lab.id))
+
+
+def find_lab(selector: str | None) -> LabState:
+    """The lab named or identified by `selector`; without one, the only lab there is."""
+    labs = all_labs()
+    if selector:
+        for lab in labs:
+            if selector in (lab.id, lab.name):
+                return lab
+        known = ", ".join(f"{lab.name} ({lab.id})" for lab in labs) or "none"
+        raise NotFoundError(f"no lab named '{selector}' (labs: {known})")
+    if not labs:
+        raise NotFoundError("no lab is running", "start one with: labctl up SCENARIO")
+    if len(labs) > 1:
+        names = ", ".join(f"{lab.name} ({lab.id})" for lab in labs)
+        raise NotFoundError(f"{len(labs)} labs are running: {names}", "choose one with --lab NAME")
+    return labs[0]
+
+
+def unique_name(wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`... if a lab already has that name."""
+    taken = {lab.name for lab in all_labs()}
+    if wanted not in taken:
+        return wanted
+    n = 2
+    while f"{wanted}-{n}" in taken:
+        n += 1
+    return f"{wanted}-{n}"

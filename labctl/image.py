@@ -37,7 +37,7 @@ BASE_PACKAGES = (
     "traceroute", "tcpdump", "less", "vim-tiny", "netcat-openbsd", "nftables", "iptables",
 )
 # Bump when the customisation below changes, so cached images are rebuilt.
-CUSTOMISATION_VERSION = 3
+CUSTOMISATION_VERSION = 4
 CLI_USER = "labctl"
 
 
@@ -194,7 +194,7 @@ def customise(rootfs: Path) -> None:
     (rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
     subprocess.run(
         ["chroot", str(rootfs), "sh", "-ec",
-         f"useradd -m -s /usr/bin/vtysh -G frrvty,frr {CLI_USER}; "
+         f"useradd -m -s /usr/bin/vtysh -G frrvty,frr -p '*' {CLI_USER}; "
          "chown -R frr:frr /etc/frr; chmod 640 /etc/frr/frr.conf; "
          "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log"],
         check=True, capture_output=True,
@@ -217,7 +217,9 @@ def shift_ownership(rootfs: Path, base: int) -> None:
 
 def _prune_old(current: ImageRecipe) -> None:
     """Remove older builds of the same image name that no lab uses."""
-    in_use = {p.read_text().strip() for p in paths.labs_dir().glob("*/image")} if paths.labs_dir().exists() else set()
+    from labctl.state import all_labs
+
+    in_use = {lab.image for lab in all_labs()}
     for other in paths.images_dir().glob(f"{current.name}-*"):
         if other != current.directory and str(other / "rootfs") not in in_use:
             shutil.rmtree(other, ignore_errors=True)

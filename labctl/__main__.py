@@ -1,0 +1,5 @@
+"""`python -m labctl` runs the CLI."""
+
+from labctl.cli import main
+
+main()

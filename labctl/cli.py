@@ -1,0 +1,373 @@
+"""The labctl command line. Only this module turns errors into messages and exit codes.
+
+Heavy modules (paramiko, ansible-runner, netmiko, pydantic models) are imported inside
+the commands, so `labctl --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, debug: bool, quiet: bool) -> None:
+        self.debug = debug
+        self.quiet = quiet
+
+    def progress(self) -> Any:
+        """The progress display for long work."""
+        from labctl.progress import Progress
+
+        return Progress(quiet=self.quiet)
+
+
+lab_option = click.option("--lab", "lab_ref", metavar="NAME", envvar="LABCTL_LAB",
+                          help="Lab name or id (default: the only running lab).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.version_option(package_name="labctl")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """labctl builds practical exam labs from topology files and grades them over SSH.
+
+    \b
+    A typical walk:
+      labctl up scenarios/multi-site-routing   build the lab, set up its starting state
+      labctl status                            nodes, kind, state, addresses
+      labctl ssh r1                            log in as the candidate would
+      labctl grade                             check the live lab against the criteria
+      labctl down                              remove everything the lab made
+    """
+    ctx.obj = Context(debug, quiet)
+
+
+# ---- labs ------------------------------------------------------------------------------
+@cli.command()
+@click.argument("source")
+@click.option("--provider", help="Where nodes run (default: the topology's, else local).")
+@click.option("--name", help="Lab name (default: the scenario or topology name).")
+@click.option("--no-setup", is_flag=True, help="Skip the scenario's setup playbook.")
+@click.pass_obj
+def up(obj: Context, source: str, provider: str | None, name: str | None, no_setup: bool) -> None:
+    """Build a lab from SOURCE: a scenario (folder or name) or a topology file."""
+    from labctl import lab as labs
+
+    started = time.monotonic()
+    try:
+        built = labs.up(source, provider=provider, name=name, setup=not no_setup, progress=obj.progress())
+    except KeyboardInterrupt:
+        click.echo("interrupted: what was built has been removed", err=True)
+        raise
+    click.echo(f"lab {built.name} ({built.id}) is up with {len(built.plan.nodes)} nodes "
+               f"in {time.monotonic() - started:.1f} s; try: labctl status")
+
+
+@cli.command()
+@lab_option
+@click.option("--all", "every", is_flag=True, help="Remove every lab on this machine.")
+@click.pass_obj
+def down(obj: Context, lab_ref: str | None, every: bool) -> None:
+    """Remove a lab and everything it made (safe to repeat, also after a crash)."""
+    from labctl import lab as labs
+    from labctl.state import all_labs, find_lab
+
+    targets = all_labs() if every else [find_lab(lab_ref)]
+    for target in targets:
+        with obj.progress().step(f"remove lab {target.name} ({target.id})"):
+            labs.down(target)
+    if not targets:
+        click.echo("no lab to remove")
+
+
+@cli.command()
+@lab_option
+@click.option("--all", "every", is_flag=True, help="Every lab on this machine.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
+    """Nodes of a lab: kind, state, addresses."""
+    from labctl.providers import get_provider
+    from labctl.state import all_labs, find_lab
+
+    targets = all_labs() if every or not lab_ref and len(all_labs()) != 1 else [find_lab(lab_ref)]
+    rows = []
+    for target in targets:
+        states = get_provider(target.provider).node_states(target)
+        for node in target.plan.nodes:
+            addresses = [f"{i.name}={i.address}" for i in node.interfaces if i.address]
+            rows.append({"lab": target.name, "id": target.id, "lab_status": target.status,
+                         "node": node.name, "kind": node.kind.value, "state": states[node.name],
+                         "mgmt": node.mgmt_address.split("/")[0], "addresses": addresses})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not targets:
+        click.echo("no lab is running; start one with: labctl up SCENARIO")
+        return
+    for target in targets:
+        click.echo(f"lab {target.name} ({target.id}) — {target.status}, provider {target.provider}, "
+                   f"created {target.created}")
+        click.echo(f"  {'NODE':<10} {'KIND':<7} {'STATE':<8} {'MGMT':<14} ADDRESSES")
+        for row in (r for r in rows if r["id"] == target.id):
+            click.echo(f"  {row['node']:<10} {row['kind']:<7} {row['state']:<8} {row['mgmt']:<14} "
+                       f"{' '.join(row['addresses'])}")
+
+
+def _ssh_argv(lab_ref: str | None, node: str, command: tuple[str, ...] = ()) -> list[str]:
+    import shlex
+
+    from labctl.errors import NotFoundError
+    from labctl.providers import get_provider
+    from labctl.provision import known_hosts
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    if node not in target.nodes:
+        raise NotFoundError(f"lab {target.name} has no node '{node}' "
+                            f"(nodes: {', '.join(n.name for n in target.plan.nodes)})")
+    access = get_provider(target.provider).access(target, node)
+    return ["ssh", "-q", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
+            "-o", f"ProxyCommand={shlex.join(access.oob_command)}",
+            "-o", f"HostKeyAlias={node}", "-o", f"UserKnownHostsFile={known_hosts(target)}",
+            "-o", "StrictHostKeyChecking=yes", *(["-t"] if not command else []),
+            f"{access.user}@{node}", *command]
+
+
+@cli.command()
+@click.argument("node")
+@lab_option
+def ssh(node: str, lab_ref: str | None) -> None:
+    """Open a shell on NODE as root (out of band: works even if its network is broken)."""
+    argv = _ssh_argv(lab_ref, node)
+    os.execvp(argv[0], argv)
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@lab_option
+def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
+    """Run COMMAND on NODE and exit with its exit code:  labctl exec h1 -- ip r"""
+    import shlex
+    import subprocess
+
+    argv = _ssh_argv(lab_ref, node, (shlex.join(command),))
+    sys.exit(subprocess.run(argv).returncode)
+
+
+@cli.command()
+@lab_option
+@click.option("--spec", type=click.Path(path_type=Path), help="Grading spec (default: the scenario's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Also write a JUnit XML report.")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.pass_obj
+def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, junit: Path | None,
+          lang: str) -> None:
+    """Check the live lab; exit 0 all PASS, 1 some FAIL, 2 any ERROR."""
+    from labctl import lab as labs
+    from labctl.grading import report as render
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    grading_spec = labs.lab_spec(target, spec)
+    result = labs.grade(target, grading_spec)
+    if junit:
+        junit.write_text(render.to_junit(result))
+    if as_json:
+        click.echo(render.to_json(result))
+    else:
+        click.echo(render.render_table(result, lang=lang, color=sys.stdout.isatty()))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("playbook", type=click.Path(path_type=Path))
+@lab_option
+@click.pass_obj
+def play(obj: Context, playbook: Path, lab_ref: str | None) -> None:
+    """Run an Ansible PLAYBOOK against a lab (e.g. a scenario's solution)."""
+    from labctl import lab as labs
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    progress = obj.progress()
+    with progress.step(f"run {playbook}"):
+        labs.run_scenario_playbook(target, playbook, progress)
+
+
+# ---- files -----------------------------------------------------------------------------
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check topology files, grading specs or scenarios without building anything."""
+    from labctl.errors import InvalidInputError, Problem
+
+    problems: list[Problem] = []
+    for file in files:
+        try:
+            click.echo(f"{file}: ok ({_validate_one(file)})")
+        except InvalidInputError as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _validate_one(file: Path) -> str:
+    import yaml
+
+    from labctl.lab import load_spec
+    from labctl.scenario import is_scenario, load_scenario
+    from labctl.topology import load_topology
+
+    if is_scenario(str(file)):
+        scenario = load_scenario(str(file))
+        topology = load_topology(scenario.topology)
+        checks = load_spec(scenario, topology).checks
+        return f"scenario {scenario.name}: {len(topology.nodes)} nodes, {len(checks)} checks"
+    try:
+        head = yaml.safe_load(file.read_text()) if file.is_file() else None
+    except yaml.YAMLError:
+        head = None
+    if isinstance(head, dict) and "checks" in head:
+        from labctl.grading.loader import load_grading_spec
+
+        return f"grading spec, {len(load_grading_spec(file).checks)} checks"
+    topology = load_topology(file)
+    return f"topology {topology.name}: {len(topology.nodes)} nodes, {len(topology.links)} links"
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["topology", "grading"]), default="topology")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of topology files or grading specs (for editors)."""
+    if kind == "topology":
+        from labctl.topology.schema import topology_json_schema as make
+    else:
+        from labctl.grading.spec import grading_json_schema as make
+    click.echo(json.dumps(make(), indent=2))
+
+
+@cli.command()
+@click.option("--provider", default="local", show_default=True)
+def doctor(provider: str) -> None:
+    """What this machine can run, what is missing, and the fix."""
+    from labctl.doctor import kernel_probes
+    from labctl.providers import get_provider
+
+    probes = get_provider(provider).preflight() + kernel_probes()
+    for probe in probes:
+        mark = "ok  " if probe.ok else ("MISS" if probe.required else "warn")
+        click.echo(f"[{mark}] {probe.name}: {probe.detail}")
+        if not probe.ok and probe.fix:
+            click.echo(f"       fix: {probe.fix}")
+    missing = [p for p in probes if p.required and not p.ok]
+    click.echo(f"{len(probes) - len(missing)}/{len(probes)} requirements met for provider {provider}")
+    sys.exit(1 if missing else 0)
+
+
+# ---- images ----------------------------------------------------------------------------
+@cli.group()
+def image() -> None:
+    """Node images built from Debian packages (cached)."""
+
+
+@image.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even if cached.")
+@click.pass_obj
+def image_build(obj: Context, force: bool) -> None:
+    """Build the node image (debootstrap; about 80 s once, then cached)."""
+    from labctl import image as images
+
+    recipe = images.ImageRecipe()
+    if force:
+        images.build_image(recipe, obj.progress())
+    else:
+        images.ensure_image(recipe, obj.progress())
+    click.echo(f"image {recipe.name}-{recipe.digest()} ready: {recipe.rootfs}")
+
+
+@image.command("list")
+def image_list() -> None:
+    """Cached images."""
+    from labctl import image as images
+
+    for item in images.list_images():
+        click.echo(f"{item['name']}-{item['digest']}  {item['suite']}  built {item['built']}  {item['path']}")
+
+
+# ---- scenarios -------------------------------------------------------------------------
+@cli.group()
+def scenario() -> None:
+    """Scenarios: list them, verify that they behave as they declare."""
+
+
+@scenario.command("list")
+def scenario_list() -> None:
+    """Scenarios that can be named."""
+    from labctl.scenario import load_scenario, scenario_names
+
+    for name in scenario_names():
+        found = load_scenario(name)
+        click.echo(f"{name:<24} {found.spec.title.fr} / {found.spec.title.en}")
+
+
+@scenario.command("verify")
+@click.argument("name")
+@click.option("--provider", help="Where nodes run.")
+@click.pass_obj
+def scenario_verify(obj: Context, name: str, provider: str | None) -> None:
+    """up -> grade (listed checks FAIL) -> solution -> grade (all PASS) -> down."""
+    from labctl.verify import verify
+
+    outcome = verify(name, provider=provider, progress=obj.progress())
+    click.echo(outcome.summary())
+    sys.exit(0 if outcome.ok else 1)
+
+
+# ---- entry point -----------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI; map labctl errors to one-line messages and exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="labctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("labctl: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        click.echo("labctl: interrupted; if a lab was left behind, remove it with: labctl down --all",
+                   err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        from labctl.errors import LabctlError
+
+        if debug:
+            raise
+        if isinstance(exc, LabctlError):
+            click.echo(f"labctl: error: {exc.render()}", err=True)
+            sys.exit(exc.exit_code)
+        click.echo(f"labctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+                   err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)

@@ -1,0 +1,133 @@
+"""SSH sessions to lab nodes: the management network first, out of band as a fallback.
+
+A session is one authenticated SSH transport (paramiko) reused for every command sent to
+a node. It first connects over the lab's management network (a socket opened inside the
+fabric namespace); if the candidate broke the node's network, it falls back to the
+out-of-band path, an SSH server started on a pipe inside the node (no network at all).
+The node's host key is always verified against the one labctl generated for it.
+Router CLI commands go through netmiko (FRR's vtysh answers as device type cisco_ios).
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import socket
+import time
+from typing import Any
+
+import paramiko
+
+from labctl import image, netns
+from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable
+from labctl.providers.base import NodeAccess
+
+CONNECT_TIMEOUT = 3.0
+
+
+def _expected_key(access: NodeAccess) -> paramiko.PKey:
+    kind, blob = access.host_key.split()[:2]
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+
+
+class SshSession:
+    """An open SSH connection to one node (implements grading's NodeSession)."""
+
+    def __init__(self, access: NodeAccess, *, allow_oob: bool = True) -> None:
+        self.access = access
+        self.path = "mgmt"
+        self._cli: Any = None
+        self._key = paramiko.Ed25519Key.from_private_key_file(str(access.key_file))
+        try:
+            self.transport = self._open(self._mgmt_socket())
+        except (OSError, paramiko.SSHException) as first:
+            if not allow_oob:
+                raise NodeUnreachable(f"{access.node}: not reachable over management ({first})") from None
+            self.path = "out-of-band"
+            try:
+                self.transport = self._open(paramiko.ProxyCommand(shlex.join(access.oob_command)))
+            except (OSError, paramiko.SSHException) as second:
+                raise NodeUnreachable(
+                    f"{access.node}: unreachable (management: {first}; out of band: {second})") from None
+
+    def _mgmt_socket(self) -> socket.socket:
+        return netns.connect_in(self.access.mgmt_netns, self.access.mgmt_address, 22, CONNECT_TIMEOUT)
+
+    def _open(self, sock: Any, user: str | None = None) -> paramiko.Transport:
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = CONNECT_TIMEOUT
+        try:
+            transport.start_client(timeout=CONNECT_TIMEOUT)
+            if transport.get_remote_server_key() != _expected_key(self.access):
+                raise paramiko.SSHException("host key does not match the one labctl gave this node")
+            transport.auth_publickey(user or self.access.user, self._key)
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        """Run `command` with the node's shell; raise CommandTimeout or NodeUnreachable."""
+        try:
+            channel = self.transport.open_session(timeout=CONNECT_TIMEOUT)
+            channel.exec_command(command)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise NodeUnreachable(f"{self.access.node}: connection lost ({exc or type(exc).__name__})") from None
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandTimeout(f"{self.access.node}: '{command}' ran over {timeout:.0f} s")
+                if channel.closed and not self.transport.is_active():
+                    raise NodeUnreachable(f"{self.access.node}: connection lost while running a command")
+                channel.status_event.wait(0.005)
+            code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if code == -1:
+            raise NodeUnreachable(f"{self.access.node}: the command ended without an exit status (node gone?)")
+        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def cli(self, command: str, timeout: float) -> str:
+        """Run a router CLI command through netmiko (vtysh as the CLI user's shell)."""
+        if self._cli is None:
+            self._cli = self._connect_cli()
+        try:
+            return str(self._cli.send_command(command, read_timeout=timeout))
+        except Exception as exc:  # netmiko raises many types; all mean the CLI failed
+            raise NodeUnreachable(f"{self.access.node}: router CLI failed: {exc}") from None
+
+    def _connect_cli(self) -> Any:
+        from netmiko import ConnectHandler  # heavy import, only when a router check needs it
+
+        sock: Any = (self._mgmt_socket() if self.path == "mgmt"
+                     else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
+        try:
+            return ConnectHandler(
+                device_type="cisco_ios", host=self.access.mgmt_address, username=image.CLI_USER,
+                use_keys=True, key_file=str(self.access.key_file), allow_agent=False,
+                sock=sock, conn_timeout=CONNECT_TIMEOUT, fast_cli=True,
+            )
+        except Exception as exc:
+            raise NodeUnreachable(f"{self.access.node}: cannot open the router CLI: {exc}") from None
+
+    def close(self) -> None:
+        """Close the CLI and SSH connections."""
+        if self._cli is not None:
+            try:
+                self._cli.disconnect()
+            except Exception:  # a dead node's CLI cannot be closed politely
+                pass
+        self.transport.close()
+
+
+def open_session(access: NodeAccess) -> SshSession:
+    """Connect to a node (management network, then out of band)."""
+    return SshSession(access)

@@ -1,0 +1,107 @@
+"""Provisioning: Ansible playbooks run through ansible-runner against a live lab.
+
+The inventory is generated from the lab: every node reached out of band (an SSH server
+on a pipe inside the node), so playbooks work even when they break a node's network, with
+the node's host key pinned. ansible-runner's structured events (not parsed output) feed
+the progress display, and a failed task is reported with its host and message.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import ProvisionError
+from labctl.progress import QUIET, Progress
+from labctl.providers.base import Provider
+from labctl.state import LabState
+
+
+def known_hosts(lab: LabState) -> Path:
+    """A known_hosts file pinning every node's host key (by node name)."""
+    path = lab.directory / "known_hosts"
+    lines = [f"{name} {node.host_key}\n" for name, node in lab.nodes.items() if node.host_key]
+    path.write_text("".join(lines))
+    return path
+
+
+def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
+    """The Ansible inventory of `lab`: groups by node kind, topology vars as host vars."""
+    pinned = known_hosts(lab)
+    hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for node in lab.plan.nodes:
+        access = provider.access(lab, node.name)
+        ssh_args = [
+            "-o", f"ProxyCommand={shlex.join(access.oob_command)}",
+            "-o", f"HostKeyAlias={node.name}", "-o", f"UserKnownHostsFile={pinned}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+        ]
+        interfaces = {i.name: i.address for i in node.interfaces}
+        hosts[node.name] = {
+            "ansible_host": node.name, "ansible_user": access.user,
+            "ansible_ssh_private_key_file": str(access.key_file),
+            "ansible_ssh_common_args": shlex.join(ssh_args),
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "labctl_kind": node.kind.value, "labctl_interfaces": interfaces,
+            **node.vars,
+        }
+        groups.setdefault(f"{node.kind.value}s", {"hosts": {}})["hosts"][node.name] = {}
+    return {"all": {"hosts": hosts, "children": groups,
+                    "vars": {"labctl_lab": lab.name, "labctl_lab_id": lab.id}}}
+
+
+class _Events:
+    """Turns ansible-runner events into progress and a record of failures."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.failures: list[str] = []
+        self.tasks = 0
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_task_start":
+            self.tasks += 1
+            self.progress.update(f"task {self.tasks}: {data.get('task', '')}")
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            result = data.get("res", {})
+            message = result.get("msg") or result.get("stderr") or result.get("stdout") or "failed"
+            self.failures.append(f"{data.get('host', '?')}: task '{data.get('task', '?')}': "
+                                 f"{str(message).strip()[:500]}")
+        return True
+
+
+def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
+                 extravars: dict[str, Any] | None = None, progress: Progress = QUIET) -> None:
+    """Run `playbook` against `lab`; raise ProvisionError naming each failed host and task."""
+    import ansible_runner  # heavy import, only when provisioning
+
+    if not playbook.is_file():
+        raise ProvisionError(f"playbook not found: {playbook}")
+    events = _Events(progress)
+    bin_dir = str(Path(sys.executable).parent)
+    with tempfile.TemporaryDirectory(prefix="labctl-runner-") as private:
+        env = {
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            "ANSIBLE_PIPELINING": "True", "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_FORKS": str(max(5, len(lab.plan.nodes))),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": private + "/cp",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "True",
+            "ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_LOCALHOST_WARNING": "False",
+        }
+        result = ansible_runner.run(
+            private_data_dir=private, playbook=str(playbook.resolve()),
+            inventory=inventory(lab, provider), extravars=extravars or {},
+            envvars=env, event_handler=events, quiet=True,
+            project_dir=str(playbook.resolve().parent),
+        )
+        stdout = result.stdout.read() if result.rc != 0 and not events.failures else ""
+    if result.rc != 0 or result.status != "successful":
+        details = "\n  ".join(events.failures) or stdout.strip()[-1500:] or result.status
+        raise ProvisionError(f"playbook {playbook.name} failed:\n  {details}")

@@ -9,6 +9,7 @@ ValidationError into `Problem`s with a hint ("did you mean ...") for unknown key
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from labctl.errors import InvalidInputError, Problem
 
 PathKey = tuple[str | int, ...]
+_STR_TAG = "tag:yaml.org,2002:str"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -52,7 +54,7 @@ def _to_python(node: yaml.Node, path: PathKey, lines: Lines, problems: list[Prob
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
+            key = _scalar(key_node)
             if key in result:
                 problems.append(
                     Problem(lines.file, key_node.start_mark.line + 1, f"duplicate key '{key}'",
@@ -63,7 +65,14 @@ def _to_python(node: yaml.Node, path: PathKey, lines: Lines, problems: list[Prob
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), lines, problems) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A scalar's Python value (strings as written, other tags resolved by PyYAML)."""
+    if node.tag == _STR_TAG:
+        return node.value
+    return yaml.safe_load(yaml.serialize(node))
 
 
 def read_yaml(path: Path) -> tuple[Any, Lines, list[Problem]]:
@@ -72,8 +81,9 @@ def read_yaml(path: Path) -> tuple[Any, Lines, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InvalidInputError([Problem(str(path), 1, "file not found",
-                                         "check the path (relative to the current directory)")]) from None
+        raise InvalidInputError([Problem(
+            str(path), 1, "file not found", "check the path (relative to the current directory)",
+        )]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError([Problem(str(path), 1, f"cannot read the file: {exc}")]) from None
     try:
@@ -81,8 +91,10 @@ def read_yaml(path: Path) -> tuple[Any, Lines, list[Problem]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        raise InvalidInputError([Problem(str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                                         "check indentation and quoting around this line")]) from None
+        raise InvalidInputError([Problem(
+            str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            "check indentation and quoting around this line",
+        )]) from None
     if node is None:
         raise InvalidInputError([Problem(str(path), 1, "the file is empty")])
     problems: list[Problem] = []
@@ -95,7 +107,7 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int], data: Any) -
     current: Any = model
     value = data
     for part in loc[:-1]:
-        value = value[part] if isinstance(value, dict | list) and _has(value, part) else None
+        value = _child(value, part)
         current = _field_model(current, part, value)
         if current is None:
             return []
@@ -104,10 +116,13 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int], data: Any) -
     return []
 
 
-def _has(value: Any, part: str | int) -> bool:
+def _child(value: Any, part: str | int) -> Any:
+    """value[part] if value is a mapping or list holding it, else None."""
     if isinstance(value, dict):
-        return part in value
-    return isinstance(part, int) and 0 <= part < len(value)
+        return value.get(part)
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return None
 
 
 def _field_model(current: Any, part: str | int, value: Any) -> Any:
@@ -131,11 +146,30 @@ def _field_model(current: Any, part: str | int, value: Any) -> Any:
     return None
 
 
+def _type_hint(error: Any) -> str | None:
+    """A hint for errors whose message says what is expected but not how to write it."""
+    kind, value = error["type"], error.get("input")
+    if kind == "ip_v4_network":
+        try:
+            network = ipaddress.IPv4Network(str(value), strict=False)
+        except ValueError:
+            return f"got {value!r}; write a network as address/prefix, e.g. 10.1.0.0/24"
+        return f"{value!r} has host bits set; write the network address, {network}"
+    if kind in ("ip_v4_interface", "ip_v4_address"):
+        return f"got {value!r}; write an IPv4 address (four numbers 0-255), e.g. 10.1.0.1/24"
+    return None
+
+
 def _clean_message(error: Any) -> str:
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message
+
+
+def _is_validator_step(part: str | int) -> bool:
+    """Location parts pydantic adds for union members and validators, not data keys."""
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
 def problems_from_validation(
@@ -145,7 +179,7 @@ def problems_from_validation(
     """Turn pydantic's errors into Problems at the right lines, with hints."""
     problems: list[Problem] = []
     for error in exc.errors():
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        loc = [p for p in error["loc"] if not _is_validator_step(p)]
         where = ".".join(str(p) for p in loc) or "(top level)"
         kind = error["type"]
         if kind == "extra_forbidden":
@@ -164,7 +198,8 @@ def problems_from_validation(
             problems.append(lines.problem(loc, f"{where}: {_clean_message(error)}",
                                           f"use one of {expected}" if expected else None))
         else:
-            problems.append(lines.problem(loc, f"{where}: {_clean_message(error)}"))
+            problems.append(lines.problem(loc, f"{where}: {_clean_message(error)}",
+                                          _type_hint(error)))
     return problems
 
 

@@ -67,7 +67,9 @@ class Node(Strict):
     description: str | None = None
     subnet: IPv4Network | None = Field(
         default=None,
-        description="Switches only: the subnet of the segment; drawn from the `lan` pool if absent.",
+        description=(
+            "Switches only: the subnet of the segment; drawn from the `lan` pool if absent."
+        ),
     )
     routes: list[Route] = Field(default_factory=list, description="Static routes (hosts, routers).")
     vars: dict[str, Any] = Field(

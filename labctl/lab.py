@@ -18,6 +18,9 @@ from labctl.state import LabState, unique_name
 from labctl.topology import load_topology
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from labctl.grading.results import CheckResult
     from labctl.grading.results import GradeReport
     from labctl.grading.spec import GradingSpec
 
@@ -97,11 +100,12 @@ def lab_spec(lab: LabState, spec_file: Path | None = None) -> GradingSpec:
     return load_spec(load_scenario(lab.scenario), load_topology(lab.source))
 
 
-def grade(lab: LabState, spec: GradingSpec, *, on_result: object = None) -> GradeReport:
+def grade(lab: LabState, spec: GradingSpec,
+          on_result: Callable[[CheckResult], None] | None = None) -> GradeReport:
     """Run the spec's checks against the live lab (one SSH session per node, concurrently)."""
     from labctl.connect import open_session
     from labctl.grading.grader import grade as run_grader
 
     provider = get_provider(lab.provider)
     return run_grader(spec, lambda node: open_session(provider.access(lab, node)),
-                      lab=lab.name, on_result=on_result)  # type: ignore[arg-type]
+                      lab=lab.name, progress=on_result)

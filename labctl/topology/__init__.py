@@ -1,12 +1,16 @@
 """Topology files: what a trainer wrote, validated, with addresses resolved."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from labctl.topology.model import Endpoint, Link, Node, NodeKind, Route, Topology
 
 __all__ = ["Endpoint", "Link", "Node", "NodeKind", "Route", "Topology", "load_topology"]
 
 
-def load_topology(path: "str | __import__('pathlib').Path") -> Topology:  # noqa: UP037
+def load_topology(path: str | Path) -> Topology:
     """Read, validate and resolve a topology file (every problem reported at once)."""
-    from labctl.topology.loader import load_topology as _load
+    from labctl.topology.loader import load_topology as load
 
-    return _load(path)
+    return load(path)

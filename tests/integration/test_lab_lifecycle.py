@@ -1,0 +1,122 @@
+"""Real labs on the local provider: build, SSH in, grade, break, re-grade, down."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from labctl import lab as labs
+from labctl.connect import open_session
+from labctl.grading.loader import load_grading_spec
+from labctl.grading.results import Outcome
+from labctl.providers import get_provider
+from labctl.topology import load_topology
+
+from .conftest import SMALL, SMALL_SPEC, kernel_objects, pytestmark_local
+
+pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
+
+
+def _outcomes(report: object) -> dict[str, str]:
+    return {r.check_id: r.outcome.value for r in report.results}  # type: ignore[attr-defined]
+
+
+def test_build_ssh_grade_break_regrade_down(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    provider = get_provider("local")
+    assert set(provider.node_states(lab).values()) == {"running"}
+    spec = load_grading_spec(SMALL_SPEC, load_topology(SMALL))
+
+    session = open_session(provider.access(lab, "h1"))
+    try:
+        result = session.run("hostname; id -u; cat /etc/resolv.conf", 5)
+        assert result.stdout.splitlines()[:2] == ["h1", "0"]
+        assert "nameserver" not in result.stdout  # nodes query no outside resolver
+        assert session.path == "mgmt"
+    finally:
+        session.close()
+
+    first = labs.grade(lab, spec)
+    assert set(_outcomes(first).values()) == {"PASS"}, first.results
+
+    # The candidate breaks h2's link: reachability checks must now FAIL, others still PASS.
+    session = open_session(provider.access(lab, "h2"))
+    session.run("ip link set eth1 down", 5)
+    session.close()
+    second = labs.grade(lab, spec)
+    outcomes = _outcomes(second)
+    assert outcomes["h1-reaches-h2"] == "FAIL"
+    assert outcomes["h2-reaches-h1"] == "FAIL"
+    assert outcomes["h2-ssh-port"] == "PASS"
+    assert second.exit_code == 1
+
+    labs.down(lab)
+    assert kernel_objects(lab.id) == {"netns": [], "links": [], "mounts": [], "processes": []}
+    assert not lab.directory.exists()
+    labs.down(lab)  # idempotent
+
+
+def test_grader_falls_back_out_of_band_when_management_is_broken(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    provider = get_provider("local")
+    session = open_session(provider.access(lab, "h1"))
+    session.run("ip link set mgmt0 down", 5)
+    session.close()
+    again = open_session(provider.access(lab, "h1"))
+    try:
+        assert again.path == "out-of-band"
+        assert again.run("ip -br link show mgmt0", 5).stdout.split()[1] == "DOWN"
+    finally:
+        again.close()
+
+
+def test_two_instances_side_by_side_do_not_collide(make_lab: object) -> None:
+    first = make_lab(name="twin")  # type: ignore[operator]
+    second = make_lab(name="twin")  # type: ignore[operator]
+    assert first.name != second.name and first.id != second.id
+    spec = load_grading_spec(SMALL_SPEC, load_topology(SMALL))
+    for lab in (first, second):
+        assert set(_outcomes(labs.grade(lab, spec)).values()) == {"PASS"}
+    # Breaking one instance leaves the other intact.
+    session = open_session(get_provider("local").access(first, "h2"))
+    session.run("ip link set eth1 down", 5)
+    session.close()
+    assert _outcomes(labs.grade(first, spec))["h1-reaches-h2"] == "FAIL"
+    assert _outcomes(labs.grade(second, spec))["h1-reaches-h2"] == "PASS"
+
+
+def test_node_dying_during_grading_is_error_others_still_run(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    spec = load_grading_spec(SMALL_SPEC, load_topology(SMALL))
+    h2 = lab.nodes["h2"].init
+    assert h2 is not None
+
+    def kill_h2() -> None:
+        time.sleep(0.05)
+        subprocess.run(["kill", "-9", str(h2.pid)], check=True)
+
+    killer = threading.Thread(target=kill_h2)
+    killer.start()
+    report = labs.grade(lab, spec)
+    killer.join()
+    outcomes = _outcomes(report)
+    assert outcomes["h2-ssh-port"] == "ERROR"
+    assert outcomes["h2-reaches-h1"] == "ERROR"
+    assert outcomes["r1-sshd"] == "PASS"
+    assert outcomes["h1-hostname-file"] == "PASS"
+    assert report.exit_code == 2
+    errors = [r for r in report.results if r.outcome is Outcome.ERROR]
+    assert all(r.evidence for r in errors)
+
+
+def test_lab_nodes_have_no_address_in_the_machines_namespace(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    host_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    for node in lab.plan.nodes:
+        for address in [node.mgmt_address] + [i.address for i in node.interfaces if i.address]:
+            assert address.split("/")[0] not in host_addresses
+    host_routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert "198.18." not in host_routes and "10.10.0." not in host_routes

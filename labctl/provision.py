@@ -93,7 +93,7 @@ def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
             "ANSIBLE_FORKS": str(max(5, len(lab.plan.nodes))),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": private + "/cp",
             "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "True",
-            "ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
         }
         result = ansible_runner.run(
             private_data_dir=private, playbook=str(playbook.resolve()),

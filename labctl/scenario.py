@@ -9,6 +9,7 @@ paths relative to that folder (by default the project's conventional places:
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +71,7 @@ class Scenario:
 def search_roots() -> list[Path]:
     """Where scenarios are looked for: ./scenarios, then the project's own."""
     roots = [Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"]
-    return [r for r in dict.fromkeys(roots) if r.is_dir()]
+    return [r for r in dict.fromkeys(roots) if os.path.isdir(r)]  # False, not an error, if unreadable
 
 
 def scenario_names() -> list[str]:

@@ -103,7 +103,7 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
     from labctl.providers import get_provider
     from labctl.state import all_labs, find_lab
 
-    targets = all_labs() if every or not lab_ref and len(all_labs()) != 1 else [find_lab(lab_ref)]
+    targets = all_labs() if every or (not lab_ref and len(all_labs()) != 1) else [find_lab(lab_ref)]
     rows = []
     for target in targets:
         states = get_provider(target.provider).node_states(target)
@@ -174,7 +174,8 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
 @click.option("--spec", type=click.Path(path_type=Path), help="Grading spec (default: the scenario's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write a JUnit XML report.")
-@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="both", show_default=True,
+              help="Language of check descriptions (French first with English alongside by default).")
 @click.pass_obj
 def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, junit: Path | None,
           lang: str) -> None:
@@ -191,7 +192,7 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, j
     if as_json:
         click.echo(render.to_json(result))
     else:
-        click.echo(render.render_table(result, lang=lang, color=sys.stdout.isatty()))
+        click.echo(render.render_table(result, lang=lang, colour=sys.stdout.isatty()))  # type: ignore[arg-type]
     sys.exit(result.exit_code)
 
 

@@ -11,6 +11,7 @@ Router CLI commands go through netmiko (FRR's vtysh answers as device type cisco
 from __future__ import annotations
 
 import base64
+import contextlib
 import shlex
 import socket
 import time
@@ -121,10 +122,8 @@ class SshSession:
     def close(self) -> None:
         """Close the CLI and SSH connections."""
         if self._cli is not None:
-            try:
+            with contextlib.suppress(Exception):  # a dead node's CLI cannot be closed politely
                 self._cli.disconnect()
-            except Exception:  # a dead node's CLI cannot be closed politely
-                pass
         self.transport.close()
 
 

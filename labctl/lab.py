@@ -20,8 +20,7 @@ from labctl.topology import load_topology
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from labctl.grading.results import CheckResult
-    from labctl.grading.results import GradeReport
+    from labctl.grading.results import CheckResult, GradeReport
     from labctl.grading.spec import GradingSpec
 
 

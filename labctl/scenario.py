@@ -105,7 +105,8 @@ def load_scenario(reference: str) -> Scenario:
         raise InvalidInputError(problems)
     spec = validate_model(ScenarioFile, data, lines)
     scenario = Scenario(path.resolve(), spec)
-    missing = [lines.problem((key,), f"{key}: file not found: {target}", "fix the path (relative to the scenario folder)")
+    missing = [lines.problem((key,), f"{key}: file not found: {target}",
+                             "fix the path (relative to the scenario folder)")
                for key, target in (("topology", scenario.topology), ("grading", scenario.grading))
                if not target.is_file()]
     if missing:

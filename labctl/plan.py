@@ -14,6 +14,7 @@ from ipaddress import IPv4Interface
 
 from pydantic import BaseModel
 
+from labctl.errors import LabctlError
 from labctl.topology.model import NodeKind, Topology
 
 LAB_ID_LENGTH = 6
@@ -97,6 +98,11 @@ def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
     prefix = f"lc-{lab_id}"
     fabric = f"{prefix}-fab"
     bridges = {name: f"br{i}" for i, name in enumerate(topology.switches())}
+    capacity = topology.addressing.mgmt.num_addresses - 3  # network, broadcast, controller
+    if len(topology.lab_nodes()) > capacity:
+        raise LabctlError(f"{len(topology.lab_nodes())} nodes do not fit the management network "
+                          f"{topology.addressing.mgmt} ({capacity} addresses)",
+                          "give addressing.mgmt a larger subnet, e.g. 198.18.0.0/22")
     mgmt_hosts = topology.addressing.mgmt.hosts()
     controller = next(mgmt_hosts)
     mgmt_len = topology.addressing.mgmt.prefixlen

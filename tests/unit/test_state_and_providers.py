@@ -1,0 +1,103 @@
+"""Lab state on disk, process identity, the provider registry, inventory generation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labctl.errors import NotFoundError
+from labctl.plan import plan_lab
+from labctl.providers import get_provider, provider_names
+from labctl.provision import inventory
+from labctl.state import LabState, NodeState, ProcessRef, all_labs, find_lab, load_lab, unique_name
+from labctl.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ROOT / "tests" / "data" / "labs" / "small.yml"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path))
+    yield tmp_path
+
+
+def _lab(lab_id: str, name: str) -> LabState:
+    lab = LabState(id=lab_id, name=name, provider="local",
+                   plan=plan_lab(load_topology(SMALL), lab_id, name))
+    for node in lab.plan.nodes:
+        lab.nodes[node.name] = NodeState(host_key=f"ssh-ed25519 AAAAkey{node.name}",
+                                         init=ProcessRef(pid=4242, start_time=1))
+    lab.save()
+    return lab
+
+
+def test_state_round_trips_through_disk() -> None:
+    lab = _lab("aaa111", "small")
+    again = load_lab("aaa111")
+    assert again == lab
+    assert not list(lab.directory.glob(".state.json.*")), "atomic write left a temporary file"
+
+
+def test_find_lab_by_name_or_id_and_errors() -> None:
+    with pytest.raises(NotFoundError, match="no lab is running"):
+        find_lab(None)
+    first = _lab("aaa111", "small")
+    assert find_lab(None).id == first.id
+    _lab("bbb222", unique_name("small"))
+    assert [lab.name for lab in all_labs()] == ["small", "small-2"]
+    assert find_lab("small-2").id == "bbb222" and find_lab("aaa111").name == "small"
+    with pytest.raises(NotFoundError, match="2 labs are running"):
+        find_lab(None)
+    with pytest.raises(NotFoundError, match="no lab named 'nope'"):
+        find_lab("nope")
+
+
+def test_process_ref_tells_a_reused_pid_from_the_original() -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        ref = ProcessRef.of(proc.pid)
+        assert ref is not None and ref.alive()
+        assert not ProcessRef(pid=proc.pid, start_time=ref.start_time + 1).alive()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not ref.alive()
+    assert ProcessRef.of(proc.pid) is None
+
+
+def test_unknown_provider_lists_the_valid_names() -> None:
+    with pytest.raises(NotFoundError) as error:
+        get_provider("locl")
+    assert "valid providers: " + ", ".join(provider_names()) in error.value.message
+    assert error.value.hint == "did you mean 'local'?"
+
+
+def test_inventory_groups_nodes_and_pins_host_keys() -> None:
+    lab = _lab("aaa111", "small")
+    data = inventory(lab, get_provider("local"))
+    hosts = data["all"]["hosts"]
+    assert set(hosts) == {"r1", "h1", "h2"}
+    assert set(data["all"]["children"]["routers"]["hosts"]) == {"r1"}
+    assert set(data["all"]["children"]["hosts"]["hosts"]) == {"h1", "h2"}
+    assert hosts["r1"]["labctl_interfaces"] == {"eth1": "10.10.0.1/24", "eth2": "10.20.0.1/30"}
+    ssh_args = hosts["h1"]["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in ssh_args and "HostKeyAlias=h1" in ssh_args
+    assert "nsenter -t 4242 -a" in ssh_args
+    known = (lab.directory / "known_hosts").read_text().splitlines()
+    assert "h1 ssh-ed25519 AAAAkeyh1" in known
+    yaml.safe_dump(data)  # serialisable as an inventory file
+
+
+def test_local_provider_refuses_without_root_and_says_why() -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: the refusal cannot be observed")
+    from labctl.errors import PrivilegeError
+
+    with pytest.raises(PrivilegeError, match="needs root"):
+        get_provider("local").create(_lab("ccc333", "x"))

@@ -120,3 +120,19 @@ def test_lab_nodes_have_no_address_in_the_machines_namespace(make_lab: object) -
             assert address.split("/")[0] not in host_addresses
     host_routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     assert "198.18." not in host_routes and "10.10.0." not in host_routes
+
+
+def test_management_network_reaches_every_node_but_nodes_not_each_other(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    provider = get_provider("local")
+    mgmt = {n.name: n.mgmt_address.split("/")[0] for n in lab.plan.nodes}
+    session = open_session(provider.access(lab, "h1"))
+    try:
+        assert session.path == "mgmt"
+        own = session.run(f"ping -c 1 -W 1 {lab.plan.controller_address.split('/')[0]}", 5)
+        assert own.exit_code == 0, own.stdout  # the node answers the controller's address
+        for other in ("h2", "r1"):
+            probe = session.run(f"ping -c 1 -W 1 {mgmt[other]}", 5)
+            assert probe.exit_code == 1, f"h1 reached {other} over the management network"
+    finally:
+        session.close()

@@ -1,0 +1,83 @@
+"""What every check type provides: a probe to run on the node and a pure evaluation.
+
+A check type pairs `probe(check) -> Probe` (the read-only command to run) with
+`evaluate(check, result) -> Verdict` (what the saved output means). Evaluation never
+touches a node, so it is tested from recorded outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from labctl.grading.results import Outcome
+from labctl.grading.session import CommandResult
+from labctl.grading.spec import CheckBase
+
+C = TypeVar("C", bound=CheckBase)
+NOT_FOUND_CODES = (126, 127)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A read-only command for the node: a shell command, or (`cli`) a router CLI command."""
+
+    command: str
+    cli: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An outcome and the evidence for it (what was seen, and what was expected)."""
+
+    outcome: Outcome
+    evidence: str
+
+
+class Unobservable(Exception):
+    """The output cannot be understood: the check's outcome is ERROR, not FAIL."""
+
+
+@dataclass(frozen=True)
+class CheckType(Generic[C]):
+    """A check type: its name in spec files, its probe builder and its evaluation."""
+
+    name: str
+    probe: Callable[[C], Probe]
+    evaluate: Callable[[C, CommandResult], Verdict]
+
+
+def judged(ok: bool, evidence: str) -> Verdict:
+    """PASS when `ok`, FAIL otherwise, with the same evidence."""
+    return Verdict(Outcome.PASS if ok else Outcome.FAIL, evidence)
+
+
+def error(evidence: str) -> Verdict:
+    """An ERROR verdict: the state could not be observed."""
+    return Verdict(Outcome.ERROR, evidence)
+
+
+def short(text: str, limit: int = 200) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def tool_failure(result: CommandResult, tool: str) -> Verdict:
+    """ERROR for a probe tool that is missing or failed without observing anything."""
+    if result.exit_code in NOT_FOUND_CODES:
+        return error(f"`{tool}` is not available on the node (exit {result.exit_code}): "
+                     f"{short(result.stderr or result.stdout)}")
+    detail = short(result.stderr or result.stdout) or "no output"
+    return error(f"`{tool}` failed with exit code {result.exit_code}: {detail}")
+
+
+def parse_json(text: str, what: str) -> Any:
+    """`text` parsed as JSON, or Unobservable naming `what` was expected."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Unobservable(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}): "
+                           f"{short(text, 120)}") from None

@@ -1,0 +1,192 @@
+"""The grading engine: run a spec's checks against a live lab and gather a GradeReport.
+
+One session per node, opened once and reused for all its checks; nodes are graded
+concurrently (one worker each), and a node's checks run in spec order. Every check runs
+once; those that FAIL and have `wait` are retried every `retry_interval` seconds until
+their deadline (grading start + wait), then reported with their last evidence.
+A node that cannot be reached makes its own checks ERROR; other nodes carry on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from labctl.grading.checks import Verdict, evaluate, probe
+from labctl.grading.checks.base import error
+from labctl.grading.results import CheckResult, GradeReport, Outcome
+from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
+from labctl.grading.spec import CheckBase, GradingSpec
+
+Connect = Callable[[str], NodeSession]
+Progress = Callable[[CheckResult], None]
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """Tuning of a grading run: per-command timeout and the retry period of waiting checks."""
+
+    command_timeout: float = 30.0
+    retry_interval: float = 0.5
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the millisecond, with a Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def grade(
+    spec: GradingSpec, connect: Connect, *, lab: str,
+    progress: Progress | None = None, options: GradeOptions | None = None,
+) -> GradeReport:
+    """Grade lab `lab` against `spec`; `connect(node)` opens a node's session.
+
+    `progress` is called once per check as soon as its result is final (from worker
+    threads, one call at a time). Results come back in spec order.
+    """
+    started, origin = utc_now(), time.monotonic()
+    lock = threading.Lock()
+
+    def notify(result: CheckResult) -> None:
+        if progress is not None:
+            with lock:
+                progress(result)
+
+    runs = [NodeRun(node, [c for c in spec.checks if c.node == node], connect, origin,
+                    options or GradeOptions(), notify) for node in spec.nodes()]
+    with ThreadPoolExecutor(max_workers=max(1, len(runs)), thread_name_prefix="grade") as pool:
+        by_check = {id(check): result for run_results in pool.map(NodeRun.run, runs)
+                    for check, result in run_results}
+    results = [by_check[id(check)] for check in spec.checks]
+    return GradeReport(lab=lab, scenario=spec.scenario, started=started, finished=utc_now(),
+                       results=results)
+
+
+@dataclass
+class Attempted:
+    """A check probed at least once and waiting for its final verdict."""
+
+    check: CheckBase
+    started: float
+    verdict: Verdict
+    attempts: int = 1
+    next_at: float = 0.0
+
+
+class NodeRun:
+    """The grading of one node: its session and its checks, in order, then retries."""
+
+    def __init__(self, node: str, checks: list[CheckBase], connect: Connect, origin: float,
+                 options: GradeOptions, notify: Progress) -> None:
+        self.node, self.checks, self.connect = node, checks, connect
+        self.origin, self.options, self.notify = origin, options, notify
+        self.done: list[tuple[CheckBase, CheckResult]] = []
+
+    def run(self) -> list[tuple[CheckBase, CheckResult]]:
+        """Grade every check of the node; never raises for a node problem."""
+        try:
+            session = self.connect(self.node)
+        except Exception as exc:  # connect failures of any kind make the node's checks ERROR
+            reason = f"cannot connect to {self.node}: {_reason(exc)}"
+            for check in self.checks:
+                self.finish(check, error(reason), attempts=0, started=time.monotonic())
+            return self.done
+        try:
+            self.first_pass(session)
+        finally:
+            with contextlib.suppress(Exception):  # a dead node's session may fail to close
+                session.close()
+        return self.done
+
+    def first_pass(self, session: NodeSession) -> None:
+        """Run each check once, in order; keep FAILing checks with a wait for retries."""
+        waiting: list[Attempted] = []
+        for index, check in enumerate(self.checks):
+            started = time.monotonic()
+            try:
+                verdict = self.attempt(session, check)
+            except NodeUnreachable as exc:
+                self.lose_node(exc, waiting, self.checks[index:])
+                return
+            if verdict.outcome is Outcome.FAIL and started < self.deadline(check):
+                interval = self.options.retry_interval
+                waiting.append(Attempted(check, started, verdict, next_at=started + interval))
+            else:
+                self.finish(check, verdict, attempts=1, started=started)
+        self.retry(session, waiting)
+
+    def retry(self, session: NodeSession, waiting: list[Attempted]) -> None:
+        """Probe waiting checks again, soonest first, until each passes or its deadline."""
+        while waiting:
+            item = min(waiting, key=lambda w: w.next_at)
+            time.sleep(max(0.0, item.next_at - time.monotonic()))
+            try:
+                item.verdict = self.attempt(session, item.check)
+            except NodeUnreachable as exc:
+                self.lose_node(exc, waiting, [])
+                return
+            item.attempts += 1
+            now, deadline = time.monotonic(), self.deadline(item.check)
+            if item.verdict.outcome is Outcome.PASS or now >= deadline:
+                waiting.remove(item)
+                self.finish(item.check, item.verdict, item.attempts, item.started)
+            else:
+                item.next_at = min(now + self.options.retry_interval, deadline)
+
+    def attempt(self, session: NodeSession, check: CheckBase) -> Verdict:
+        """Probe once and evaluate; only NodeUnreachable escapes (it ends the node)."""
+        command = probe(check)
+        timeout = self.options.command_timeout
+        try:
+            if command.cli:
+                result = CommandResult(0, session.cli(command.command, timeout), "")
+            else:
+                result = session.run(command.command, timeout)
+        except NodeUnreachable:
+            raise
+        except CommandTimeout:
+            return error(f"timed out after {timeout:g} s: {command.command}")
+        except Exception as exc:  # a session failing on one command is that check's ERROR
+            channel = "router CLI" if command.cli else "command"
+            return error(f"{channel} failed ({_reason(exc)}): {command.command}")
+        try:
+            return evaluate(check, result)
+        except Exception as exc:  # an evaluation bug must not stop the grading
+            return error(f"internal error while evaluating: {_reason(exc)}")
+
+    def lose_node(self, exc: NodeUnreachable, waiting: list[Attempted],
+                  untried: list[CheckBase]) -> None:
+        """The node went away: waiting and untried checks ERROR with the reason."""
+        reason = f"{self.node} became unreachable: {_reason(exc)}"
+        for item in waiting:
+            last = f" (last attempt: {item.verdict.outcome}: {item.verdict.evidence})"
+            self.finish(item.check, error(reason + last), item.attempts, item.started)
+        for check in untried:
+            self.finish(check, error(reason), attempts=0, started=time.monotonic())
+        waiting.clear()
+
+    def deadline(self, check: CheckBase) -> float:
+        """When a FAILing check stops being retried (monotonic clock)."""
+        return self.origin + check.wait
+
+    def finish(self, check: CheckBase, verdict: Verdict, attempts: int, started: float) -> None:
+        """Record the final result of a check and report progress."""
+        result = CheckResult(
+            check_id=check.id, criterion=check.criterion, node=check.node,
+            description_fr=check.description.fr, description_en=check.description.en,
+            weight=check.weight, outcome=verdict.outcome, evidence=verdict.evidence,
+            attempts=attempts, duration_s=round(time.monotonic() - started, 3), stage=check.stage,
+        )
+        self.done.append((check, result))
+        self.notify(result)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short reason: its message, or its type when it has none."""
+    text = exc.render() if hasattr(exc, "render") else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__

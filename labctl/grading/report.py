@@ -1,0 +1,170 @@
+"""Rendering a GradeReport: a terminal table for the jury, JSON, and JUnit XML.
+
+JSON (`to_json`, read back by `from_json`) has these keys, in this order:
+  format      "labctl.grade-report/1"
+  lab, scenario, started, finished (UTC ISO 8601)
+  score       points earned / points total, 0..1 (rounded to 4 places)
+  points      {"earned": int, "total": int}
+  counts      {"PASS": int, "FAIL": int, "ERROR": int}
+  exit_code   0 all PASS, 1 some FAIL, 2 some ERROR
+  results     list, in spec order, of {"id", "criterion", "node",
+              "description": {"fr", "en"}, "weight", "outcome", "evidence",
+              "attempts", "duration_s", "stage"}
+JUnit XML (`to_junit`) has one testsuite per criterion and one testcase per check, with a
+<failure> for FAIL and an <error> for ERROR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from typing import Any, Literal, TextIO
+
+from labctl.grading.criteria import all_criteria
+from labctl.grading.results import CheckResult, GradeReport, Outcome
+
+FORMAT = "labctl.grade-report/1"
+Lang = Literal["fr", "en", "both"]
+COLOURS = {Outcome.PASS: "\033[32m", Outcome.FAIL: "\033[31m", Outcome.ERROR: "\033[33m"}
+BOLD, RESET = "\033[1m", "\033[0m"
+
+
+def colour_wanted(stream: TextIO) -> bool:
+    """Colour only for a terminal, and never when NO_COLOR is set."""
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def criterion_text(criterion_id: str, limit: int | None = 80) -> str:
+    """The criterion's French text, cut to `limit` characters ('' for an unknown id)."""
+    found = all_criteria().get(criterion_id)
+    text = found.text if found else ""
+    return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _description(result: CheckResult, lang: Lang) -> str:
+    """The check's description in the chosen language, or French / English."""
+    if lang == "fr":
+        return result.description_fr
+    if lang == "en":
+        return result.description_en
+    return f"{result.description_fr} / {result.description_en}"
+
+
+def _paint(text: str, code: str, colour: bool) -> str:
+    return f"{code}{text}{RESET}" if colour else text
+
+
+def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = False) -> str:
+    """The jury's view: checks grouped by criterion, evidence under each non-PASS check."""
+    node_width = max((len(r.node) for r in report.results), default=4)
+    id_width = max((len(r.check_id) for r in report.results), default=2)
+    lines = [f"Lab {report.lab} — {report.scenario} — {report.started} → {report.finished}", ""]
+    for criterion_id, results in report.by_criterion().items():
+        earned = sum(r.weight for r in results if r.outcome is Outcome.PASS)
+        total = sum(r.weight for r in results)
+        head = f"{criterion_id}  {criterion_text(criterion_id)}  ({earned}/{total})"
+        lines.append(_paint(head, BOLD, colour))
+        for r in results:
+            outcome = _paint(f"{r.outcome.value:<5}", COLOURS[r.outcome], colour)
+            lines.append(f"  {outcome}  {r.node:<{node_width}}  {r.check_id:<{id_width}}  "
+                         f"{_description(r, lang)}")
+            if r.outcome is not Outcome.PASS:
+                tries = f" [{r.attempts} attempts]" if r.attempts > 1 else ""
+                lines.append(f"         ↳ {r.evidence}{tries}")
+        lines.append("")
+    lines += summary_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(report: GradeReport) -> list[str]:
+    """The score and counts, in French then in English."""
+    counts = report.counts
+    earned, total = report.points_earned, report.points_total
+    percent = report.score * 100
+    fr = (f"Note : {earned}/{total} points ({percent:.1f} %".replace(".", ",") + ") — "
+          f"{counts[Outcome.PASS]} réussi(s), {counts[Outcome.FAIL]} échoué(s), "
+          f"{counts[Outcome.ERROR]} en erreur")
+    en = (f"Score: {earned}/{total} points ({percent:.1f}%) — {counts[Outcome.PASS]} passed, "
+          f"{counts[Outcome.FAIL]} failed, {counts[Outcome.ERROR]} errors")
+    return [fr, en]
+
+
+def _result_dict(r: CheckResult) -> dict[str, Any]:
+    return {"id": r.check_id, "criterion": r.criterion, "node": r.node,
+            "description": {"fr": r.description_fr, "en": r.description_en},
+            "weight": r.weight, "outcome": r.outcome.value, "evidence": r.evidence,
+            "attempts": r.attempts, "duration_s": r.duration_s, "stage": r.stage}
+
+
+def to_dict(report: GradeReport) -> dict[str, Any]:
+    """The report as plain data, with the documented keys in a fixed order."""
+    counts = report.counts
+    return {
+        "format": FORMAT, "lab": report.lab, "scenario": report.scenario,
+        "started": report.started, "finished": report.finished,
+        "score": round(report.score, 4),
+        "points": {"earned": report.points_earned, "total": report.points_total},
+        "counts": {o.value: counts[o] for o in Outcome},
+        "exit_code": report.exit_code,
+        "results": [_result_dict(r) for r in report.results],
+    }
+
+
+def to_json(report: GradeReport) -> str:
+    """The report as JSON (UTF-8 text, 2-space indent, keys as documented above)."""
+    return json.dumps(to_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def from_json(text: str) -> GradeReport:
+    """Read back a report written by `to_json` (derived keys are recomputed)."""
+    data = json.loads(text)
+    if data.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} document (format: {data.get('format')!r})")
+    results = [CheckResult(
+        check_id=r["id"], criterion=r["criterion"], node=r["node"],
+        description_fr=r["description"]["fr"], description_en=r["description"]["en"],
+        weight=r["weight"], outcome=Outcome(r["outcome"]), evidence=r["evidence"],
+        attempts=r["attempts"], duration_s=r["duration_s"], stage=r["stage"],
+    ) for r in data["results"]]
+    return GradeReport(lab=data["lab"], scenario=data["scenario"], started=data["started"],
+                       finished=data["finished"], results=results)
+
+
+def _suite_attributes(results: list[CheckResult]) -> dict[str, str]:
+    return {"tests": str(len(results)),
+            "failures": str(sum(r.outcome is Outcome.FAIL for r in results)),
+            "errors": str(sum(r.outcome is Outcome.ERROR for r in results)),
+            "skipped": "0", "time": f"{sum(r.duration_s for r in results):.3f}"}
+
+
+def _testcase(suite: ET.Element, r: CheckResult) -> None:
+    attributes = {"name": r.check_id, "classname": f"{r.criterion}.{r.node}",
+                  "time": f"{r.duration_s:.3f}"}
+    case = ET.SubElement(suite, "testcase", attributes)
+    if r.outcome is not Outcome.PASS:
+        tag = "failure" if r.outcome is Outcome.FAIL else "error"
+        element = ET.SubElement(case, tag, {"message": r.evidence, "type": r.outcome.value})
+        element.text = r.evidence
+    out = ET.SubElement(case, "system-out")
+    out.text = (f"{r.description_fr}\n{r.description_en}\nnode: {r.node}, weight: {r.weight}, "
+                f"attempts: {r.attempts}\n{r.evidence}")
+
+
+def to_junit(report: GradeReport) -> str:
+    """JUnit XML: one testsuite per criterion, one testcase per check."""
+    root = ET.Element("testsuites", {"name": f"labctl grade {report.lab} ({report.scenario})",
+                                     **_suite_attributes(report.results)})
+    del root.attrib["skipped"]
+    for criterion_id, results in report.by_criterion().items():
+        suite = ET.SubElement(root, "testsuite", {"name": criterion_id,
+                                                  "timestamp": report.started,
+                                                  **_suite_attributes(results)})
+        props = ET.SubElement(suite, "properties")
+        text = criterion_text(criterion_id, None)
+        ET.SubElement(props, "property", {"name": "criterion", "value": text})
+        ET.SubElement(props, "property", {"name": "lab", "value": report.lab})
+        for r in results:
+            _testcase(suite, r)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

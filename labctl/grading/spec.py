@@ -1,0 +1,257 @@
+"""The grading spec file format (`grading/<scenario>.yml`).
+
+A spec names its scenario and lists checks. Every check has the common keys of
+`CheckBase` (id, criterion, description, node, weight, wait, stage) and a `type` whose
+own keys sit at the same level; `Check` is the union of the types, told apart by `type`.
+`labctl.grading.loader.load_grading_spec` reads a file into a `GradingSpec`.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from labctl.grading.debversion import split_version
+
+CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+OspfState = Literal["Full", "Loading", "Exchange", "ExStart", "2-Way", "Init", "Attempt", "Down"]
+OSPF_STATES: tuple[str, ...] = get_args(OspfState)
+
+
+class Strict(BaseModel):
+    """Base for spec models: unknown keys are errors (they are usually typos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def compile_regex(value: str | None) -> str | None:
+    """Check that `value` is a valid Python regular expression (re.search syntax)."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, Field(description="A Python regular expression, searched (re.search).")]
+
+
+class Description(Strict):
+    """What a check verifies, in French (read by the jury) and English."""
+
+    fr: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class CheckBase(Strict):
+    """Keys every check has, whatever its type."""
+
+    id: str = Field(description="Unique in the spec; lowercase letters, digits and '-'.")
+    criterion: str = Field(description="A criterion id of the referentiel, e.g. A1.3-c2.")
+    description: Description
+    node: str = Field(description="The host or router the check runs on.")
+    weight: int = Field(default=1, ge=1, le=100, description="Points the check is worth.")
+    wait: float = Field(
+        default=0, ge=0, le=3600,
+        description="Seconds (from grading start) to keep retrying while the check FAILs.",
+    )
+    stage: str | None = Field(default=None, description="Free label (reserved for later use).")
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not CHECK_ID.match(value):
+            raise ValueError("may only use lowercase letters, digits and '-'")
+        return value
+
+
+class CommandCheck(CheckBase):
+    """Run a shell command; check its exit code, and optionally its output."""
+
+    type: Literal["command"]
+    command: str = Field(min_length=1, description="Shell command, run as the grading user.")
+    exit_code: int = Field(default=0, description="Expected exit code.")
+    stdout_matches: Regex | None = None
+    json_path: str | None = Field(
+        default=None, pattern=r"^[^.\s]+(\.[^.\s]+)*$",
+        description="Dotted path into stdout parsed as JSON, e.g. `a.b.0.c`.",
+    )
+    equals: Any = Field(default=None, description="Value expected at json_path (any JSON).")
+
+    _regex = field_validator("stdout_matches")(compile_regex)
+
+    @model_validator(mode="after")
+    def _equals_needs_path(self) -> CommandCheck:
+        if "equals" in self.model_fields_set and self.json_path is None:
+            raise ValueError("`equals` needs `json_path` (the value to compare)")
+        return self
+
+
+class ReachCheck(CheckBase):
+    """Ping `target` from the node: it must answer (or must not, for `unreachable`)."""
+
+    type: Literal["reach"]
+    target: IPv4Address
+    expect: Literal["reachable", "unreachable"] = "reachable"
+    count: int = Field(default=2, ge=1, le=10, description="Echo requests sent.")
+
+
+class RouteCheck(CheckBase):
+    """A route to `destination` is in the main table (or is not, with `absent`)."""
+
+    type: Literal["route"]
+    destination: str = Field(description="A prefix such as 10.2.0.0/24, or `default`.")
+    via: IPv4Address | None = Field(default=None, description="Required next hop.")
+    protocol: str | None = Field(
+        default=None, description="Required origin as `ip -j route` reports it: ospf, static, ..."
+    )
+    absent: bool = Field(default=False, description="True: no matching route may exist.")
+
+    @field_validator("destination")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value == "default":
+            return value
+        try:
+            network = IPv4Network(value)
+        except ValueError as exc:
+            if "host bits" in str(exc):
+                prefix = IPv4Network(value, strict=False).with_prefixlen
+                raise ValueError(f"has host bits set; the network is {prefix}") from None
+            raise ValueError(f"not an IPv4 prefix ({exc})") from None
+        return network.with_prefixlen
+
+
+class OspfNeighborCheck(CheckBase):
+    """The router has OSPF neighbor `neighbor` (router id) in `state` (FRR's view)."""
+
+    type: Literal["ospf_neighbor"]
+    neighbor: IPv4Address = Field(description="The neighbor's router id.")
+    state: OspfState = "Full"
+
+
+class PortCheck(CheckBase):
+    """A socket listens on `port` (or nothing does, with `listening: false`)."""
+
+    type: Literal["port"]
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    listening: bool = True
+
+
+class ServiceCheck(CheckBase):
+    """A process named `process` runs (or none does, with `running: false`)."""
+
+    type: Literal["service"]
+    process: str = Field(
+        min_length=1, max_length=15,
+        description="Name as `pgrep -x` matches it (the kernel keeps 15 characters).",
+    )
+    running: bool = True
+
+
+class FileCheck(CheckBase):
+    """A file exists (or not) with the given mode, owner, group, checksum or content."""
+
+    type: Literal["file"]
+    path: str = Field(pattern=r"^/", description="Absolute path on the node.")
+    exists: bool = True
+    mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$", description='e.g. "0640"')
+    owner: str | None = None
+    group: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    contains: Regex | None = None
+
+    _regex = field_validator("contains")(compile_regex)
+
+    @model_validator(mode="after")
+    def _absent_has_no_attributes(self) -> FileCheck:
+        if not self.exists and self.attributes():
+            keys = ", ".join(self.attributes())
+            raise ValueError(f"`exists: false` cannot be combined with {keys}")
+        return self
+
+    def attributes(self) -> list[str]:
+        """The attribute keys this check compares (mode, owner, group, sha256, contains)."""
+        keys = ("mode", "owner", "group", "sha256", "contains")
+        return [key for key in keys if getattr(self, key) is not None]
+
+
+class PackageCheck(CheckBase):
+    """A Debian package is installed (at a version), or is not."""
+
+    type: Literal["package"]
+    package: str = Field(pattern=r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")
+    version: str | None = Field(default=None, description="Exact version required.")
+    min_version: str | None = Field(default=None, description="Lowest version accepted.")
+    installed: bool = True
+
+    @field_validator("version", "min_version")
+    @classmethod
+    def _debian_version(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_version(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_version_rule(self) -> PackageCheck:
+        if self.version is not None and self.min_version is not None:
+            raise ValueError("give `version` or `min_version`, not both")
+        if not self.installed and (self.version or self.min_version):
+            raise ValueError("`installed: false` cannot be combined with a version")
+        return self
+
+
+class UserCheck(CheckBase):
+    """A user account exists (in the given groups, with the given shell), or does not."""
+
+    type: Literal["user"]
+    user: str = Field(min_length=1)
+    exists: bool = True
+    groups: list[str] = Field(default_factory=list, description="Groups the user must be in.")
+    shell: str | None = None
+
+    @model_validator(mode="after")
+    def _absent_has_no_attributes(self) -> UserCheck:
+        if not self.exists and (self.groups or self.shell):
+            raise ValueError("`exists: false` cannot be combined with groups or shell")
+        return self
+
+
+CHECK_MODELS: dict[str, type[CheckBase]] = {
+    "command": CommandCheck,
+    "reach": ReachCheck,
+    "route": RouteCheck,
+    "ospf_neighbor": OspfNeighborCheck,
+    "port": PortCheck,
+    "service": ServiceCheck,
+    "file": FileCheck,
+    "package": PackageCheck,
+    "user": UserCheck,
+}
+
+Check = Annotated[
+    CommandCheck | ReachCheck | RouteCheck | OspfNeighborCheck | PortCheck | ServiceCheck
+    | FileCheck | PackageCheck | UserCheck,
+    Field(discriminator="type"),
+]
+
+
+class GradingSpec(Strict):
+    """A whole grading spec: the scenario it grades and its checks, in order."""
+
+    scenario: str = Field(min_length=1, description="Name of the scenario this spec grades.")
+    checks: list[Check] = Field(min_length=1)
+
+    def nodes(self) -> list[str]:
+        """Nodes the checks run on, in order of first appearance."""
+        return list(dict.fromkeys(check.node for check in self.checks))
+
+
+def grading_json_schema() -> dict[str, Any]:
+    """JSON Schema of a grading spec file (for editors and documentation)."""
+    return GradingSpec.model_json_schema()

@@ -1,0 +1,276 @@
+"""Every check type evaluated on real recorded outputs: PASS on a right state, FAIL on a
+wrong one, ERROR when the state cannot be observed.
+
+The outputs in tests/data/outputs/ were produced by tests/data/outputs/record.py, which runs
+the very probes these checks build (asserted below), in network namespaces with FRR 8.4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.grading.checks import CHECK_TYPES, evaluate, probe
+from labctl.grading.checks.system import json_equal, json_lookup
+from labctl.grading.results import Outcome
+from labctl.grading.session import CommandResult
+from labctl.grading.spec import CHECK_MODELS, CheckBase
+
+OUTPUTS = Path(__file__).parents[1] / "data" / "outputs"
+PASS, FAIL, ERROR = Outcome.PASS, Outcome.FAIL, Outcome.ERROR
+APP_CONF = b"PermitRootLogin no\nPasswordAuthentication no\n"
+
+
+def make(kind: str, **keys: Any) -> CheckBase:
+    """A check of type `kind` with the common keys filled in."""
+    base = {"id": "t", "criterion": "A1.3-c2", "description": {"fr": "f", "en": "e"},
+            "node": "r1", "type": kind}
+    return CHECK_MODELS[kind].model_validate({**base, **keys})
+
+
+def saved(name: str) -> tuple[str, CommandResult]:
+    """A recorded output: the command that produced it and what the session returns.
+
+    Router CLI outputs come back as text only, so they become exit 0, like the engine does.
+    """
+    record = json.loads((OUTPUTS / f"{name}.json").read_text(encoding="utf-8"))
+    if record["channel"] == "cli":
+        return record["command"], CommandResult(0, record["stdout"], "")
+    return record["command"], CommandResult(record["exit_code"], record["stdout"], record["stderr"])
+
+
+CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
+    # reach: ping from router r1
+    ("reach", "reach/reachable", {"target": "10.2.0.1"}, PASS, "10.2.0.1 answers (2 packets"),
+    ("reach", "reach/reachable", {"target": "10.2.0.1", "expect": "unreachable"}, FAIL,
+     "expected unreachable"),
+    ("reach", "reach/no-reply", {"target": "10.1.0.2"}, FAIL, "does not answer (2 packets"),
+    ("reach", "reach/no-reply", {"target": "10.1.0.2", "expect": "unreachable"}, PASS, "0 received"),
+    ("reach", "reach/no-route", {"target": "10.3.0.1"}, FAIL, "no route to 10.3.0.1"),
+    ("reach", "reach/no-route", {"target": "10.3.0.1", "expect": "unreachable"}, PASS,
+     "Network is unreachable"),
+    ("reach", "reach/no-ping", {"target": "10.2.0.1"}, ERROR, "`ping` is not available"),
+    ("reach", "reach/no-ping", {"target": "10.2.0.1", "expect": "unreachable"}, ERROR, "ping"),
+    # route: ip -j route show <prefix>
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "via": "10.255.0.2", "protocol": "ospf"},
+     PASS, "10.2.0.0/24 via 10.255.0.2 dev v1 proto ospf"),
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "via": "10.255.0.9"}, FAIL,
+     "expected a route 10.2.0.0/24 via 10.255.0.9"),
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "protocol": "static"}, FAIL,
+     "proto ospf; expected a route 10.2.0.0/24 proto static"),
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "absent": True}, FAIL,
+     "expected no route"),
+    ("route", "route/missing", {"destination": "10.3.0.0/24"}, FAIL, "no route to 10.3.0.0/24"),
+    ("route", "route/missing", {"destination": "10.3.0.0/24", "absent": True}, PASS, "no route"),
+    ("route", "route/connected", {"destination": "10.1.0.0/24", "protocol": "kernel"}, PASS,
+     "dev lan1 proto kernel"),
+    ("route", "route/default", {"destination": "default", "via": "10.99.0.254", "protocol": "boot"},
+     PASS, "default via 10.99.0.254 dev eth1 proto boot"),
+    ("route", "route/static", {"destination": "10.50.0.0/24", "protocol": "static"}, PASS,
+     "proto static"),
+    ("route", "route/multipath", {"destination": "10.60.0.0/24", "via": "10.99.0.253"}, PASS,
+     "via 10.99.0.253 via 10.99.0.254"),
+    ("route", "route/frr-static-unnamed", {"destination": "10.70.0.0/24", "protocol": "static"},
+     PASS, "proto static"),
+    ("route", "route/no-ip", {"destination": "10.2.0.0/24"}, ERROR, "`ip route` is not available"),
+    # ospf_neighbor: FRR 8.4 `show ip ospf neighbor json` through the CLI
+    ("ospf_neighbor", "ospf/full", {"neighbor": "10.255.255.2"}, PASS,
+     "neighbor 10.255.255.2 state Full/DR on v1 (10.255.0.2)"),
+    ("ospf_neighbor", "ospf/full", {"neighbor": "10.255.255.2", "state": "2-Way"}, FAIL,
+     "state Full/DR on v1 (10.255.0.2), expected 2-Way"),
+    ("ospf_neighbor", "ospf/full", {"neighbor": "10.255.255.9"}, FAIL,
+     "no OSPF neighbor 10.255.255.9 (neighbors: 10.255.255.2 Full/DR)"),
+    ("ospf_neighbor", "ospf/full-point-to-point", {"neighbor": "10.255.255.2"}, PASS, "Full/-"),
+    ("ospf_neighbor", "ospf/init", {"neighbor": "10.255.255.2"}, FAIL,
+     "state Init/DROther on v1 (10.255.0.2), expected Full"),
+    ("ospf_neighbor", "ospf/init", {"neighbor": "10.255.255.2", "state": "Init"}, PASS, "Init"),
+    ("ospf_neighbor", "ospf/two-way", {"neighbor": "10.255.255.2", "state": "2-Way"}, PASS,
+     "2-Way/DROther"),
+    ("ospf_neighbor", "ospf/no-neighbors", {"neighbor": "10.255.255.2"}, FAIL, "neighbors: none"),
+    ("ospf_neighbor", "ospf/no-instance", {"neighbor": "10.255.255.2"}, FAIL,
+     "no OSPF neighbor 10.255.255.2"),
+    ("ospf_neighbor", "ospf/ospfd-not-running", {"neighbor": "10.255.255.2"}, FAIL,
+     "ospfd is not running"),
+    ("ospf_neighbor", "ospf/no-daemons", {"neighbor": "10.255.255.2"}, ERROR,
+     "no JSON in the output"),
+    ("ospf_neighbor", "ospf/older-object-shape", {"neighbor": "10.255.255.2"}, PASS,
+     "state Full/DR on eth1 (10.255.0.2)"),
+    ("ospf_neighbor", "ospf/older-object-shape", {"neighbor": "10.255.255.3"}, FAIL,
+     "state 2-Way/DROther on eth2 (10.255.0.6), expected Full"),
+    # port: ss -Hlnt / -Hlnu
+    ("port", "port/tcp", {"port": 22}, PASS, "tcp port 22 listening on 0.0.0.0, [::]"),
+    ("port", "port/tcp", {"port": 8080}, PASS, "listening on 127.0.0.1"),
+    ("port", "port/tcp", {"port": 22, "listening": False}, FAIL, "expected closed"),
+    ("port", "port/tcp", {"port": 80}, FAIL, "nothing listens on tcp port 80 (listening tcp "
+                                             "ports: 22, 8080)"),
+    ("port", "port/udp", {"port": 161, "protocol": "udp"}, PASS, "udp port 161 listening"),
+    ("port", "port/router-vty", {"port": 2601}, PASS, "127.0.0.1"),
+    ("port", "port/nothing", {"port": 22}, FAIL, "listening tcp ports: none"),
+    ("port", "port/nothing", {"port": 22, "listening": False}, PASS, "nothing listens"),
+    ("port", "port/no-ss", {"port": 22}, ERROR, "`ss` is not available"),
+    # service: pgrep -x, zombies excluded
+    ("service", "service/running", {"process": "sleep"}, PASS, "process sleep running (pid 2)"),
+    ("service", "service/running", {"process": "sleep", "running": False}, FAIL,
+     "expected stopped"),
+    ("service", "service/zombie", {"process": "sleep"}, FAIL, "no process named sleep"),
+    ("service", "service/stopped", {"process": "sshd"}, FAIL, "expected running"),
+    ("service", "service/stopped", {"process": "sshd", "running": False}, PASS, "no process"),
+    ("service", "service/no-pgrep", {"process": "sleep"}, ERROR, "`pgrep` is not available"),
+    # file: one stat (+ sha256sum, + content) script
+    ("file", "file/full", {"path": "/srv/exam/app.conf", "mode": "0640",
+                           "sha256": hashlib.sha256(APP_CONF).hexdigest(),
+                           "contains": "^PermitRootLogin no$"},
+     PASS, "regular file, mode 0640, owner root, group shadow"),
+    ("file", "file/full", {"path": "/srv/exam/app.conf", "mode": "0640", "sha256": "0" * 64,
+                           "contains": "^PasswordAuthentication yes"},
+     FAIL, "sha256 d65ec1c8aa7f5404…, expected 0000000000000000…; content does not match"),
+    ("file", "file/plain", {"path": "/srv/exam/app.conf", "owner": "root", "group": "shadow"},
+     PASS, "owner root"),
+    ("file", "file/plain", {"path": "/srv/exam/app.conf", "mode": "640"}, PASS, "mode 0640"),
+    ("file", "file/plain", {"path": "/srv/exam/app.conf", "mode": "0600", "group": "root"}, FAIL,
+     "mode 0640, expected 0600; group shadow, expected root"),
+    ("file", "file/plain", {"path": "/srv/exam/app.conf", "exists": False}, FAIL,
+     "exists, expected it not to"),
+    ("file", "file/absent", {"path": "/srv/exam/missing.conf"}, FAIL, "does not exist"),
+    ("file", "file/absent", {"path": "/srv/exam/missing.conf", "exists": False}, PASS,
+     "does not exist"),
+    ("file", "file/directory", {"path": "/srv/exam/conf.d", "sha256": "0" * 64}, FAIL,
+     "sha256 asked but it is a directory"),
+    ("file", "file/no-stat", {"path": "/srv/exam/app.conf"}, ERROR, "stat: not found"),
+    # package: dpkg-query -W
+    ("package", "package/installed", {"package": "frr", "min_version": "8.4"}, PASS,
+     "package frr 8.4.4-1.1~deb12u2 installed"),
+    ("package", "package/installed", {"package": "frr", "version": "8.4.4-1.1~deb12u2"}, PASS,
+     "installed"),
+    ("package", "package/installed", {"package": "frr", "version": "8.4.4-1.1"}, FAIL,
+     "expected version 8.4.4-1.1"),
+    ("package", "package/installed", {"package": "frr", "min_version": "8.4.4-1.1"}, FAIL,
+     "expected at least 8.4.4-1.1"),
+    ("package", "package/installed", {"package": "frr", "installed": False}, FAIL,
+     "expected not installed"),
+    ("package", "package/installed-bash", {"package": "bash", "min_version": "5.2"}, PASS, "bash"),
+    ("package", "package/unknown", {"package": "nginx"}, FAIL, "not known to dpkg"),
+    ("package", "package/unknown", {"package": "nginx", "installed": False}, PASS, "not known"),
+    ("package", "package/config-files", {"package": "frr"}, FAIL,
+     "not installed (dpkg status rc 8.4.4-1.1~deb12u2), expected installed"),
+    ("package", "package/config-files", {"package": "frr", "installed": False}, PASS,
+     "not installed"),
+    ("package", "package/no-dpkg", {"package": "frr"}, ERROR, "`dpkg-query` is not available"),
+    # user: getent passwd + id -nG
+    ("user", "user/alice", {"user": "alice", "groups": ["sudo", "techs"], "shell": "/bin/bash"},
+     PASS, "user alice (uid 1001, shell /bin/bash, groups alice, sudo, techs)"),
+    ("user", "user/alice", {"user": "alice", "groups": ["sudo", "adm"], "shell": "/bin/sh"}, FAIL,
+     "not in group adm; shell is not /bin/sh"),
+    ("user", "user/alice", {"user": "alice", "exists": False}, FAIL, "exists, expected not to"),
+    ("user", "user/service-account", {"user": "svc-backup", "shell": "/usr/sbin/nologin"}, PASS,
+     "shell /usr/sbin/nologin"),
+    ("user", "user/absent", {"user": "bob"}, FAIL, "no user bob, expected to exist"),
+    ("user", "user/absent", {"user": "bob", "exists": False}, PASS, "no user bob"),
+    ("user", "user/no-getent", {"user": "alice"}, ERROR, "not available"),
+    # command: what a spec author writes
+    ("command", "command/ip-json", {"command": "ip -j addr show dev v1",
+                                    "json_path": "0.addr_info.0.local", "equals": "10.255.0.1"},
+     PASS, '0.addr_info.0.local = "10.255.0.1"'),
+    ("command", "command/ip-json", {"command": "ip -j addr show dev v1",
+                                    "json_path": "0.addr_info.0.local", "equals": "10.255.0.9"},
+     FAIL, '0.addr_info.0.local is "10.255.0.1", expected "10.255.0.9"'),
+    ("command", "command/ip-json", {"command": "ip -j addr show dev v1", "json_path": "0.mtu",
+                                    "equals": 1500}, PASS, "0.mtu = 1500"),
+    ("command", "command/ip-json", {"command": "ip -j addr show dev v1", "json_path": "0.master"},
+     FAIL, "no value at 0.master"),
+    ("command", "command/ip-text", {"command": "ip addr show dev v1",
+                                    "stdout_matches": r"inet 10\.255\.0\.1/30"}, PASS, "matches"),
+    ("command", "command/ip-text", {"command": "ip addr show dev v1",
+                                    "stdout_matches": r"inet 10\.9\."}, FAIL, "does not match"),
+    ("command", "command/ip-text", {"command": "ip addr show dev v1", "json_path": "0"}, ERROR,
+     "is not valid JSON"),
+    ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",
+                                   "stdout_matches": "^1$"}, FAIL, "output does not match /^1$/: 0"),
+    ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",
+                                   "stdout_matches": "^0$"}, PASS, "exit code 0"),
+    ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",
+                                   "json_path": "0"}, FAIL, "no value at 0"),
+    ("command", "command/grep-missing-file",
+     {"command": "grep -q '^PermitRootLogin no' /etc/ssh/sshd_config"}, FAIL,
+     "exit code 2, expected 0; output: grep: /etc/ssh/sshd_config: No such file or directory"),
+    ("command", "command/grep-missing-file",
+     {"command": "grep -q '^PermitRootLogin no' /etc/ssh/sshd_config", "exit_code": 2}, PASS,
+     "exit code 2"),
+    ("command", "command/not-found", {"command": "nginx -t"}, ERROR, "`nginx` is not available"),
+]
+
+
+@pytest.mark.parametrize(("kind", "output", "keys", "outcome", "evidence"), CASES,
+                         ids=[f"{c[1]}-{c[3].value}-{i}" for i, c in enumerate(CASES)])
+def test_check_on_recorded_output(kind: str, output: str, keys: dict[str, Any],
+                                  outcome: Outcome, evidence: str) -> None:
+    check = make(kind, **keys)
+    command, result = saved(output)
+    assert probe(check).command == command, "the recording is of another probe: re-record"
+    verdict = evaluate(check, result)
+    assert (verdict.outcome, evidence in verdict.evidence) == (outcome, True), verdict.evidence
+
+
+def test_every_type_has_pass_fail_and_error_cases() -> None:
+    seen = {(kind, outcome) for kind, _, _, outcome, _ in CASES}
+    for kind in CHECK_MODELS:
+        assert {(kind, PASS), (kind, FAIL), (kind, ERROR)} <= seen, kind
+
+
+def test_every_recorded_output_is_used() -> None:
+    used = {output for _, output, _, _, _ in CASES}
+    recorded = {str(p.relative_to(OUTPUTS).with_suffix("")) for p in OUTPUTS.glob("*/*.json")}
+    assert recorded == used
+
+
+def test_registry_covers_every_spec_type() -> None:
+    assert set(CHECK_TYPES) == set(CHECK_MODELS)
+
+
+READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
+
+
+@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor"}))
+def test_probes_only_read(kind: str) -> None:
+    keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
+            "port": {"port": 22}, "service": {"process": "sshd"},
+            "file": {"path": "/etc/x", "sha256": "a" * 64, "contains": "y"},
+            "package": {"package": "frr"}, "user": {"user": "alice"}}[kind]
+    command = probe(make(kind, **keys)).command
+    assert command.split()[0] in READ_ONLY_TOOLS
+    for word in (">", "rm ", "kill", "systemctl", "tee", "chmod", "chown", "set "):
+        assert word not in command.replace("2>", "").replace("|| exit", ""), (word, command)
+
+
+def test_ospf_probe_is_a_cli_show_command() -> None:
+    command = probe(make("ospf_neighbor", neighbor="10.255.255.2"))
+    assert command.cli and command.command.startswith("show ")
+
+
+@pytest.mark.parametrize(("kind", "keys", "value"), [
+    ("user", {"user": "a'b; rm -rf /"}, "a'b; rm -rf /"),
+    ("file", {"path": "/srv/my file's $(x)"}, "/srv/my file's $(x)"),
+    ("service", {"process": "x;y"}, "x;y"),
+    ("package", {"package": "libc6:amd64"}, "libc6:amd64"),
+])
+def test_user_values_are_shell_quoted(kind: str, keys: dict[str, Any], value: str) -> None:
+    command = probe(make(kind, **keys)).command
+    assert shlex.quote(value) in command
+
+
+@pytest.mark.parametrize(("path", "found", "value"), [
+    ("a.b", True, [1, {"c": 2}]), ("a.b.1.c", True, 2), ("a.b.2", False, None),
+    ("a.x", False, None), ("a.b.c", False, None), ("n", True, None),
+])
+def test_json_lookup(path: str, found: bool, value: Any) -> None:
+    assert json_lookup({"a": {"b": [1, {"c": 2}]}, "n": None}, path) == (found, value)
+
+
+def test_json_equal_tells_booleans_from_numbers() -> None:
+    assert json_equal(1, 1.0) and json_equal({"a": [1]}, {"a": [1.0]})
+    assert not json_equal(True, 1) and not json_equal([True], [1]) and not json_equal({}, [])

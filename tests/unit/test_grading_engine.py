@@ -1,0 +1,260 @@
+"""The grading engine against real local sessions: real shell commands on this machine.
+
+A "node" here is a live process: its session runs commands with /bin/sh while the process
+lives, and raises NodeUnreachable once it has exited (as an SSH session to a destroyed
+container would). Nothing is faked: files appear, processes end, commands take time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.grading.grader import GradeOptions, grade
+from labctl.grading.results import CheckResult, Outcome
+from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
+from labctl.grading.spec import GradingSpec
+
+FAST = GradeOptions(command_timeout=10, retry_interval=0.2)
+
+
+class LocalSession:
+    """Runs commands on this machine while the node's process is alive."""
+
+    def __init__(self, node: str, process: subprocess.Popen[bytes]) -> None:
+        self.node, self.process, self.closed = node, process, False
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise NodeUnreachable(f"{self.node}: connection reset (node process exited)")
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        self._alive()
+        try:
+            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"`{command}` still running after {timeout:g} s") from None
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def cli(self, command: str, timeout: float) -> str:
+        """vtysh of a router pathspace no FRR serves: raises, as netmiko does on failure."""
+        self._alive()
+        proc = subprocess.run(["vtysh", "-N", "labctl-test-none", "-c", command],
+                              capture_output=True, text=True, timeout=timeout, check=True)
+        return proc.stdout
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Lab:
+    """Nodes as processes (`sleep N`); connect() opens a LocalSession to a live node."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.sessions: list[LocalSession] = []
+        self.connects: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def start(self, node: str, lifetime: float = 60) -> None:
+        self.processes[node] = subprocess.Popen(["sleep", str(lifetime)])
+
+    def connect(self, node: str) -> NodeSession:
+        with self.lock:
+            self.connects[node] += 1
+        process = self.processes.get(node)
+        if process is None or process.poll() is not None:
+            raise NodeUnreachable(f"ssh: connect to host {node} port 22: No route to host")
+        session = LocalSession(node, process)
+        self.sessions.append(session)
+        return session
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+            process.wait()
+
+
+@pytest.fixture
+def lab() -> Any:
+    nodes = Lab()
+    yield nodes
+    nodes.stop()
+
+
+def spec(*checks: dict[str, Any]) -> GradingSpec:
+    """A spec from short check dicts (id, node, type and type keys)."""
+    full = [{"criterion": "A2.3-c1", "description": {"fr": f"vérifie {c['id']}",
+                                                     "en": f"checks {c['id']}"}, **c}
+            for c in checks]
+    return GradingSpec.model_validate({"scenario": "engine", "checks": full})
+
+
+def file_check(check_id: str, node: str, path: Path, wait: float = 0, **keys: Any) -> dict[str, Any]:
+    return {"id": check_id, "node": node, "type": "file", "path": str(path), "wait": wait, **keys}
+
+
+def by_id(results: list[CheckResult]) -> dict[str, CheckResult]:
+    return {r.check_id: r for r in results}
+
+
+def test_a_failing_check_is_retried_until_it_passes_within_its_wait(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    target = tmp_path / "ready.flag"
+    writer = subprocess.Popen(["sh", "-c", f"sleep 1; touch {target}"])
+    report = grade(spec(file_check("flag", "n1", target, wait=10)), lab.connect, lab="t",
+                   options=FAST)
+    writer.wait()
+    result = report.results[0]
+    assert result.outcome is Outcome.PASS, result.evidence
+    assert result.attempts > 2 and 0.9 < result.duration_s < 5
+    assert report.exit_code == 0
+
+
+def test_a_check_still_failing_at_its_deadline_fails_with_its_last_evidence(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.start("n1")
+    started = time.monotonic()
+    report = grade(spec(file_check("never", "n1", tmp_path / "never", wait=1.2),
+                        file_check("no-wait", "n1", tmp_path / "missing")),
+                   lab.connect, lab="t", options=FAST)
+    results = by_id(report.results)
+    assert results["never"].outcome is Outcome.FAIL
+    assert "does not exist, expected it to exist" in results["never"].evidence
+    assert results["never"].attempts >= 5 and time.monotonic() - started >= 1.2
+    assert results["no-wait"].attempts == 1  # only checks with a wait are retried
+    assert report.exit_code == 1
+
+
+def test_passing_checks_run_once(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    report = grade(spec(file_check("here", "n1", tmp_path, wait=30)), lab.connect, lab="t")
+    assert (report.results[0].outcome, report.results[0].attempts) == (Outcome.PASS, 1)
+
+
+def test_an_unreachable_node_makes_its_checks_error_and_others_go_on(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.start("n1")
+    report = grade(spec(file_check("up", "n1", tmp_path),
+                        file_check("down-1", "ghost", tmp_path),
+                        file_check("down-2", "ghost", tmp_path, wait=5)),
+                   lab.connect, lab="t", options=FAST)
+    results = by_id(report.results)
+    assert results["up"].outcome is Outcome.PASS
+    for check_id in ("down-1", "down-2"):
+        assert results[check_id].outcome is Outcome.ERROR
+        assert results[check_id].evidence == (
+            "cannot connect to ghost: ssh: connect to host ghost port 22: No route to host")
+        assert results[check_id].attempts == 0
+    assert report.exit_code == 2 and lab.connects["ghost"] == 1
+
+
+def test_a_node_dying_mid_grading_errors_its_remaining_checks_only(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.start("n1")
+    lab.start("n2", lifetime=0.6)
+    checks = [file_check("n2-first", "n2", tmp_path),
+              {"id": "n2-slow", "node": "n2", "type": "command", "command": "sleep 1"},
+              file_check("n2-after", "n2", tmp_path),
+              file_check("n2-waiting", "n2", tmp_path / "never", wait=5),
+              {"id": "n1-slow", "node": "n1", "type": "command", "command": "sleep 1.2"},
+              file_check("n1-after", "n1", tmp_path)]
+    report = grade(spec(*checks), lab.connect, lab="t", options=FAST)
+    results = by_id(report.results)
+    assert [results[i].outcome for i in ("n2-first", "n2-slow")] == [Outcome.PASS] * 2
+    for check_id in ("n2-after", "n2-waiting"):
+        assert results[check_id].outcome is Outcome.ERROR
+        assert results[check_id].evidence.startswith(
+            "n2 became unreachable: n2: connection reset (node process exited)")
+    assert results["n1-slow"].outcome is Outcome.PASS
+    assert results["n1-after"].outcome is Outcome.PASS
+    assert all(s.closed for s in lab.sessions)
+
+
+def test_a_node_dying_while_a_check_waits_keeps_the_last_attempt(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.start("n1", lifetime=0.8)
+    report = grade(spec(file_check("waiting", "n1", tmp_path / "never", wait=5)), lab.connect,
+                   lab="t", options=FAST)
+    result = report.results[0]
+    assert result.outcome is Outcome.ERROR and result.attempts >= 2
+    assert "(last attempt: FAIL: " in result.evidence
+
+
+def test_nodes_are_graded_concurrently_with_one_session_each(lab: Lab) -> None:
+    for node in ("a", "b", "c"):
+        lab.start(node)
+    checks = [{"id": f"{node}-{i}", "node": node, "type": "command", "command": "sleep 0.5"}
+              for node in ("a", "b", "c") for i in (1, 2)]
+    started = time.monotonic()
+    report = grade(spec(*checks), lab.connect, lab="t")
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"{elapsed:.2f} s: nodes were graded one after the other (3 s)"
+    assert [r.check_id for r in report.results] == [c["id"] for c in checks]
+    assert {r.outcome for r in report.results} == {Outcome.PASS}
+    assert lab.connects == Counter({"a": 1, "b": 1, "c": 1})
+    assert len(lab.sessions) == 3 and all(s.closed for s in lab.sessions)
+
+
+def test_checks_of_a_node_run_in_spec_order(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    log = tmp_path / "order.log"
+    checks = [{"id": f"step-{i}", "node": "n1", "type": "command",
+               "command": f"echo {i} >> {log}"} for i in range(5)]
+    grade(spec(*checks), lab.connect, lab="t")
+    assert log.read_text().split() == ["0", "1", "2", "3", "4"]
+
+
+def test_a_command_timeout_is_an_error(lab: Lab) -> None:
+    lab.start("n1")
+    report = grade(spec({"id": "slow", "node": "n1", "type": "command", "command": "sleep 5"}),
+                   lab.connect, lab="t", options=GradeOptions(command_timeout=0.3))
+    assert report.results[0].outcome is Outcome.ERROR
+    assert report.results[0].evidence == "timed out after 0.3 s: sleep 5"
+
+
+def test_router_cli_failure_is_an_error(lab: Lab) -> None:
+    lab.start("r1")
+    report = grade(spec({"id": "ospf", "node": "r1", "type": "ospf_neighbor",
+                         "neighbor": "10.255.255.2"}), lab.connect, lab="t")
+    result = report.results[0]
+    assert result.outcome is Outcome.ERROR
+    assert result.evidence.startswith("router CLI failed (")
+    assert result.evidence.endswith("): show ip ospf neighbor json")
+
+
+def test_progress_reports_every_result_once(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    lab.start("n2")
+    seen: list[str] = []
+    report = grade(spec(file_check("a", "n1", tmp_path), file_check("b", "n2", tmp_path),
+                        file_check("c", "ghost", tmp_path)),
+                   lab.connect, lab="exam-1", progress=lambda r: seen.append(r.check_id))
+    assert sorted(seen) == ["a", "b", "c"]
+    assert (report.lab, report.scenario) == ("exam-1", "engine")
+    assert report.started.endswith("Z") and report.started <= report.finished
+
+
+def test_checks_never_change_the_node(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    target = tmp_path / "config"
+    target.write_text("PermitRootLogin no\n")
+    os.chmod(target, 0o640)
+    before = (target.stat().st_mtime_ns, target.stat().st_mode, target.read_text())
+    report = grade(spec(file_check("cfg", "n1", target, mode="0600", contains="^Permit")),
+                   lab.connect, lab="t")
+    assert report.results[0].outcome is Outcome.FAIL
+    assert (target.stat().st_mtime_ns, target.stat().st_mode, target.read_text()) == before

@@ -1,0 +1,158 @@
+"""GradeReport: score and exit code; rendering as a jury table, JSON and JUnit XML."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from labctl.grading.report import (
+    colour_wanted,
+    from_json,
+    render_table,
+    summary_lines,
+    to_dict,
+    to_json,
+    to_junit,
+)
+from labctl.grading.results import CheckResult, GradeReport, Outcome, criterion_sort_key
+
+
+def result(check_id: str, criterion: str, outcome: Outcome, weight: int = 1,
+           evidence: str = "seen", node: str = "r1", attempts: int = 1) -> CheckResult:
+    return CheckResult(check_id=check_id, criterion=criterion, node=node,
+                       description_fr=f"Vérifie {check_id}", description_en=f"Checks {check_id}",
+                       weight=weight, outcome=outcome, evidence=evidence, attempts=attempts,
+                       duration_s=0.25, stage=None)
+
+
+def sample() -> GradeReport:
+    return GradeReport(
+        lab="exam-42", scenario="multi-site-routing",
+        started="2026-11-30T09:00:00.000Z", finished="2026-11-30T09:00:31.500Z",
+        results=[
+            result("route-lan2", "A2.3-c1", Outcome.FAIL, evidence="no route to 10.2.0.0/24",
+                   attempts=60),
+            result("ospf-r1-r2", "A1.3-c2", Outcome.PASS, weight=2,
+                   evidence="neighbor 10.255.255.2 state Full/DR"),
+            result("pc1-srv1", "A2.3-c1", Outcome.PASS, node="pc1"),
+            result("sshd-config", "A3.2-c2", Outcome.ERROR, node="srv1",
+                   evidence="cannot connect to srv1: No route to host"),
+            result("forwarding", "A1.3-c2", Outcome.PASS, node="r2"),
+        ])
+
+
+def test_score_counts_and_exit_code() -> None:
+    report = sample()
+    assert (report.points_earned, report.points_total) == (4, 6)
+    assert report.score == pytest.approx(4 / 6)
+    assert report.counts == {Outcome.PASS: 3, Outcome.FAIL: 1, Outcome.ERROR: 1}
+    assert report.exit_code == 2
+    no_error = GradeReport("l", "s", "a", "b", [r for r in report.results
+                                                if r.outcome is not Outcome.ERROR])
+    assert no_error.exit_code == 1
+    assert GradeReport("l", "s", "a", "b", [report.results[1]]).exit_code == 0
+    assert GradeReport("l", "s", "a", "b", []).score == 0.0
+
+
+def test_criteria_sort_by_number() -> None:
+    ids = ["A1.10-c1", "A1.9-c2", "A1.9-c10", "A1.9-c1", "A2.1-c1"]
+    assert sorted(ids, key=criterion_sort_key) == ["A1.9-c1", "A1.9-c2", "A1.9-c10", "A1.10-c1",
+                                                   "A2.1-c1"]
+
+
+def test_json_round_trip_and_documented_keys() -> None:
+    report = sample()
+    text = to_json(report)
+    assert from_json(text) == report
+    assert to_json(from_json(text)) == text
+    data = json.loads(text)
+    assert list(data) == ["format", "lab", "scenario", "started", "finished", "score", "points",
+                          "counts", "exit_code", "results"]
+    assert data["format"] == "labctl.grade-report/1"
+    assert (data["score"], data["points"], data["exit_code"]) == (0.6667, {"earned": 4, "total": 6}, 2)
+    assert data["counts"] == {"PASS": 3, "FAIL": 1, "ERROR": 1}
+    assert list(data["results"][0]) == ["id", "criterion", "node", "description", "weight",
+                                        "outcome", "evidence", "attempts", "duration_s", "stage"]
+    assert data["results"][1]["description"] == {"fr": "Vérifie ospf-r1-r2",
+                                                 "en": "Checks ospf-r1-r2"}
+    assert "Vérifie" in text  # UTF-8, not \u escapes
+    assert to_dict(report)["results"][0]["id"] == "route-lan2"  # spec order kept
+
+
+def test_from_json_refuses_other_documents() -> None:
+    with pytest.raises(ValueError, match=r"not a labctl\.grade-report/1"):
+        from_json('{"format": "something-else"}')
+
+
+def test_junit_is_valid_xml_with_one_suite_per_criterion() -> None:
+    root = ET.fromstring(to_junit(sample()))
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("5", "1", "1")
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert list(suites) == ["A1.3-c2", "A2.3-c1", "A3.2-c2"]
+    assert [c.get("name") for c in suites["A1.3-c2"].findall("testcase")] == ["ospf-r1-r2",
+                                                                               "forwarding"]
+    a23 = suites["A2.3-c1"]
+    assert (a23.get("tests"), a23.get("failures"), a23.get("errors")) == ("2", "1", "0")
+    failure = a23.find("testcase[@name='route-lan2']/failure")
+    assert failure is not None and failure.get("message") == "no route to 10.2.0.0/24"
+    error = suites["A3.2-c2"].find("testcase/error")
+    assert error is not None and "No route to host" in (error.text or "")
+    assert suites["A1.3-c2"].find("testcase/failure") is None
+    prop = suites["A1.3-c2"].find("properties/property[@name='criterion']")
+    assert prop is not None and (prop.get("value") or "").startswith("L'interconnexion")
+    assert sum(len(s.findall("testcase")) for s in suites.values()) == 5
+
+
+def test_table_groups_checks_by_criterion_with_evidence_for_non_pass() -> None:
+    text = render_table(sample())
+    lines = text.splitlines()
+    heads = [line for line in lines if line[:1] == "A"]
+    assert [h.split()[0] for h in heads] == ["A1.3-c2", "A2.3-c1", "A3.2-c2"]
+    assert heads[0].startswith("A1.3-c2  L'interconnexion entre les différents matériels")
+    assert heads[0].endswith("(3/3)") and heads[1].endswith("(1/2)")
+    assert len(heads[0]) < 100 and "…" in heads[0]
+    block = text.split("A2.3-c1")[1].split("A3.2-c2")[0]
+    assert "  FAIL   r1    route-lan2   Vérifie route-lan2 / Checks route-lan2\n" in block
+    assert "↳ no route to 10.2.0.0/24 [60 attempts]" in block
+    assert "  PASS   pc1   pc1-srv1     Vérifie pc1-srv1" in block
+    assert "state Full/DR" not in text  # no evidence under a PASS
+    assert "\033[" not in text
+    assert lines[-2].startswith("Note : 4/6 points (66,7 %) — 3 réussi(s), 1 échoué(s), 1 en erreur")
+    assert lines[-1] == "Score: 4/6 points (66.7%) — 3 passed, 1 failed, 1 errors"
+
+
+@pytest.mark.parametrize(("lang", "present", "absent"), [
+    ("fr", "Vérifie ospf-r1-r2", "Checks ospf-r1-r2"),
+    ("en", "Checks ospf-r1-r2", "Vérifie ospf-r1-r2"),
+])
+def test_table_language(lang: str, present: str, absent: str) -> None:
+    text = render_table(sample(), lang=lang)  # type: ignore[arg-type]
+    assert present in text and absent not in text
+
+
+def test_colour_only_when_asked() -> None:
+    coloured = render_table(sample(), colour=True)
+    assert "\033[32mPASS " in coloured and "\033[31mFAIL " in coloured
+    assert "\033[33mERROR" in coloured
+
+
+def test_colour_wanted_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert colour_wanted(io.StringIO()) is False
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert colour_wanted(Terminal()) is True
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert colour_wanted(Terminal()) is False
+
+
+def test_summary_of_a_perfect_run() -> None:
+    report = GradeReport("l", "s", "a", "b", [result("x", "A1.3-c2", Outcome.PASS)])
+    assert summary_lines(report)[1] == "Score: 1/1 points (100.0%) — 1 passed, 0 failed, 0 errors"

@@ -47,12 +47,14 @@ def grade(
     """Grade lab `lab` against `spec`; `connect(node)` opens a node's session.
 
     `progress` is called once per check as soon as its result is final (from worker
-    threads, one call at a time). Results come back in spec order.
+    threads, one call at a time; an exception it raises ends the grading). Results come
+    back in spec order.
     """
     started, origin = utc_now(), time.monotonic()
     lock = threading.Lock()
 
     def notify(result: CheckResult) -> None:
+        """Report one final result, one thread at a time."""
         if progress is not None:
             with lock:
                 progress(result)

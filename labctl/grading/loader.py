@@ -151,6 +151,7 @@ def drop_explained_missing(problems: list[Problem]) -> list[Problem]:
     The typo's problem already says "did you mean 'K'?"; one problem per mistake is enough.
     """
     def explained(problem: Problem) -> bool:
+        """Is this a missing-key problem that a did-you-mean hint already covers?"""
         match = MISSING.match(problem.message)
         if not match:
             return False

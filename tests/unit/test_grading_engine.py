@@ -160,6 +160,14 @@ def test_an_unreachable_node_makes_its_checks_error_and_others_go_on(
     assert report.exit_code == 2 and lab.connects["ghost"] == 1
 
 
+def test_an_unreachable_node_is_never_a_pass_even_when_unreachability_is_expected(
+    lab: Lab,
+) -> None:
+    report = grade(spec({"id": "isolated", "node": "ghost", "type": "reach",
+                         "target": "10.9.0.1", "expect": "unreachable"}), lab.connect, lab="t")
+    assert report.results[0].outcome is Outcome.ERROR
+
+
 def test_a_node_dying_mid_grading_errors_its_remaining_checks_only(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -186,7 +186,15 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, j
 
     target = find_lab(lab_ref)
     grading_spec = labs.lab_spec(target, spec)
-    result = labs.grade(target, grading_spec)
+    progress = obj.progress()
+    done: list[str] = []
+
+    def show(check: Any) -> None:
+        done.append(check.check_id)
+        progress.update(f"{len(done)}/{len(grading_spec.checks)} {check.check_id}: {check.outcome.value}")
+
+    with progress.step(f"grade lab {target.name}: {len(grading_spec.checks)} checks"):
+        result = labs.grade(target, grading_spec, on_result=show)
     if junit:
         junit.write_text(render.to_junit(result))
     if as_json:

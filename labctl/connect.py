@@ -82,7 +82,10 @@ class SshSession:
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # The exit status may arrive before the last output: stop only once the
+                # server has also closed its side (EOF) and nothing is left to read.
+                if channel.exit_status_ready() and channel.eof_received and \
+                        not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
                     raise CommandTimeout(f"{self.access.node}: '{command}' ran over {timeout:.0f} s")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from labctl.grading.results import CheckResult, GradeReport
     from labctl.grading.spec import GradingSpec
+    from labctl.topology.model import Topology
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,11 @@ def down(lab: LabState, progress: Progress = QUIET) -> None:
     get_provider(lab.provider).destroy(lab, progress)
 
 
-def load_spec(scenario: Scenario, topology: object | None = None) -> GradingSpec:
+def load_spec(scenario: Scenario, topology: Topology | None = None) -> GradingSpec:
     """The scenario's grading spec, validated against its topology."""
     from labctl.grading.loader import load_grading_spec
 
-    return load_grading_spec(scenario.grading, topology)  # type: ignore[arg-type]
+    return load_grading_spec(scenario.grading, topology)
 
 
 def lab_spec(lab: LabState, spec_file: Path | None = None) -> GradingSpec:

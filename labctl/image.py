@@ -77,11 +77,21 @@ class ImageRecipe:
     suite: str = field(default_factory=default_suite)
     mirror: str = field(default_factory=default_mirror)
     packages: tuple[str, ...] = BASE_PACKAGES
+    extra: tuple[str, ...] = ()  # a scenario's own packages, installed after the base
     customisation: int = CUSTOMISATION_VERSION
+
+    @classmethod
+    def named(cls, name: str | None, extra: tuple[str, ...] = ()) -> ImageRecipe:
+        """The base node image, or a scenario's image: the base plus `extra` packages."""
+        if not extra:
+            return cls()
+        return cls(name=f"node-{name}", extra=tuple(sorted(set(extra))))
 
     def digest(self) -> str:
         """A short hash of everything that changes the built image."""
         data = asdict(self) | {"packages": sorted(self.packages), "files": _data_digest()}
+        if not self.extra:
+            del data["extra"]  # keeps the base image's digest stable
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -141,6 +151,9 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
         with progress.step(f"debootstrap {recipe.suite} with {len(recipe.packages)} packages "
                            f"(once; cached afterwards)"):
             _debootstrap(recipe, rootfs, progress)
+        if recipe.extra:
+            with progress.step(f"install {len(recipe.extra)} scenario packages: {' '.join(recipe.extra)}"):
+                _install_extra(recipe, rootfs, progress)
         with progress.step("customise the image for lab nodes"):
             customise(rootfs)
         with progress.step("shift ownership into the nodes' user-namespace range"):
@@ -157,6 +170,25 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
 def _debootstrap(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
     command = ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
                recipe.suite, str(rootfs), recipe.mirror]
+    _run_logged(command, progress, f"check that {recipe.mirror} answers (apt-get update works?)")
+
+
+def _install_extra(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
+    """apt-get install the extra packages inside the tree, with no service allowed to start."""
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    script = (f"mount -t proc proc {rootfs}/proc && chroot {rootfs} sh -ec "
+              f"'apt-get update -qq && apt-get install -y -q --no-install-recommends {' '.join(recipe.extra)}'")
+    try:
+        # A private mount namespace: /proc is unmounted with it, whatever happens.
+        _run_logged(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script], progress,
+                    "check the package names (apt-cache policy NAME) and that the mirror answers")
+    finally:
+        policy.unlink(missing_ok=True)
+
+
+def _run_logged(command: list[str], progress: Progress, hint: str) -> None:
     log_lines: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"}) as proc:
@@ -166,8 +198,7 @@ def _debootstrap(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
             progress.update(line.strip())
     if proc.returncode != 0:
         tail = "\n".join(log_lines[-15:])
-        raise PlatformError(f"debootstrap failed (exit {proc.returncode}):\n{tail}",
-                            f"check that {recipe.mirror} answers (apt-get update works?)")
+        raise PlatformError(f"{command[0]} failed (exit {proc.returncode}):\n{tail}", hint)
 
 
 def _write(rootfs: Path, relative: str, data: bytes, mode: int = 0o644) -> None:
@@ -196,7 +227,7 @@ def customise(rootfs: Path) -> None:
         ["chroot", str(rootfs), "sh", "-ec",
          f"useradd -m -s /usr/bin/vtysh -G frrvty,frr -p '*' {CLI_USER}; "
          "chown -R frr:frr /etc/frr; chmod 640 /etc/frr/frr.conf; "
-         "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log"],
+         "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log /var/log/apt/*"],
         check=True, capture_output=True,
     )
 

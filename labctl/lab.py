@@ -55,6 +55,8 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None,
         id=lab_id, name=lab_name, provider=chosen.name, source=str(source.topology.resolve()),
         scenario=str(source.scenario.folder) if source.scenario else None,
         plan=plan_lab(topology, lab_id, lab_name),
+        image_name=(source.scenario.spec.image.name or source.scenario.name) if source.scenario else None,
+        packages=source.scenario.spec.image.packages if source.scenario else [],
     )
     chosen.create(lab, progress)
     if source.scenario and setup and source.scenario.setup.is_file():

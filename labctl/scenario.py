@@ -26,6 +26,15 @@ class Text(BaseModel):
     en: str
 
 
+class ImageSpec(BaseModel):
+    """What a scenario's nodes need beyond the base image (Debian packages only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, description="Image name (default: the scenario's); scenarios "
+                             "sharing a name must list the same packages.")
+    packages: list[str] = Field(default_factory=list, description="Extra Debian packages for every node.")
+
+
 class ScenarioFile(BaseModel):
     """The content of scenario.yml."""
 
@@ -38,6 +47,7 @@ class ScenarioFile(BaseModel):
     solution: str | None = None
     grading: str | None = None
     brief: dict[str, str] = Field(default_factory=lambda: {"fr": "brief.fr.md", "en": "brief.en.md"})
+    image: ImageSpec = Field(default_factory=ImageSpec)
     initially_failing: list[str] = Field(
         default_factory=list, description="Check ids that must FAIL in the starting state.")
 

@@ -65,7 +65,9 @@ class LabState(BaseModel):
     created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     source: str = ""  # the topology file or scenario it was built from
     scenario: str | None = None
-    image: str = ""
+    image: str = ""  # the root filesystem nodes run on (set when built)
+    image_name: str | None = None  # the scenario's image, if it needs packages beyond the base
+    packages: list[str] = Field(default_factory=list)  # those packages
     plan: LabPlan
     nodes: dict[str, NodeState] = Field(default_factory=dict)
 

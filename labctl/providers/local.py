@@ -100,7 +100,7 @@ class LocalProvider(Provider):
             raise
 
     def _create(self, lab: LabState, progress: Progress) -> None:
-        recipe = image.ensure_image(progress=progress)
+        recipe = image.ensure_image(image.ImageRecipe.named(lab.image_name, tuple(lab.packages)), progress)
         lab.image = str(recipe.rootfs)
         lab.save()
         plan = lab.plan

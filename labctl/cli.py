@@ -61,15 +61,18 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 @click.argument("source")
 @click.option("--provider", help="Where nodes run (default: the topology's, else local).")
 @click.option("--name", help="Lab name (default: the scenario or topology name).")
+@click.option("--seed", help="Candidate id: draws the scenario's variant values (default: fixed values).")
 @click.option("--no-setup", is_flag=True, help="Skip the scenario's setup playbook.")
 @click.pass_obj
-def up(obj: Context, source: str, provider: str | None, name: str | None, no_setup: bool) -> None:
+def up(obj: Context, source: str, provider: str | None, name: str | None, seed: str | None,
+       no_setup: bool) -> None:
     """Build a lab from SOURCE: a scenario (folder or name) or a topology file."""
     from labctl import lab as labs
 
     started = time.monotonic()
     try:
-        built = labs.up(source, provider=provider, name=name, setup=not no_setup, progress=obj.progress())
+        built = labs.up(source, provider=provider, name=name, seed=seed, setup=not no_setup,
+                        progress=obj.progress())
     except KeyboardInterrupt:
         click.echo("interrupted: what was built has been removed", err=True)
         raise
@@ -172,20 +175,24 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
 @cli.command()
 @lab_option
 @click.option("--spec", type=click.Path(path_type=Path), help="Grading spec (default: the scenario's).")
+@click.option("--stage", help="Grade this stage's checks (default: the lab's current stage).")
+@click.option("--all-stages", is_flag=True, help="Grade the checks of every stage.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write a JUnit XML report.")
 @click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="both", show_default=True,
               help="Language of check descriptions (French first with English alongside by default).")
 @click.pass_obj
-def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, junit: Path | None,
-          lang: str) -> None:
+def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | None, all_stages: bool,
+          as_json: bool, junit: Path | None, lang: str) -> None:
     """Check the live lab; exit 0 all PASS, 1 some FAIL, 2 any ERROR."""
     from labctl import lab as labs
     from labctl.grading import report as render
     from labctl.state import find_lab
 
     target = find_lab(lab_ref)
-    grading_spec = labs.lab_spec(target, spec)
+    if stage is not None:
+        labs.lab_scenario(target).stage(stage)  # a clear error for an unknown stage
+    grading_spec = labs.stage_checks(labs.lab_spec(target, spec), None if all_stages else stage or target.stage)
     progress = obj.progress()
     done: list[str] = []
 
@@ -202,6 +209,37 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, as_json: bool, j
     else:
         click.echo(render.render_table(result, lang=lang, colour=sys.stdout.isatty()))  # type: ignore[arg-type]
     sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("fault")
+@lab_option
+@click.pass_obj
+def inject(obj: Context, fault: str, lab_ref: str | None) -> None:
+    """Inject one of the scenario's FAULTs into the lab (e.g. a simulated ransomware)."""
+    from labctl import lab as labs
+    from labctl.state import find_lab
+
+    labs.inject(find_lab(lab_ref), fault, obj.progress())
+
+
+@cli.command()
+@click.argument("name", required=False)
+@lab_option
+@click.pass_obj
+def stage(obj: Context, name: str | None, lab_ref: str | None) -> None:
+    """Show the lab's stage, or move it to stage NAME (injecting that stage's faults)."""
+    from labctl import lab as labs
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    stages = [s.name for s in labs.lab_scenario(target).stages()]
+    if name is None:
+        click.echo(f"lab {target.name}: stage {target.stage} (stages: {', '.join(stages)}); "
+                   f"faults injected: {', '.join(target.injected) or 'none'}")
+        return
+    labs.enter_stage(target, name, obj.progress())
+    click.echo(f"lab {target.name} is now in stage {name}")
 
 
 @cli.command()
@@ -338,12 +376,13 @@ def scenario_list() -> None:
 @scenario.command("verify")
 @click.argument("name")
 @click.option("--provider", help="Where nodes run.")
+@click.option("--seed", help="Verify the variant drawn for this candidate id.")
 @click.pass_obj
-def scenario_verify(obj: Context, name: str, provider: str | None) -> None:
-    """up -> grade (listed checks FAIL) -> solution -> grade (all PASS) -> down."""
+def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None) -> None:
+    """Per stage: listed checks FAIL, solution makes all PASS; partial fails exactly as declared."""
     from labctl.verify import verify
 
-    outcome = verify(name, provider=provider, progress=obj.progress())
+    outcome = verify(name, provider=provider, seed=seed, progress=obj.progress())
     click.echo(outcome.summary())
     sys.exit(0 if outcome.ok else 1)
 

@@ -1,15 +1,17 @@
 """Lab lifecycle: the operations the CLI offers, as plain functions returning values.
 
-up: source (scenario or topology file) -> LabState (built, set up);
-grade: LabState -> GradeReport; down: LabState -> None; verify: scenario -> findings.
+up: source (scenario or topology file) -> LabState (built, set up, in its first stage);
+grade: LabState -> GradeReport; inject / enter_stage: scenario faults and stages;
+down: LabState -> None.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from labctl.errors import NotFoundError
 from labctl.plan import new_lab_id, plan_lab
 from labctl.progress import QUIET, Progress
 from labctl.providers import get_provider
@@ -41,28 +43,32 @@ def resolve_source(reference: str) -> Source:
     return Source(Path(reference), None)
 
 
-def up(reference: str, *, provider: str | None = None, name: str | None = None,
+def up(reference: str, *, provider: str | None = None, name: str | None = None, seed: str | None = None,
        setup: bool = True, progress: Progress = QUIET) -> LabState:
     """Validate everything, build the lab, run the scenario's setup; all or nothing."""
     source = resolve_source(reference)
-    topology = load_topology(source.topology)
-    if source.scenario:
-        load_spec(source.scenario, topology)  # a bad grading spec stops us before building
+    scenario = source.scenario
+    values = scenario.values(seed) if scenario else {}
+    topology = load_topology(source.topology, values)
+    if scenario:
+        load_spec(scenario, topology, values)  # a bad grading spec stops us before building
     chosen = get_provider(provider or topology.provider)
     lab_id = new_lab_id()
-    lab_name = unique_name(name or (source.scenario.name if source.scenario else topology.name))
+    lab_name = unique_name(name or (scenario.name if scenario else topology.name))
     lab = LabState(
         id=lab_id, name=lab_name, provider=chosen.name, source=str(source.topology.resolve()),
-        scenario=str(source.scenario.folder) if source.scenario else None,
+        scenario=str(scenario.folder) if scenario else None, seed=seed, values=values,
         plan=plan_lab(topology, lab_id, lab_name),
-        image_name=(source.scenario.spec.image.name or source.scenario.name) if source.scenario else None,
-        packages=source.scenario.spec.image.packages if source.scenario else [],
+        image_name=(scenario.spec.image.name or scenario.name) if scenario else None,
+        packages=scenario.spec.image.packages if scenario else [],
     )
     chosen.create(lab, progress)
-    if source.scenario and setup and source.scenario.setup.is_file():
+    if scenario and setup:
         try:
-            with progress.step(f"set up the starting state ({source.scenario.setup.name})"):
-                run_scenario_playbook(lab, source.scenario.setup, progress)
+            if scenario.setup.is_file():
+                with progress.step(f"set up the starting state ({scenario.setup.name})"):
+                    run_scenario_playbook(lab, scenario.setup, progress)
+            enter_stage(lab, scenario.stages()[0].name, progress)
         except BaseException:
             with progress.step("remove the lab"):
                 chosen.destroy(lab)
@@ -70,11 +76,46 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None,
     return lab
 
 
+def playbook_variables(lab: LabState) -> dict[str, Any]:
+    """What every playbook run against `lab` gets: parameter values and labctl's own."""
+    lab.vault.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {**lab.values, "labctl_seed": lab.seed or "", "labctl_stage": lab.stage or "",
+            "labctl_vault": str(lab.vault)}
+
+
 def run_scenario_playbook(lab: LabState, playbook: Path, progress: Progress = QUIET) -> None:
-    """Run a playbook against the lab."""
+    """Run a playbook against the lab, with the lab's variables."""
     from labctl.provision import run_playbook
 
-    run_playbook(lab, get_provider(lab.provider), playbook, progress=progress)
+    run_playbook(lab, get_provider(lab.provider), playbook, extravars=playbook_variables(lab),
+                 progress=progress)
+
+
+def lab_scenario(lab: LabState) -> Scenario:
+    """The scenario `lab` was built from."""
+    if not lab.scenario:
+        raise NotFoundError(f"lab {lab.name} was built from a topology, not a scenario",
+                            "build it from a scenario: labctl up scenarios/NAME")
+    return load_scenario(lab.scenario)
+
+
+def inject(lab: LabState, fault: str, progress: Progress = QUIET) -> None:
+    """Run the scenario's fault playbook against the lab and record it."""
+    scenario = lab_scenario(lab)
+    definition = scenario.fault(fault)
+    with progress.step(f"inject fault {fault}: {definition.description.fr} / {definition.description.en}"):
+        run_scenario_playbook(lab, scenario.path(definition.playbook), progress)
+    lab.injected.append(fault)
+    lab.save()
+
+
+def enter_stage(lab: LabState, stage: str, progress: Progress = QUIET) -> None:
+    """Move the lab to `stage`, injecting the faults the stage starts with."""
+    definition = lab_scenario(lab).stage(stage)
+    lab.stage = definition.name
+    lab.save()
+    for fault in definition.inject:
+        inject(lab, fault, progress)
 
 
 def down(lab: LabState, progress: Progress = QUIET) -> None:
@@ -82,24 +123,35 @@ def down(lab: LabState, progress: Progress = QUIET) -> None:
     get_provider(lab.provider).destroy(lab, progress)
 
 
-def load_spec(scenario: Scenario, topology: Topology | None = None) -> GradingSpec:
-    """The scenario's grading spec, validated against its topology."""
+def load_spec(scenario: Scenario, topology: Topology | None = None,
+              values: dict[str, Any] | None = None) -> GradingSpec:
+    """The scenario's grading spec for these variant values, validated against its topology."""
     from labctl.grading.loader import load_grading_spec
 
-    return load_grading_spec(scenario.grading, topology)
+    return load_grading_spec(scenario.grading, topology, scenario.values(None) if values is None else values)
 
 
 def lab_spec(lab: LabState, spec_file: Path | None = None) -> GradingSpec:
-    """The grading spec for `lab`: the one given, or its scenario's."""
-    from labctl.errors import NotFoundError
+    """The grading spec for `lab` (the one given, or its scenario's) with the lab's values."""
     from labctl.grading.loader import load_grading_spec
+    from labctl.grading.vault import attach_vault
 
+    topology = load_topology(lab.source, lab.values)
     if spec_file is not None:
-        return load_grading_spec(spec_file, load_topology(lab.source))
-    if not lab.scenario:
+        spec = load_grading_spec(spec_file, topology, lab.values)
+    elif not lab.scenario:
         raise NotFoundError(f"lab {lab.name} was built from a topology, not a scenario: it has no grading spec",
                             "give one with --spec grading/FILE.yml")
-    return load_spec(load_scenario(lab.scenario), load_topology(lab.source))
+    else:
+        spec = load_spec(load_scenario(lab.scenario), topology, lab.values)
+    return attach_vault(spec, lab.vault)
+
+
+def stage_checks(spec: GradingSpec, stage: str | None) -> GradingSpec:
+    """The checks graded in `stage`: its own and those without a stage (all, for None)."""
+    if stage is None:
+        return spec
+    return spec.model_copy(update={"checks": [c for c in spec.checks if c.stage in (None, stage)]})
 
 
 def grade(lab: LabState, spec: GradingSpec,

@@ -9,10 +9,14 @@ paths relative to that folder (by default the project's conventional places:
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
+import random
+import string
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl.errors import InvalidInputError, NotFoundError
 from labctl.sourcefile import read_yaml, validate_model
@@ -35,6 +39,67 @@ class ImageSpec(BaseModel):
     packages: list[str] = Field(default_factory=list, description="Extra Debian packages for every node.")
 
 
+class Parameter(BaseModel):
+    """A value that varies per candidate: drawn from a seed, or the default without one."""
+
+    model_config = ConfigDict(extra="forbid")
+    default: Any = Field(description="The value without a seed (and in the shipped brief).")
+    choices: list[Any] | None = Field(default=None, description="Draw one of these.")
+    range: tuple[int, int] | None = Field(default=None, description="Draw an integer in [low, high].")
+    token: int | None = Field(default=None, description="Draw a random lowercase string of this length.")
+    sample: int | None = Field(default=None, description="With choices: draw this many distinct ones (a list).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Parameter:
+        ways = [w for w in (self.choices, self.range, self.token) if w is not None]
+        if len(ways) > 1:
+            raise ValueError("give one of choices, range or token")
+        if self.sample is not None and self.choices is None:
+            raise ValueError("sample goes with choices")
+        if self.sample is not None and self.choices is not None and self.sample > len(self.choices):
+            raise ValueError(f"sample {self.sample} is more than the {len(self.choices)} choices")
+        return self
+
+    def draw(self, rng: random.Random) -> Any:
+        """A value drawn with `rng` (the default when no way to draw is given)."""
+        if self.choices is not None:
+            return rng.sample(self.choices, self.sample) if self.sample else rng.choice(self.choices)
+        if self.range is not None:
+            return rng.randint(*self.range)
+        if self.token is not None:
+            return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(self.token))
+        return self.default
+
+
+class Stage(BaseModel):
+    """A part of the exam with its own checks (grading-spec checks with `stage: NAME`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    title: Text | None = None
+    inject: list[str] = Field(default_factory=list, description="Faults injected when the stage starts.")
+    initially_failing: list[str] = Field(default_factory=list,
+                                         description="Checks that FAIL when the stage starts.")
+    solution: str | None = Field(default=None, description="Playbook solving this stage.")
+
+
+class Fault(BaseModel):
+    """Something that goes wrong on purpose (`labctl inject NAME`, or at a stage's start)."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: Text
+    playbook: str
+
+
+class Partial(BaseModel):
+    """A partial solution shipped with the scenario, and exactly what it leaves failing."""
+
+    model_config = ConfigDict(extra="forbid")
+    playbook: str
+    stage: str | None = Field(default=None, description="The stage it is graded in (default: the first).")
+    failing: list[str] = Field(description="Checks that must FAIL after it; all others must PASS.")
+
+
 class ScenarioFile(BaseModel):
     """The content of scenario.yml."""
 
@@ -48,8 +113,35 @@ class ScenarioFile(BaseModel):
     grading: str | None = None
     brief: dict[str, str] = Field(default_factory=lambda: {"fr": "brief.fr.md", "en": "brief.en.md"})
     image: ImageSpec = Field(default_factory=ImageSpec)
+    parameters: dict[str, Parameter] = Field(default_factory=dict,
+                                             description="Values drawn per candidate from a seed.")
     initially_failing: list[str] = Field(
-        default_factory=list, description="Check ids that must FAIL in the starting state.")
+        default_factory=list, description="Check ids that must FAIL in the starting state (no stages).")
+    stages: list[Stage] = Field(default_factory=list)
+    faults: dict[str, Fault] = Field(default_factory=dict)
+    partial: Partial | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioFile:
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError("stage names must be unique")
+        if self.stages and (self.initially_failing or self.solution):
+            raise ValueError("with stages, give initially_failing and solution per stage")
+        for stage in self.stages:
+            unknown = [f for f in stage.inject if f not in self.faults]
+            if unknown:
+                raise ValueError(f"stage {stage.name} injects unknown faults {unknown}; "
+                                 f"faults: {sorted(self.faults)}")
+        if self.partial and self.partial.stage and self.partial.stage not in [*names, "main"]:
+            raise ValueError(f"partial.stage '{self.partial.stage}' is not a stage")
+        bad = [name for name in self.parameters if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"parameter names must be identifiers (letters, digits, _): {bad}")
+        return self
+
+
+MAIN_STAGE = "main"
 
 
 class Scenario:
@@ -68,6 +160,10 @@ class Scenario:
     def _path(self, given: str | None, default: Path) -> Path:
         return (self.folder / given).resolve() if given else default.resolve()
 
+    def path(self, relative: str) -> Path:
+        """A file named in scenario.yml, resolved from the scenario's folder."""
+        return (self.folder / relative).resolve()
+
     @property
     def name(self) -> str:
         """The scenario's name."""
@@ -76,6 +172,42 @@ class Scenario:
     def brief_path(self, lang: str) -> Path:
         """The brief in `lang` (fr or en)."""
         return self.folder / self.spec.brief[lang]
+
+    def stages(self) -> list[Stage]:
+        """The scenario's stages; a scenario without stages has one, `main`."""
+        if self.spec.stages:
+            return list(self.spec.stages)
+        return [Stage(name=MAIN_STAGE, initially_failing=self.spec.initially_failing,
+                      solution=str(self.solution))]
+
+    def stage(self, name: str) -> Stage:
+        """The stage called `name`."""
+        for stage in self.stages():
+            if stage.name == name:
+                return stage
+        raise NotFoundError(f"scenario {self.name} has no stage '{name}'",
+                            f"stages: {', '.join(s.name for s in self.stages())}")
+
+    def fault(self, name: str) -> Fault:
+        """The fault called `name`."""
+        if name not in self.spec.faults:
+            close = difflib.get_close_matches(name, self.spec.faults, n=1)
+            raise NotFoundError(f"scenario {self.name} has no fault '{name}' (faults: "
+                                f"{', '.join(self.spec.faults) or 'none'})",
+                                f"did you mean '{close[0]}'?" if close else None)
+        return self.spec.faults[name]
+
+    def values(self, seed: str | None) -> dict[str, Any]:
+        """The variant values for `seed` (a candidate id): the defaults without one.
+
+        The same scenario and seed always give the same values, so the grader derives
+        exactly what the candidate was given.
+        """
+        if seed is None:
+            return {name: p.default for name, p in self.spec.parameters.items()}
+        digest = hashlib.sha256(f"{self.name}\0{seed}".encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "big"))
+        return {name: self.spec.parameters[name].draw(rng) for name in sorted(self.spec.parameters)}
 
 
 def search_roots() -> list[Path]:

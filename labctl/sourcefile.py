@@ -75,11 +75,34 @@ def _scalar(node: yaml.Node) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
-def read_yaml(path: Path) -> tuple[Any, Lines, list[Problem]]:
-    """Parse `path`; return its data, the line index, and problems found while reading."""
+def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
+    """Fill a file's `{{ name }}` placeholders with a scenario's variant values.
+
+    Placeholders stay on their line, so line numbers in later errors remain right.
+    """
+    import jinja2
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                     autoescape=False)
+    try:
+        return environment.from_string(text).render(**variables)
+    except jinja2.TemplateSyntaxError as exc:
+        raise InvalidInputError([Problem(str(path), exc.lineno or 1, f"template error: {exc.message}",
+                                         "placeholders look like {{ name }}")]) from None
+    except jinja2.UndefinedError as exc:
+        known = ", ".join(sorted(variables)) or "none"
+        raise InvalidInputError([Problem(str(path), 1, f"template error: {exc.message}",
+                                         f"the scenario's parameters are: {known}")]) from None
+
+
+def read_yaml(path: Path, variables: dict[str, Any] | None = None) -> tuple[Any, Lines, list[Problem]]:
+    """Parse `path` (a template filled with `variables` when given); return its data,
+    the line index, and problems found while reading."""
     lines = Lines(str(path))
     try:
         text = path.read_text(encoding="utf-8")
+        if variables is not None and "{{" in text:
+            text = render_template(path, text, variables)
     except FileNotFoundError:
         raise InvalidInputError([Problem(
             str(path), 1, "file not found", "check the path (relative to the current directory)",

@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -66,6 +67,10 @@ class LabState(BaseModel):
     source: str = ""  # the topology file or scenario it was built from
     scenario: str | None = None
     image: str = ""  # the root filesystem nodes run on (set when built)
+    seed: str | None = None  # the candidate's seed the variant values were drawn from
+    values: dict[str, Any] = Field(default_factory=dict)  # the scenario's parameter values for this lab
+    stage: str | None = None  # the scenario stage the lab is in
+    injected: list[str] = Field(default_factory=list)  # faults injected so far, in order
     image_name: str | None = None  # the scenario's image, if it needs packages beyond the base
     packages: list[str] = Field(default_factory=list)  # those packages
     plan: LabPlan
@@ -75,6 +80,11 @@ class LabState(BaseModel):
     def directory(self) -> Path:
         """The lab's folder."""
         return paths.labs_dir() / self.id
+
+    @property
+    def vault(self) -> Path:
+        """Controller-side records out of every candidate's reach (e.g. checksums before a fault)."""
+        return self.directory / "vault"
 
     @property
     def key_file(self) -> Path:

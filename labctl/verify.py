@@ -1,7 +1,10 @@
 """`labctl scenario verify`: a scenario proves it behaves as it declares.
 
-up -> grade: every check listed as initially failing must FAIL (and none may ERROR) ->
-solution -> grade: every check must PASS -> down (always, even on failure).
+For each stage, in order: enter it (injecting its faults); exactly the checks it lists as
+initially failing must FAIL and the others PASS (none may ERROR); apply its solution;
+every check of the stage must PASS. Then, on a fresh lab, the partial solution must leave
+exactly its listed checks failing. A check that never FAILs in any of these phases proves
+nothing, and is reported as a defect. Labs are always removed at the end.
 """
 
 from __future__ import annotations
@@ -12,74 +15,123 @@ from typing import TYPE_CHECKING
 from labctl import lab as labs
 from labctl.errors import VerificationError
 from labctl.progress import QUIET, Progress
-from labctl.scenario import load_scenario
+from labctl.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
     from labctl.grading.results import GradeReport
+    from labctl.grading.spec import GradingSpec
+    from labctl.state import LabState
 
 
 @dataclass
 class VerifyOutcome:
-    """What verification found: the two reports and every broken expectation."""
+    """What verification found: each phase's report and every broken expectation."""
 
     scenario: str
     problems: list[str] = field(default_factory=list)
-    before: GradeReport | None = None
-    after: GradeReport | None = None
+    reports: dict[str, GradeReport] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when both expectations held."""
+        """True when every expectation held."""
         return not self.problems
+
+    def failed_somewhere(self) -> set[str]:
+        """Checks that FAILed in at least one phase."""
+        return {r.check_id for report in self.reports.values() for r in report.results
+                if r.outcome.value == "FAIL"}
 
     def summary(self) -> str:
         """Human-readable result."""
+        phases = ", ".join(f"{phase}: {sum(r.outcome.value == 'FAIL' for r in report.results)} FAIL"
+                           f"/{len(report.results)}" for phase, report in self.reports.items())
         if self.ok:
-            assert self.before is not None and self.after is not None
-            failing = sum(1 for r in self.before.results if r.outcome.value == "FAIL")
-            return (f"scenario {self.scenario} verified: {failing} checks FAIL in the starting state "
-                    f"as declared, all {len(self.after.results)} PASS after the solution")
-        return f"scenario {self.scenario} does NOT verify:\n  " + "\n  ".join(self.problems)
+            return f"scenario {self.scenario} verified ({phases})"
+        return f"scenario {self.scenario} does NOT verify ({phases}):\n  " + "\n  ".join(self.problems)
 
 
-def starting_state_problems(report: GradeReport, expected_failing: set[str]) -> list[str]:
-    """Listed checks that did not FAIL, unlisted checks that did not PASS, and ERRORs."""
+def expected_failures(phase: str, report: GradeReport, failing: set[str]) -> list[str]:
+    """Listed checks that did not FAIL, unlisted checks that did not PASS (ERROR included)."""
     problems = []
     for result in report.results:
         outcome = result.outcome.value
-        if result.check_id in expected_failing and outcome != "FAIL":
-            problems.append(f"starting state: {result.check_id} should FAIL but is {outcome}: {result.evidence}")
-        elif result.check_id not in expected_failing and outcome != "PASS":
-            problems.append(f"starting state: {result.check_id} is {outcome} but is not listed as "
-                            f"initially failing: {result.evidence}")
+        if result.check_id in failing and outcome != "FAIL":
+            problems.append(f"{phase}: {result.check_id} should FAIL but is {outcome}: {result.evidence}")
+        elif result.check_id not in failing and outcome != "PASS":
+            problems.append(f"{phase}: {result.check_id} is {outcome} but is not listed as failing: "
+                            f"{result.evidence}")
     return problems
 
 
-def solved_state_problems(report: GradeReport) -> list[str]:
-    """Every check that is not PASS after the solution."""
-    return [f"after solution: {r.check_id} is {r.outcome.value}: {r.evidence}"
-            for r in report.results if r.outcome.value != "PASS"]
+def declaration_problems(scenario: Scenario, spec: GradingSpec) -> list[str]:
+    """Lists in scenario.yml that name unknown checks or stages, and unknown stages on checks."""
+    ids = {c.id for c in spec.checks}
+    stage_names = {s.name for s in scenario.stages()}
+    problems = [f"grading check {c.id} has unknown stage '{c.stage}' (stages: {', '.join(sorted(stage_names))})"
+                for c in spec.checks if c.stage is not None and c.stage not in stage_names]
+    lists = [(f"stage {s.name}: initially_failing", s.initially_failing) for s in scenario.stages()]
+    if scenario.spec.partial:
+        lists.append(("partial: failing", scenario.spec.partial.failing))
+    for where, names in lists:
+        unknown = sorted(set(names) - ids)
+        if unknown:
+            problems.append(f"{where} names unknown checks: {', '.join(unknown)}")
+    return problems
 
 
-def verify(name: str, *, provider: str | None = None, progress: Progress = QUIET) -> VerifyOutcome:
-    """Run the whole verification; the lab is always removed at the end."""
+def _grade(lab: LabState, stage: str, phase: str, progress: Progress) -> GradeReport:
+    # The spec is read anew for each phase: faults may have recorded data in the vault.
+    with progress.step(f"grade: {phase}"):
+        return labs.grade(lab, labs.stage_checks(labs.lab_spec(lab), stage))
+
+
+def _stages(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress: Progress) -> None:
+    for index, stage in enumerate(scenario.stages()):
+        if index:
+            labs.enter_stage(lab, stage.name, progress)
+        phase = f"stage {stage.name}, start"
+        outcome.reports[phase] = report = _grade(lab, stage.name, phase, progress)
+        outcome.problems += expected_failures(phase, report, set(stage.initially_failing))
+        if stage.solution:
+            with progress.step(f"apply the solution of stage {stage.name}"):
+                labs.run_scenario_playbook(lab, scenario.path(stage.solution), progress)
+        phase = f"stage {stage.name}, solved"
+        outcome.reports[phase] = report = _grade(lab, stage.name, phase, progress)
+        outcome.problems += expected_failures(phase, report, set())
+
+
+def _partial(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress: Progress) -> None:
+    partial = scenario.spec.partial
+    assert partial is not None
+    stage = partial.stage or scenario.stages()[0].name
+    if stage != lab.stage:
+        labs.enter_stage(lab, stage, progress)
+    with progress.step("apply the partial solution"):
+        labs.run_scenario_playbook(lab, scenario.path(partial.playbook), progress)
+    phase = "partial solution"
+    outcome.reports[phase] = report = _grade(lab, stage, phase, progress)
+    outcome.problems += expected_failures(phase, report, set(partial.failing))
+
+
+def verify(name: str, *, provider: str | None = None, seed: str | None = None,
+           progress: Progress = QUIET) -> VerifyOutcome:
+    """Run the whole verification; every lab it builds is removed at the end."""
     scenario = load_scenario(name)
+    spec = labs.load_spec(scenario, values=scenario.values(seed))
+    declared = declaration_problems(scenario, spec)
+    if declared:
+        raise VerificationError(f"scenario {scenario.name} declares what its grading spec does not have:\n  "
+                                + "\n  ".join(declared))
     outcome = VerifyOutcome(scenario.name)
-    unknown = set(scenario.spec.initially_failing) - {c.id for c in labs.load_spec(scenario).checks}
-    if unknown:
-        raise VerificationError(f"scenario.yml lists unknown checks as initially failing: {sorted(unknown)}")
-    lab = labs.up(name, provider=provider, name=f"verify-{scenario.name}", progress=progress)
-    try:
-        spec = labs.lab_spec(lab)
-        with progress.step("grade the starting state"):
-            outcome.before = labs.grade(lab, spec)
-        outcome.problems += starting_state_problems(outcome.before, set(scenario.spec.initially_failing))
-        with progress.step(f"apply the solution ({scenario.solution.name})"):
-            labs.run_scenario_playbook(lab, scenario.solution, progress)
-        with progress.step("grade the solved state"):
-            outcome.after = labs.grade(lab, spec)
-        outcome.problems += solved_state_problems(outcome.after)
-    finally:
-        with progress.step("remove the lab"):
-            labs.down(lab)
+    phases = [_stages] + ([_partial] if scenario.spec.partial else [])
+    for phase in phases:
+        lab = labs.up(name, provider=provider, seed=seed, name=f"verify-{scenario.name}", progress=progress)
+        try:
+            phase(lab, scenario, outcome, progress)
+        finally:
+            with progress.step("remove the lab"):
+                labs.down(lab)
+    never = sorted({c.id for c in spec.checks} - outcome.failed_somewhere())
+    if never:
+        outcome.problems.append(f"checks that never FAIL in any phase (they prove nothing): {', '.join(never)}")
     return outcome

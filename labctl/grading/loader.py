@@ -48,13 +48,14 @@ class _SpecShape(Strict):
     checks: list[dict[str, Any]] = Field(min_length=1)
 
 
-def load_grading_spec(path: str | Path, topology: Topology | None = None) -> GradingSpec:
+def load_grading_spec(path: str | Path, topology: Topology | None = None,
+                      variables: dict[str, Any] | None = None) -> GradingSpec:
     """Read and validate a grading spec; raise InvalidInputError listing every problem.
 
     With a topology, each check's node must be one of its hosts or routers
     (and an ospf_neighbor check's node a router).
     """
-    data, lines, problems = read_yaml(Path(path))
+    data, lines, problems = read_yaml(Path(path), variables)
     if not isinstance(data, dict):
         raise InvalidInputError([*problems, lines.problem(
             (), "a grading spec is a mapping", "start with `scenario:` then `checks:`")])

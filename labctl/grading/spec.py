@@ -12,7 +12,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from labctl.grading.debversion import split_version
 
@@ -222,6 +222,27 @@ class UserCheck(CheckBase):
         return self
 
 
+class ManifestCheck(CheckBase):
+    """Files on the node match checksums recorded in the lab's vault (e.g. before a fault).
+
+    The vault is on the controller, out of the candidate's reach; `labctl.grading.vault`
+    attaches the recorded checksums to the check before grading.
+    """
+
+    type: Literal["manifest"]
+    manifest: str = Field(min_length=1, description="A `sha256sum` listing (absolute paths) in the lab's vault.")
+    _expected: dict[str, str] | None = PrivateAttr(default=None)
+
+    @property
+    def expected(self) -> dict[str, str] | None:
+        """path -> sha256 as recorded, or None when nothing was recorded."""
+        return self._expected
+
+    def attach(self, expected: dict[str, str]) -> None:
+        """Give the check the checksums recorded in the vault."""
+        self._expected = dict(expected)
+
+
 CHECK_MODELS: dict[str, type[CheckBase]] = {
     "command": CommandCheck,
     "reach": ReachCheck,
@@ -232,11 +253,12 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "file": FileCheck,
     "package": PackageCheck,
     "user": UserCheck,
+    "manifest": ManifestCheck,
 }
 
 Check = Annotated[
     CommandCheck | ReachCheck | RouteCheck | OspfNeighborCheck | PortCheck | ServiceCheck
-    | FileCheck | PackageCheck | UserCheck,
+    | FileCheck | PackageCheck | UserCheck | ManifestCheck,
     Field(discriminator="type"),
 ]
 

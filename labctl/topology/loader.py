@@ -30,9 +30,12 @@ from labctl.topology.validate import Origin, check_routes, check_topology
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read, validate and resolve a topology file; every problem is reported at once."""
-    data, lines, problems = read_yaml(Path(path))
+def load_topology(path: str | Path, variables: dict[str, Any] | None = None) -> Topology:
+    """Read, validate and resolve a topology file; every problem is reported at once.
+
+    `variables` fill the file's `{{ name }}` placeholders (a scenario's variant values).
+    """
+    data, lines, problems = read_yaml(Path(path), variables)
     topology, origin, model_problems = parse_topology(data, lines)
     problems.extend(model_problems)
     if topology is None:

@@ -27,10 +27,19 @@ APP_CONF = b"PermitRootLogin no\nPasswordAuthentication no\n"
 
 
 def make(kind: str, **keys: Any) -> CheckBase:
-    """A check of type `kind` with the common keys filled in."""
+    """A check of type `kind` with the common keys filled in (`expected`: vault checksums)."""
     base = {"id": "t", "criterion": "A1.3-c2", "description": {"fr": "f", "en": "e"},
             "node": "r1", "type": kind}
-    return CHECK_MODELS[kind].model_validate({**base, **keys})
+    expected = keys.pop("expected", None)
+    check = CHECK_MODELS[kind].model_validate({**base, **keys})
+    if expected is not None:
+        check.attach(expected)  # type: ignore[attr-defined]
+    return check
+
+
+MANIFEST = {"manifest": "originals.sha256", "expected": {
+    "/tmp/lcrec-manifest/facture-001.txt": "5a59001b40c7d3c2ea780742d4f2c74aaa32e9896d018adfc7874a2b8e2e21c0",
+    "/tmp/lcrec-manifest/facture-002.txt": "52df57ed153fbe09f7048fe5b0dff6de2dcdb8d6f6c86e218daf80c4cea6ecf2"}}
 
 
 def saved(name: str) -> tuple[str, CommandResult]:
@@ -45,6 +54,10 @@ def saved(name: str) -> tuple[str, CommandResult]:
 
 
 CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
+    # manifest: files compared with checksums recorded in the vault before a fault
+    ("manifest", "manifest/intact", MANIFEST, PASS, "all 2 files match"),
+    ("manifest", "manifest/damaged", MANIFEST, FAIL, "0/2 files match; 1 missing"),
+    ("manifest", "manifest/no-sha256sum", MANIFEST, ERROR, "sha256sum failed with exit code 127"),
     # reach: ping from router r1
     ("reach", "reach/reachable", {"target": "10.2.0.1"}, PASS, "10.2.0.1 answers (2 packets"),
     ("reach", "reach/reachable", {"target": "10.2.0.1", "expect": "unreachable"}, FAIL,
@@ -228,6 +241,13 @@ def test_every_recorded_output_is_used() -> None:
     assert recorded == used
 
 
+def test_manifest_without_recorded_checksums_is_error_not_fail() -> None:
+    check = make("manifest", manifest="originals.sha256")
+    assert probe(check).command == "true"
+    verdict = evaluate(check, CommandResult(0, "", ""))
+    assert verdict.outcome is ERROR and "no checksums recorded" in verdict.evidence
+
+
 def test_registry_covers_every_spec_type() -> None:
     assert set(CHECK_TYPES) == set(CHECK_MODELS)
 
@@ -235,7 +255,7 @@ def test_registry_covers_every_spec_type() -> None:
 READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
-@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor"}))
+@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},

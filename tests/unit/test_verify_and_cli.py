@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from labctl.grading.results import CheckResult, GradeReport, Outcome
-from labctl.verify import solved_state_problems, starting_state_problems
+from labctl.verify import expected_failures
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,19 +22,19 @@ def _report(**outcomes: Outcome) -> GradeReport:
 
 def test_starting_state_must_fail_exactly_the_listed_checks() -> None:
     good = _report(a=Outcome.FAIL, b=Outcome.PASS)
-    assert starting_state_problems(good, {"a"}) == []
-    listed_but_passing = starting_state_problems(_report(a=Outcome.PASS, b=Outcome.PASS), {"a"})
-    assert listed_but_passing == ["starting state: a should FAIL but is PASS: seen PASS"]
-    unlisted_failing = starting_state_problems(_report(a=Outcome.FAIL, b=Outcome.FAIL), {"a"})
-    assert unlisted_failing == ["starting state: b is FAIL but is not listed as initially failing: seen FAIL"]
-    error = starting_state_problems(_report(a=Outcome.ERROR, b=Outcome.PASS), {"a"})
-    assert error == ["starting state: a should FAIL but is ERROR: seen ERROR"]
+    assert expected_failures("start", good, {"a"}) == []
+    listed_but_passing = expected_failures("start", _report(a=Outcome.PASS, b=Outcome.PASS), {"a"})
+    assert listed_but_passing == ["start: a should FAIL but is PASS: seen PASS"]
+    unlisted_failing = expected_failures("start", _report(a=Outcome.FAIL, b=Outcome.FAIL), {"a"})
+    assert unlisted_failing == ["start: b is FAIL but is not listed as failing: seen FAIL"]
+    error = expected_failures("start", _report(a=Outcome.ERROR, b=Outcome.PASS), {"a"})
+    assert error == ["start: a should FAIL but is ERROR: seen ERROR"]
 
 
 def test_solved_state_must_pass_everything() -> None:
-    assert solved_state_problems(_report(a=Outcome.PASS, b=Outcome.PASS)) == []
-    assert solved_state_problems(_report(a=Outcome.PASS, b=Outcome.ERROR)) == [
-        "after solution: b is ERROR: seen ERROR"]
+    assert expected_failures("solved", _report(a=Outcome.PASS, b=Outcome.PASS), set()) == []
+    assert expected_failures("solved", _report(a=Outcome.PASS, b=Outcome.ERROR), set()) == [
+        "solved: b is ERROR but is not listed as failing: seen ERROR"]
 
 
 def labctl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -327,6 +327,31 @@ def doctor(provider: str) -> None:
     sys.exit(1 if missing else 0)
 
 
+@cli.command()
+@click.argument("scenario_name", metavar="SCENARIO")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--seed", help="The candidate's id: the brief shows the candidate's own values.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write to this file (Markdown: the diagram goes to an .svg beside it).")
+def brief(scenario_name: str, lang: str, fmt: str, seed: str | None, output: Path | None) -> None:
+    """Render a scenario's brief for a candidate, with a topology diagram."""
+    from labctl import brief as briefs
+    from labctl.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    if fmt == "html":
+        text = briefs.render_html(scenario, lang, seed)
+    else:
+        diagram = output.with_name(output.stem + "-topology.svg") if output else None
+        text = briefs.render_markdown(scenario, lang, seed, diagram)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
 # ---- images ----------------------------------------------------------------------------
 @cli.group()
 def image() -> None:

@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 4
 fi
 
-packages=(debootstrap systemd-container iproute2 openssh-client util-linux python3 python3-venv python3-dev gcc)
+packages=(debootstrap systemd-container iproute2 openssh-client util-linux graphviz python3 python3-venv python3-dev gcc)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,0 +1,107 @@
+"""The candidate's brief: the scenario's Markdown filled with the candidate's values, plus a
+topology diagram drawn from the topology itself (Graphviz), as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+from pathlib import Path
+
+from labctl.errors import PlatformError
+from labctl.scenario import Scenario
+from labctl.sourcefile import render_template
+from labctl.topology import load_topology
+from labctl.topology.model import NodeKind, Topology
+
+SHAPES = {NodeKind.router: 'shape=box3d, style=filled, fillcolor="#dbe9f6"',
+          NodeKind.host: 'shape=box, style="rounded,filled", fillcolor="#eef5e9"',
+          NodeKind.switch: 'shape=ellipse, style=filled, fillcolor="#f6f0db"'}
+HEADINGS = {"fr": "Schéma du réseau", "en": "Network diagram"}
+
+
+def _quote(text: str) -> str:
+    """A DOT string; backslashes are kept so that `\\n` stays a line break in labels."""
+    return '"' + text.replace('"', "'") + '"'
+
+
+def diagram_dot(topology: Topology) -> str:
+    """The topology as a Graphviz graph: nodes by kind, links labelled with interface and address."""
+    lines = [f"graph {_quote(topology.name)} {{", "  graph [rankdir=TB, fontname=Helvetica, nodesep=0.9, ranksep=1.0];",
+             "  node [fontname=Helvetica, fontsize=11]; edge [fontname=Helvetica, fontsize=8, labeldistance=2.2];"]
+    for name, node in topology.nodes.items():
+        label = name if node.kind is not NodeKind.switch or node.subnet is None else f"{name}\\n{node.subnet}"
+        lines.append(f"  {_quote(name)} [label={_quote(label)}, {SHAPES[node.kind]}];")
+    for link in topology.links:
+        a, b = link.endpoints
+        ends = [f"{e.interface} {e.address}" if e.interface and e.address else (e.interface or "") for e in (a, b)]
+        lines.append(f"  {_quote(a.node)} -- {_quote(b.node)} [taillabel={_quote(ends[0])}, "
+                     f"headlabel={_quote(ends[1])}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def diagram_svg(topology: Topology) -> str:
+    """The diagram drawn as SVG by Graphviz's `dot`."""
+    if shutil.which("dot") is None:
+        raise PlatformError("Graphviz's `dot` is needed to draw the topology diagram", "apt-get install graphviz")
+    proc = subprocess.run(["dot", "-Tsvg"], input=diagram_dot(topology), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PlatformError(f"dot failed: {proc.stderr.strip()}")
+    svg = proc.stdout
+    return svg[svg.index("<svg"):]  # drop the XML prologue and doctype for inline use
+
+
+def brief_markdown(scenario: Scenario, lang: str, seed: str | None) -> tuple[str, Topology]:
+    """The brief's Markdown with the candidate's values, and the candidate's topology."""
+    values = scenario.values(seed)
+    path = scenario.brief_path(lang)
+    text = render_template(path, path.read_text(encoding="utf-8"), values)
+    return text, load_topology(scenario.topology, values)
+
+
+def render_markdown(scenario: Scenario, lang: str, seed: str | None, diagram_file: Path | None) -> str:
+    """Markdown; the diagram is an SVG file beside it when a path is given, else its DOT source."""
+    text, topology = brief_markdown(scenario, lang, seed)
+    if diagram_file is not None:
+        diagram_file.write_text(diagram_svg(topology), encoding="utf-8")
+        figure = f"![{HEADINGS[lang]}]({diagram_file.name})"
+    else:
+        figure = f"```dot\n{diagram_dot(topology)}```"
+    return f"{text.rstrip()}\n\n## {HEADINGS[lang]}\n\n{figure}\n"
+
+
+def render_html(scenario: Scenario, lang: str, seed: str | None) -> str:
+    """A standalone, printable HTML page with the diagram inline."""
+    import markdown
+
+    text, topology = brief_markdown(scenario, lang, seed)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    title = html.escape(getattr(scenario.spec.title, lang))
+    return f"""<!doctype html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+  body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+         line-height: 1.5; color: #1a1a1a; }}
+  table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #888; padding: .25rem .5rem; }}
+  pre, code {{ background: #f3f3f3; }} pre {{ padding: .5rem; overflow-x: auto; }}
+  figure svg {{ max-width: 100%; height: auto; }}
+  @media print {{ body {{ margin: 0; }} }}
+</style>
+</head>
+<body>
+<main>
+{body}
+<figure>
+<figcaption><h2>{HEADINGS[lang]}</h2></figcaption>
+{diagram_svg(topology)}
+</figure>
+</main>
+</body>
+</html>
+"""

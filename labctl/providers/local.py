@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -151,6 +152,7 @@ class LocalProvider(Provider):
         }
         for path, (content, mode) in files.items():
             nodefs.place(lower, upper, path, content, mode=mode)
+        _make_fuse_device(lab.node_dir(node.name) / "fuse")
 
     def _build_fabric(self, lab: LabState) -> None:
         plan = lab.plan
@@ -173,6 +175,9 @@ class LocalProvider(Provider):
             "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe",
             "--as-pid2", "/usr/local/sbin/labctl-init",
         ]
+        fuse = directory / "fuse"
+        if fuse.exists():
+            argv[-2:-2] = [f"--bind={fuse}:/dev/fuse"]
         with open(directory / "nspawn.log", "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
@@ -288,6 +293,21 @@ def _configure_node(node: NodePlan) -> None:
     for route in node.routes:
         commands.append(f"route replace {route.to}" + (f" via {route.via}" if route.via else ""))
     netns.batch(node.netns, commands, f"configuring node {node.name}")
+
+
+def _make_fuse_device(path: Path) -> None:
+    """A /dev/fuse of the node's own, owned by its root, so FUSE mounts (sshfs) work inside.
+
+    FUSE mounts stay in the node's mount namespace; the machine's /dev/fuse stays root-only.
+    """
+    if not Path("/dev/fuse").exists() or path.exists():
+        return
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(10, 229))
+        os.chown(path, image.UID_BASE, image.UID_BASE)
+        os.chmod(path, 0o666)
+    except OSError:
+        path.unlink(missing_ok=True)  # no FUSE for this node; everything else works
 
 
 def _children(pid: int) -> list[int]:

@@ -126,3 +126,11 @@ def test_network_sysctls_inside_the_node_stay_inside(node: tuple[LabState, SshSe
     result = session.run(f"sysctl -w net.ipv4.ip_forward={opposite} && cat /proc/sys/net/ipv4/ip_forward", 5)
     assert result.stdout.strip().endswith(opposite)  # the candidate may route inside the node
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == before
+
+
+def test_node_has_a_fuse_device_of_its_own(node: tuple[LabState, SshSession]) -> None:
+    lab, session = node
+    opened = session.run("python3 -c \"import os; os.close(os.open('/dev/fuse', os.O_RDWR)); print('open')\"", 5)
+    assert opened.stdout.strip() == "open", opened.stderr  # sshfs and other FUSE mounts can work inside
+    device = lab.node_dir("h1") / "fuse"
+    assert device.stat().st_uid == 100000  # the node's root owns its device, not the machine's /dev/fuse

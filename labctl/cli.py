@@ -212,6 +212,33 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | Non
 
 
 @cli.command()
+@lab_option
+@click.pass_obj
+def reset(obj: Context, lab_ref: str | None) -> None:
+    """Bring a lab back to its starting state (snapshot taken after setup), in seconds."""
+    from labctl import lab as labs
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    started = time.monotonic()
+    labs.reset(target, obj.progress())
+    click.echo(f"lab {target.name} is back to its starting state in {time.monotonic() - started:.1f} s")
+
+
+@cli.command()
+@lab_option
+@click.pass_obj
+def snapshot(obj: Context, lab_ref: str | None) -> None:
+    """Make the lab's current state the one `labctl reset` goes back to."""
+    from labctl import lab as labs
+    from labctl.state import find_lab
+
+    target = find_lab(lab_ref)
+    labs.snapshot(target, obj.progress())
+    click.echo(f"lab {target.name}: snapshot taken")
+
+
+@cli.command()
 @click.argument("fault")
 @lab_option
 @click.pass_obj

@@ -69,6 +69,7 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None, 
                 with progress.step(f"set up the starting state ({scenario.setup.name})"):
                     run_scenario_playbook(lab, scenario.setup, progress)
             enter_stage(lab, scenario.stages()[0].name, progress)
+            snapshot(lab, progress)
         except BaseException:
             with progress.step("remove the lab"):
                 chosen.destroy(lab)
@@ -116,6 +117,35 @@ def enter_stage(lab: LabState, stage: str, progress: Progress = QUIET) -> None:
     lab.save()
     for fault in definition.inject:
         inject(lab, fault, progress)
+
+
+def snapshot(lab: LabState, progress: Progress = QUIET) -> None:
+    """Record the lab's state (nodes, vault, stage) as the one `reset` goes back to."""
+    import shutil
+
+    get_provider(lab.provider).snapshot(lab, progress)
+    saved = lab.directory / "vault.snapshot"
+    shutil.rmtree(saved, ignore_errors=True)
+    if lab.vault.exists():
+        shutil.copytree(lab.vault, saved)
+    lab.snapshot_point = {"stage": lab.stage, "injected": list(lab.injected)}
+    lab.save()
+
+
+def reset(lab: LabState, progress: Progress = QUIET) -> None:
+    """Bring the lab back to its snapshot: the starting state, for the next candidate."""
+    import shutil
+
+    if lab.snapshot_point is None:
+        raise NotFoundError(f"lab {lab.name} has no snapshot to reset to",
+                            "take one with: labctl snapshot (labctl up takes one after setup)")
+    get_provider(lab.provider).revert(lab, progress)
+    shutil.rmtree(lab.vault, ignore_errors=True)
+    if (lab.directory / "vault.snapshot").exists():
+        shutil.copytree(lab.directory / "vault.snapshot", lab.vault)
+    lab.stage = lab.snapshot_point["stage"]
+    lab.injected = list(lab.snapshot_point["injected"])
+    lab.save()
 
 
 def down(lab: LabState, progress: Progress = QUIET) -> None:

@@ -71,6 +71,7 @@ class LabState(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict)  # the scenario's parameter values for this lab
     stage: str | None = None  # the scenario stage the lab is in
     injected: list[str] = Field(default_factory=list)  # faults injected so far, in order
+    snapshot_point: dict[str, Any] | None = None  # stage and faults when the snapshot was taken
     image_name: str | None = None  # the scenario's image, if it needs packages beyond the base
     packages: list[str] = Field(default_factory=list)  # those packages
     plan: LabPlan

@@ -64,6 +64,14 @@ class Provider(ABC):
         """Remove everything `lab` records; safe to call again and after a crash."""
 
     @abstractmethod
+    def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Record the lab's current state as the one `revert` goes back to."""
+
+    @abstractmethod
+    def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Bring the lab back to its snapshot (the trainer's "between cohorts" button)."""
+
+    @abstractmethod
     def node_states(self, lab: LabState) -> dict[str, str]:
         """Each node's state: running, stopped or missing."""
 

@@ -15,6 +15,7 @@ node's own upper folder) and sshd. Routers also run FRR. Per lab:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -109,6 +110,13 @@ class LocalProvider(Provider):
             _generate_key(lab.key_file, f"labctl@{lab.id}")
             _parallel(plan.nodes, lambda node: self._seed_node(lab, node))
             lab.save()
+        self._start(lab, progress)
+        lab.status = "running"
+        lab.save()
+
+    def _start(self, lab: LabState, progress: Progress) -> None:
+        """Fabric, nodes, links, addresses; returns when every node answers SSH."""
+        plan = lab.plan
         with progress.step("create the fabric (segments, management network)"):
             netns.add(plan.fabric_netns)
             self._build_fabric(lab)
@@ -122,6 +130,38 @@ class LocalProvider(Provider):
             self._wire(lab)
         with progress.step("wait for every node to answer SSH"):
             _parallel(plan.nodes, lambda node: self._wait_ready(lab, node))
+
+    def _stop(self, lab: LabState) -> None:
+        """Stop every node and remove the lab's namespaces (its files stay)."""
+        _parallel(lab.nodes.values(), _stop_node)
+        for name in lab.plan.netns_names():
+            netns.delete(name)
+
+    # ---- snapshot and reset ----------------------------------------------------------
+    def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Record each node's files (its writable layer), addresses and static routes."""
+        with progress.step(f"snapshot {len(lab.plan.nodes)} nodes (files, addresses, routes)"):
+            _parallel(lab.plan.nodes, lambda node: _snapshot_node(lab, node))
+
+    def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Bring every node back to its snapshot: restart from the saved files, then
+        restore saved addresses and routes (daemons come back through the node init)."""
+        self._require()
+        if not all((lab.node_dir(n.name) / "snapshot").is_dir() for n in lab.plan.nodes):
+            raise ProviderError(f"lab {lab.name} has no snapshot to go back to",
+                                "labs built by `labctl up` have one once set up; rebuild with labctl up")
+        with progress.step("stop the nodes"):
+            self._stop(lab)
+        with progress.step("restore each node's files"):
+            _parallel(lab.plan.nodes, lambda node: _restore_files(lab, node))
+        try:
+            self._start(lab, progress)
+            with progress.step("restore addresses and routes"):
+                _parallel(lab.plan.nodes, lambda node: _restore_network(lab, node))
+        except BaseException:
+            lab.status = "failed"
+            lab.save()
+            raise
         lab.status = "running"
         lab.save()
 
@@ -253,9 +293,7 @@ class LocalProvider(Provider):
         lab.status = "destroying"
         if lab.directory.exists():
             lab.save()
-        _parallel(lab.nodes.values(), _stop_node)
-        for name in lab.plan.netns_names():
-            netns.delete(name)
+        self._stop(lab)
         lab.remove()
 
     # ---- status and access -----------------------------------------------------------
@@ -293,6 +331,49 @@ def _configure_node(node: NodePlan) -> None:
     for route in node.routes:
         commands.append(f"route replace {route.to}" + (f" via {route.via}" if route.via else ""))
     netns.batch(node.netns, commands, f"configuring node {node.name}")
+
+
+def _snapshot_node(lab: LabState, node: NodePlan) -> None:
+    directory = lab.node_dir(node.name)
+    target, staging = directory / "snapshot", directory / "snapshot.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    # cp -a keeps owners, modes and the overlay's whiteouts and opaque-folder xattrs.
+    netns.run(["cp", "-a", str(directory / "upper"), str(staging / "upper")], what=f"snapshot of {node.name}")
+    for what in ("addr", "route"):
+        listing = netns.run(["ip", "-n", node.netns, "-j", "-4", what, "show"], what=f"ip {what} on {node.name}")
+        (staging / f"{what}.json").write_text(listing)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def _restore_files(lab: LabState, node: NodePlan) -> None:
+    directory = lab.node_dir(node.name)
+    shutil.rmtree(directory / "upper")
+    netns.run(["cp", "-a", str(directory / "snapshot" / "upper"), str(directory / "upper")],
+              what=f"restoring {node.name}")
+
+
+def _restore_network(lab: LabState, node: NodePlan) -> None:
+    """Make the node's addresses and non-dynamic routes what they were at the snapshot."""
+    saved = lab.node_dir(node.name) / "snapshot"
+    wanted_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
+                        for a in json.loads((saved / "addr.json").read_text() or "[]")
+                        for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}
+    current = json.loads(netns.run(["ip", "-n", node.netns, "-j", "-4", "addr", "show"]) or "[]")
+    have_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
+                      for a in current for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}
+    commands = [f"addr del {address} dev {ifname}" for ifname, address in sorted(have_addresses - wanted_addresses)]
+    commands += [f"addr add {address} dev {ifname}" for ifname, address in sorted(wanted_addresses - have_addresses)]
+    static = [r for r in json.loads((saved / "route.json").read_text() or "[]")
+              if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
+    present = [r for r in json.loads(netns.run(["ip", "-n", node.netns, "-j", "-4", "route", "show"]) or "[]")
+               if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
+    keep = {r["dst"] for r in static}
+    commands += [f"route del {r['dst']}" for r in present if r["dst"] not in keep]
+    commands += [f"route replace {r['dst']}" + (f" via {r['gateway']}" if r.get("gateway") else "")
+                 + (f" dev {r['dev']}" if r.get("dev") else "") for r in static]
+    netns.batch(node.netns, commands, f"restoring the network of {node.name}")
 
 
 def _make_fuse_device(path: Path) -> None:

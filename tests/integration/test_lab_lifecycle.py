@@ -136,3 +136,28 @@ def test_management_network_reaches_every_node_but_nodes_not_each_other(make_lab
             assert probe.exit_code == 1, f"h1 reached {other} over the management network"
     finally:
         session.close()
+
+
+def test_reset_brings_files_addresses_and_routes_back(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    provider = get_provider("local")
+    session = open_session(provider.access(lab, "h1"))
+    session.run("echo starting > /etc/motd; ip route replace default via 10.10.0.99", 5)
+    session.close()
+    labs.snapshot(lab)
+    # The candidate works: files, routes, addresses change.
+    session = open_session(provider.access(lab, "h1"))
+    session.run("echo changed > /etc/motd; rm /etc/hostname; ip route replace default via 10.10.0.1; "
+                "ip addr add 10.10.0.77/24 dev eth1; useradd bob", 5)
+    session.close()
+    labs.reset(lab)
+    session = open_session(provider.access(lab, "h1"))
+    try:
+        state = session.run("cat /etc/motd; cat /etc/hostname; ip -4 -o addr show dev eth1 | wc -l; "
+                            "ip route show default; getent passwd bob || echo no-bob", 5).stdout.split("\n")
+    finally:
+        session.close()
+    assert state[0] == "starting" and state[1] == "h1" and state[2] == "1"
+    assert state[3].startswith("default via 10.10.0.99") and state[4] == "no-bob"
+    assert set(provider.node_states(lab).values()) == {"running"}
+    assert labs.grade(lab, load_grading_spec(SMALL_SPEC, load_topology(SMALL))).results  # reachable again

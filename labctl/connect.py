@@ -52,6 +52,10 @@ class SshSession:
                     f"{access.node}: unreachable (management: {first}; out of band: {second})") from None
 
     def _mgmt_socket(self) -> socket.socket:
+        if self.access.mgmt_netns is None:  # e.g. a hypervisor's isolated management network
+            sock = socket.create_connection((self.access.mgmt_address, 22), timeout=CONNECT_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
         return netns.connect_in(self.access.mgmt_netns, self.access.mgmt_address, 22, CONNECT_TIMEOUT)
 
     def _open(self, sock: Any, user: str | None = None) -> paramiko.Transport:

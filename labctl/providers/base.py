@@ -24,7 +24,7 @@ class NodeAccess:
     """How labctl reaches one node: over the management network, or out of band."""
 
     node: str
-    mgmt_netns: str  # the namespace the management address is reachable from
+    mgmt_netns: str | None  # the namespace the management address is reachable from (None: this one)
     mgmt_address: str  # bare IPv4 address
     oob_command: tuple[str, ...]  # runs an SSH server on stdin/stdout inside the node
     host_key: str  # "ssh-ed25519 AAAA..." the node must present

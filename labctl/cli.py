@@ -439,6 +439,20 @@ def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | N
     sys.exit(0 if outcome.ok else 1)
 
 
+# ---- commands living with their subsystems ----------------------------------------------
+def _add_subsystem_commands() -> None:
+    """Exam sessions and report verification keep their commands in their own package."""
+    try:
+        from labctl.session.commands import report, session
+    except ImportError:  # the session package is not there yet
+        return
+    cli.add_command(session)
+    cli.add_command(report)
+
+
+_add_subsystem_commands()
+
+
 # ---- entry point -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; map labctl errors to one-line messages and exit codes."""

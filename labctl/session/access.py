@@ -1,0 +1,218 @@
+"""Candidates' access: one gateway account per candidate on the exam host.
+
+A candidate logs in with a plain SSH client (`ssh LOGIN@HOST`, random per-session password).
+sshd forces their login (Match block) into `labctl session gateway`, run through sudo with a
+rule naming that exact command: it knows the candidate from SUDO_USER, offers their lab's
+nodes only, and opens `ssh` to the chosen node through the lab's out-of-band path. No port
+forwarding, no other command. At the end of their time the account is locked and their
+processes ended; `session destroy` removes the accounts and both configuration files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from labctl import paths
+from labctl.errors import PlatformError, PrivilegeError
+from labctl.session.model import CandidateRecord, Session, SessionError, load_session
+
+PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+SSHD_DIR = Path(os.environ.get("LABCTL_SSHD_CONFIG_DIR", "/etc/ssh/sshd_config.d"))
+SUDOERS_DIR = Path(os.environ.get("LABCTL_SUDOERS_DIR", "/etc/sudoers.d"))
+
+
+def new_password(length: int = 14) -> str:
+    """A random password from an alphabet without look-alike characters."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
+def login_for(session: Session, index: int) -> str:
+    """The gateway account of the session's candidate number `index` (session id makes it unique)."""
+    return f"exam-{session.id}-{index:02d}"
+
+
+def labctl_command() -> str:
+    """The absolute path of the labctl entry point (sudo rules name it exactly)."""
+    beside = Path(sys.executable).parent / "labctl"
+    found = str(beside) if beside.exists() else shutil.which("labctl")
+    if not found:
+        raise PlatformError("cannot find the labctl command for the gateway", "install labctl (scripts/bootstrap.sh)")
+    return found
+
+
+def gateway_command(session: Session) -> str:
+    """What sshd forces for every candidate of the session."""
+    return f"{labctl_command()} session gateway --home {paths.home()} {session.name}"
+
+
+def sshd_file(session: Session) -> Path:
+    """The session's sshd Match block."""
+    return SSHD_DIR / f"labctl-session-{session.name}.conf"
+
+
+def sudoers_file(session: Session) -> Path:
+    """The session's sudo rules (file names in sudoers.d must not contain a dot)."""
+    return SUDOERS_DIR / ("labctl-session-" + re.sub(r"[^A-Za-z0-9_-]", "_", session.name))
+
+
+def _exists(login: str) -> bool:
+    try:
+        pwd.getpwnam(login)
+    except KeyError:
+        return False
+    return True
+
+
+def _run(argv: list[str], what: str, stdin: str | None = None) -> None:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PlatformError(f"{what} failed: {done.stderr.strip() or done.returncode}")
+
+
+def open_accounts(session: Session) -> dict[str, str]:
+    """Create every candidate's account with a fresh password; returns passwords by candidate.
+
+    Passwords are not stored: they go to the access sheets only (see `write_access_sheets`).
+    """
+    if os.geteuid() != 0:
+        raise PrivilegeError("creating gateway accounts needs root", "run it with sudo")
+    for tool in ("useradd", "chpasswd", "usermod", "userdel", "sudo"):
+        if shutil.which(tool) is None:
+            raise PlatformError(f"gateway accounts need {tool}", "apt-get install passwd sudo openssh-server")
+    logins = {c.id: login_for(session, i) for i, c in enumerate(session.candidates, start=1)}
+    taken = [login for login in logins.values() if _exists(login)]
+    if taken:
+        raise SessionError(f"accounts already exist: {', '.join(taken)} (never reused)",
+                           f"remove the old session's accounts: labctl session destroy {session.name}")
+    passwords = {cid: new_password() for cid in logins}
+
+    def remember(fresh: Session) -> None:
+        for c in fresh.candidates:
+            c.login, c.access = logins[c.id], "open"
+
+    session = session.update(remember)  # recorded first: destroy removes them even after a crash
+    for c in session.candidates:
+        assert c.login
+        _run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh",
+              "--user-group", "--comment", f"labctl session {session.name} candidate {c.id}", c.login],
+             f"creating account {c.login}")
+    _run(["chpasswd"], "setting passwords",
+         "".join(f"{c.login}:{passwords[c.id]}\n" for c in session.candidates))
+    write_config(session)
+    write_access_sheets(session, passwords)
+    return passwords
+
+
+def write_config(session: Session) -> None:
+    """The sshd Match block and the sudo rules for the session's open accounts."""
+    logins = [c.login for c in session.candidates if c.login]
+    command = gateway_command(session)
+    sshd = (f"# labctl session {session.name}: candidates land in their own lab only\n"
+            f"Match User {','.join(logins)}\n"
+            f"    ForceCommand sudo -n {command}\n"
+            "    PasswordAuthentication yes\n    KbdInteractiveAuthentication no\n"
+            "    AllowTcpForwarding no\n    AllowStreamLocalForwarding no\n    AllowAgentForwarding no\n"
+            "    X11Forwarding no\n    PermitTunnel no\n    PermitTTY yes\n    PermitUserRC no\n")
+    SSHD_DIR.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(sshd_file(session), sshd, mode=0o644)
+    rules = f"# labctl session {session.name}: each account may run its gateway, nothing else\n"
+    rules += "".join(f"{login} ALL=(root) NOPASSWD: {command}\n" for login in logins)
+    SUDOERS_DIR.mkdir(parents=True, exist_ok=True)
+    staging = SUDOERS_DIR / f".{sudoers_file(session).name}.new"
+    paths.write_atomic(staging, rules, mode=0o440)
+    if shutil.which("visudo"):
+        check = subprocess.run(["visudo", "-cf", str(staging)], capture_output=True, text=True)
+        if check.returncode != 0:
+            staging.unlink(missing_ok=True)
+            raise PlatformError(f"sudo rules rejected: {check.stdout.strip()} {check.stderr.strip()}")
+    os.replace(staging, sudoers_file(session))
+    _reload_sshd()
+
+
+def _reload_sshd() -> None:
+    """Ask the host's sshd to read its configuration again, if systemd runs it."""
+    if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "try-reload-or-restart", "ssh"], capture_output=True)
+
+
+def _end_processes(login: str) -> None:
+    """End the account's processes and the gateways run for it through sudo."""
+    try:
+        uid = pwd.getpwnam(login).pw_uid
+    except KeyError:
+        return
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            owner = proc.stat().st_uid
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if owner == uid or f"SUDO_USER={login}".encode() in environ:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def close_account(session: Session, candidate: CandidateRecord) -> None:
+    """Lock the candidate's account and end their connections (their lab stays, for review)."""
+    if not candidate.login or not _exists(candidate.login):
+        return
+    _run(["usermod", "--lock", "--expiredate", "1", candidate.login], f"locking {candidate.login}")
+    _end_processes(candidate.login)
+
+
+def remove_accounts(session: Session) -> None:
+    """Remove every account the session made and its configuration files; idempotent."""
+    if os.geteuid() != 0:
+        return
+    for c in session.candidates:
+        if c.login and _exists(c.login):
+            _run(["usermod", "--lock", c.login], f"locking {c.login}")
+            _end_processes(c.login)
+            subprocess.run(["userdel", c.login], capture_output=True)
+            subprocess.run(["groupdel", c.login], capture_output=True)
+    sshd_file(session).unlink(missing_ok=True)
+    sudoers_file(session).unlink(missing_ok=True)
+    _reload_sshd()
+    if (session.directory / "session.json").exists():
+        def forget(fresh: Session) -> None:
+            for c in fresh.candidates:
+                if c.access == "open":
+                    c.access = "closed"
+
+        session.update(forget)
+
+
+def refresh(session: Session) -> Session:
+    """The session as now on disk."""
+    return load_session(session.name)
+
+
+def exam_host() -> str:
+    """The host name candidates connect to (LABCTL_EXAM_HOST, else this machine's name)."""
+    return os.environ.get("LABCTL_EXAM_HOST") or os.uname().nodename
+
+
+def write_access_sheets(session: Session, passwords: dict[str, str], port: int | None = None) -> list[Path]:
+    """One printable HTML sheet per candidate (root-only files): host, login, password, brief."""
+    from labctl.session.reports import access_sheet
+
+    folder = session.directory / "sheets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    written = []
+    for c in session.candidates:
+        if c.login and c.id in passwords:
+            path = folder / f"{c.id}.html"
+            paths.write_atomic(path, access_sheet(session, c, passwords[c.id], exam_host(), port), mode=0o600)
+            written.append(path)
+    return written

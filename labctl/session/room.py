@@ -1,0 +1,371 @@
+"""What a proctor does to a whole room: build, start, grade, reset, rebuild and remove the
+candidates' labs, side by side with bounded concurrency. Each action is audited.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import TypeVar
+
+from labctl.errors import LabctlError, NotFoundError
+from labctl.progress import QUIET, Progress
+from labctl.session import clock
+from labctl.session.audit import AuditLog
+from labctl.session.model import CandidateRecord, Session, SessionError, new_session
+from labctl.session.roster import Roster
+from labctl.session.store import ResultStore
+from labctl.state import LabState, load_lab
+
+T = TypeVar("T")
+DEFAULT_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One candidate's failed operation."""
+
+    candidate: str
+    error: BaseException
+
+    def render(self) -> str:
+        """`candidate: message`."""
+        error = self.error
+        message = error.render() if isinstance(error, LabctlError) else f"{type(error).__name__}: {error}"
+        return f"{self.candidate}: {message}"
+
+
+class RoomError(LabctlError):
+    """Some candidates' operations failed; carries each failure."""
+
+    exit_code = 6
+
+    def __init__(self, what: str, failures: list[Failure]) -> None:
+        self.failures = failures
+        super().__init__(f"{what} failed for {len(failures)} candidate(s):\n  " +
+                         "\n  ".join(f.render() for f in failures))
+
+
+def side_by_side(items: Iterable[T], work: Callable[[T], object], *, workers: int, label: Callable[[T], str],
+                 progress: Progress = QUIET, what: str = "") -> list[Failure]:
+    """Run `work` on every item with at most `workers` at once; report progress; collect failures."""
+    todo = list(items)
+    failures: list[Failure] = []
+    if not todo:
+        return failures
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        futures = {pool.submit(work, item): item for item in todo}
+        for future in as_completed(futures):
+            item = futures[future]
+            done += 1
+            error = future.exception()
+            if error is not None:
+                failures.append(Failure(label(item), error))
+            progress.note(f"{what} {done}/{len(todo)}: {label(item)} {'FAILED' if error else 'done'}")
+    return failures
+
+
+def results_store(session: Session) -> ResultStore:
+    """The session's result store (its own SQLite file unless a URL was given)."""
+    return ResultStore(session.db_url or f"sqlite://{session.directory / 'results.sqlite'}")
+
+
+def audit_log(session: Session) -> AuditLog:
+    """The session's audit log."""
+    return AuditLog(session.directory / "audit.jsonl")
+
+
+def record(session: Session, action: str, **details: object) -> None:
+    """Audit one proctor action."""
+    with session.locked():
+        audit_log(session).record(action, session=session.name, **details)
+
+
+def candidate_lab(record: CandidateRecord) -> LabState | None:
+    """The candidate's lab as recorded on disk, or None if it is gone."""
+    if not record.lab_id:
+        return None
+    try:
+        return load_lab(record.lab_id)
+    except NotFoundError:
+        return None
+
+
+def _build(session: Session, record: CandidateRecord, progress: Progress) -> LabState:
+    from labctl import lab as labs
+
+    built = labs.up(session.scenario, provider=session.provider, name=record.lab_name, seed=record.id)
+    if session.spec:  # a bare topology: nothing to set up, but reset needs a snapshot
+        labs.snapshot(built)
+
+    def remember(fresh: Session) -> None:
+        fresh.candidate(record.id).lab_id = built.id
+        fresh.candidate(record.id).lab_name = built.name
+
+    session.update(remember)
+    return built
+
+
+def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: str | None = None,
+           provider: str | None = None, db_url: str | None = None, workers: int = DEFAULT_WORKERS,
+           progress: Progress = QUIET) -> Session:
+    """One lab per candidate (seed = candidate id), side by side; all or nothing."""
+    from labctl import lab as labs
+
+    source = labs.resolve_source(scenario)  # a bad scenario stops us before the session exists
+    if source.scenario is None and spec is None:
+        raise SessionError(f"{scenario} is a topology, not a scenario: give its grading spec with --spec")
+    if source.scenario is not None:
+        labs.load_spec(source.scenario)
+    session = new_session(name, str(source.scenario.folder if source.scenario else source.topology.resolve()),
+                          roster, duration_s, spec=spec, provider=provider, db_url=db_url)
+    record(session, "create", scenario=session.scenario, candidates=len(roster), duration_s=duration_s)
+    if db_url:
+        results_store(session).close()  # a bad URL fails now, not at the first grading
+    failures = side_by_side(session.candidates, lambda c: _build(session, c, progress), workers=workers,
+                            label=lambda c: c.id, progress=progress, what="build lab")
+    if failures:
+        with progress.step("remove the labs already built (all or nothing)"):
+            destroy(session, audit=False)
+        import shutil
+
+        shutil.rmtree(session.directory, ignore_errors=True)
+        raise RoomError("building the labs", failures)
+    return session.update(lambda s: setattr(s, "status", "ready"))
+
+
+def start(session: Session, *, access: bool = False) -> Session:
+    """Start the clock (once); with `access`, open every candidate's gateway account."""
+    if session.started is not None:
+        raise SessionError(f"session {session.name} started at {session.started}",
+                           "grant extra time with: labctl session extend")
+
+    def begin(fresh: Session) -> None:
+        fresh.started = clock.stamp()
+        fresh.status = "started"
+
+    session = session.update(begin)
+    record(session, "start", started=session.started, access=access)
+    if access:
+        from labctl.session import access as gateway
+
+        gateway.open_accounts(session)
+        session = gateway.refresh(session)
+    return session
+
+
+def extend(session: Session, candidate: str, minutes: int) -> CandidateRecord:
+    """Grant `minutes` of extra time to a candidate (negative takes back a mistake)."""
+    session.candidate(candidate)
+
+    def grant(fresh: Session) -> None:
+        fresh.candidate(candidate).extra_minutes += minutes
+
+    session = session.update(grant)
+    record(session, "extend", candidate=candidate, minutes=minutes,
+           total_extra_minutes=session.candidate(candidate).extra_minutes)
+    return session.candidate(candidate)
+
+
+@dataclass(frozen=True)
+class CandidateStatus:
+    """What the proctor sees of one candidate."""
+
+    id: str
+    name: str
+    tiers_temps: bool
+    extra_minutes: int
+    lab: str
+    health: str  # ok, crashed (nodes...), missing, not built
+    nodes: dict[str, str]
+    stage: str | None
+    seconds_left: float | None
+    end: str | None
+    access: str
+    login: str | None
+    score: float | None
+    runs: int
+
+    @property
+    def time_left(self) -> str:
+        """H:MM:SS left, 'not started' or 'over'."""
+        if self.seconds_left is None:
+            return "not started"
+        return "over" if self.seconds_left <= 0 else clock.format_left(self.seconds_left)
+
+
+def lab_health(lab: LabState | None) -> tuple[str, dict[str, str]]:
+    """ok when every node runs; crashed with the stopped nodes; missing when the lab is gone."""
+    from labctl.providers import get_provider
+
+    if lab is None:
+        return "missing", {}
+    states = get_provider(lab.provider).node_states(lab)
+    down = [node for node, state in states.items() if state != "running"]
+    if lab.status != "running" and not down:
+        return lab.status, states
+    return ("ok" if not down else "crashed: " + ", ".join(down)), states
+
+
+def status(session: Session) -> list[CandidateStatus]:
+    """Each candidate's lab health, stage, time left and latest score, from disk only."""
+    store = results_store(session)
+    runs = store.runs(session.name)
+    store.close()
+    rows = []
+    for c in session.candidates:
+        lab = candidate_lab(c)
+        health, nodes = lab_health(lab) if c.lab_id else ("not built", {})
+        mine = [r for r in runs if r.candidate == c.id]
+        finals = [r for r in mine if r.kind == "final"]
+        chosen = finals or mine
+        latest = chosen[-1] if chosen else None
+        end = c.end(session)
+        rows.append(CandidateStatus(c.id, c.name, c.tiers_temps, c.extra_minutes, c.lab_name, health, nodes,
+                                    lab.stage if lab else None, c.seconds_left(session),
+                                    clock.stamp(end) if end else None, c.access, c.login,
+                                    latest.score if latest else None, len(mine)))
+    return rows
+
+
+def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -> int:
+    """Grade one candidate's lab (its current stage's checks) and store the run; returns its id."""
+    from pathlib import Path
+
+    from labctl import lab as labs
+
+    c = session.candidate(candidate)
+    lab = candidate_lab(c)
+    if lab is None:
+        raise NotFoundError(f"candidate {candidate}'s lab is gone", f"rebuild it: labctl session rebuild "
+                            f"{session.name} {candidate}")
+    spec = labs.stage_checks(labs.lab_spec(lab, Path(session.spec) if session.spec else None), lab.stage)
+    report = labs.grade(lab, spec)
+    store = results_store(session)
+    try:
+        return store.add(session.name, candidate, kind, report)
+    finally:
+        store.close()
+
+
+def grade(session: Session, candidates: list[str] | None = None, *, kind: str = "on-demand",
+          workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> dict[str, int]:
+    """Grade the candidates' labs side by side; returns run ids by candidate."""
+    chosen = [session.candidate(c) for c in candidates] if candidates else session.candidates
+    runs: dict[str, int] = {}
+
+    def one(c: CandidateRecord) -> None:
+        runs[c.id] = grade_candidate(session, c.id, kind)
+
+    failures = side_by_side(chosen, one, workers=workers, label=lambda c: c.id, progress=progress, what="grade")
+    record(session, "grade", kind=kind, candidates=[c.id for c in chosen], runs=runs,
+           failed=[f.candidate for f in failures])
+    if failures:
+        raise RoomError("grading", failures)
+    return runs
+
+
+def tick(session: Session, progress: Progress = QUIET) -> list[str]:
+    """At each candidate's end time: final grading, then their access is closed (lab kept)."""
+    if session.started is None:
+        return []
+    due = [c for c in session.candidates if c.access != "closed" and c.final_run is None
+           and (c.seconds_left(session) or 0) <= 0 and c.lab_id]
+    closed = []
+    for c in due:
+        if c.access == "open" and c.login:
+            from labctl.session import access as gateway
+
+            gateway.close_account(session, c)  # first close, so nothing changes while grading
+        try:
+            run = grade_candidate(session, c.id, "final")
+        except LabctlError as exc:
+            progress.note(f"{c.id}: final grading failed: {exc.message}")
+            run = None
+
+        def close(fresh: Session, cid: str = c.id, run_id: int | None = run) -> None:
+            fresh.candidate(cid).access = "closed"
+            fresh.candidate(cid).closed_at = clock.stamp()
+            fresh.candidate(cid).final_run = run_id
+
+        session = session.update(close)
+        record(session, "end-of-time", candidate=c.id, run=run)
+        closed.append(c.id)
+    return closed
+
+
+def reset(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> None:
+    """Every lab back to its snapshot, side by side; the clock and access are cleared for the next cohort."""
+    from labctl import lab as labs
+
+    def one(c: CandidateRecord) -> None:
+        lab = candidate_lab(c)
+        if lab is None:
+            raise NotFoundError(f"lab {c.lab_name} is gone", f"labctl session rebuild {session.name} {c.id}")
+        labs.reset(lab)
+
+    failures = side_by_side(session.candidates, one, workers=workers, label=lambda c: c.id, progress=progress,
+                            what="reset")
+    record(session, "reset", failed=[f.candidate for f in failures])
+    if failures:
+        raise RoomError("reset", failures)
+
+
+def inject(session: Session, fault: str, candidates: list[str] | None = None, *,
+           workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> None:
+    """Inject a scenario fault into the candidates' labs (all by default)."""
+    from labctl import lab as labs
+
+    chosen = [session.candidate(c) for c in candidates] if candidates else session.candidates
+
+    def one(c: CandidateRecord) -> None:
+        lab = candidate_lab(c)
+        if lab is None:
+            raise NotFoundError(f"lab {c.lab_name} is gone")
+        labs.inject(lab, fault)
+
+    failures = side_by_side(chosen, one, workers=workers, label=lambda c: c.id, progress=progress, what="inject")
+    record(session, "inject", fault=fault, candidates=[c.id for c in chosen], failed=[f.candidate for f in failures])
+    if failures:
+        raise RoomError(f"injecting {fault}", failures)
+
+
+def rebuild(session: Session, candidate: str, progress: Progress = QUIET) -> LabState:
+    """Remove one candidate's lab (crashed or not) and build it again from its seed."""
+    from labctl import lab as labs
+
+    c = session.candidate(candidate)
+    old = candidate_lab(c)
+    if old is not None:
+        with progress.step(f"remove lab {old.name}"):
+            labs.down(old)
+    with progress.step(f"build lab {c.lab_name} again (seed {c.id})"):
+        built = _build(session, c, progress)
+    record(session, "rebuild", candidate=candidate, old_lab=old.id if old else None, new_lab=built.id)
+    return built
+
+
+def destroy(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progress = QUIET,
+            audit: bool = True) -> None:
+    """Every lab down and every gateway account removed; safe to repeat. Results and logs stay."""
+    from labctl import lab as labs
+    from labctl.session import access as gateway
+
+    if audit:
+        record(session, "destroy")
+    gateway.remove_accounts(session)
+
+    def one(c: CandidateRecord) -> None:
+        lab = candidate_lab(c)
+        if lab is not None:
+            labs.down(lab)
+
+    failures = side_by_side(session.candidates, one, workers=workers, label=lambda c: c.id, progress=progress,
+                            what="remove lab")
+    if failures:
+        raise RoomError("removing labs", failures)
+    if session.directory.exists() and (session.directory / "session.json").exists():
+        session.update(lambda s: setattr(s, "status", "destroyed"))

@@ -386,10 +386,22 @@ def image() -> None:
 
 
 @image.command("build")
+@click.argument("kind", type=click.Choice(["node", "vm"]), default="node")
 @click.option("--force", is_flag=True, help="Rebuild even if cached.")
 @click.pass_obj
-def image_build(obj: Context, force: bool) -> None:
-    """Build the node image (debootstrap; about 80 s once, then cached)."""
+def image_build(obj: Context, kind: str, force: bool) -> None:
+    """Build the node image (debootstrap; about 80 s once, then cached), or with `vm` the
+    bootable VM image of the libvirt provider (qcow2 + kernel + initrd; a few minutes once)."""
+    if kind == "vm":
+        from labctl import vmimage
+
+        vm_recipe = vmimage.VmImageRecipe()
+        if force:
+            vmimage.build_vm_image(vm_recipe, obj.progress())
+        else:
+            vmimage.ensure_vm_image(vm_recipe, obj.progress())
+        click.echo(f"VM image {vm_recipe.name}-{vm_recipe.digest()} ready: {vm_recipe.disk}")
+        return
     from labctl import image as images
 
     recipe = images.ImageRecipe()
@@ -402,11 +414,12 @@ def image_build(obj: Context, force: bool) -> None:
 
 @image.command("list")
 def image_list() -> None:
-    """Cached images."""
+    """Cached images (container node images and VM images)."""
     from labctl import image as images
 
     for item in images.list_images():
-        click.echo(f"{item['name']}-{item['digest']}  {item['suite']}  built {item['built']}  {item['path']}")
+        kind = "vm  " if Path(item["path"], "disk.qcow2").exists() else "node"
+        click.echo(f"{kind}  {item['name']}-{item['digest']}  {item['suite']}  built {item['built']}  {item['path']}")
 
 
 # ---- scenarios -------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""VM images: a bootable qcow2 disk plus kernel and initrd, built from Debian packages only.
+
+The recipe is the container image's (labctl.image: sshd drop-in, FRR, the CLI user) plus a
+kernel, systemd and udev, and two labctl units: `labctl-seed` applies each node's identity
+(hostname, SSH host key, controller key, addresses, interface names by MAC) from a small
+per-node seed disk at boot, and `labctl-oob` serves `sshd -i` on virtio-serial ports so
+labctl reaches a node without its network. The root filesystem is packed with
+`mkfs.ext4 -d` (no loop mounts) and converted to qcow2; the kernel and initrd are copied
+out for direct kernel boot. Builds are cached by recipe digest, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from labctl import image, paths
+from labctl.errors import NotFoundError, PlatformError
+from labctl.progress import QUIET, Progress
+
+VM_PACKAGES = (
+    *image.BASE_PACKAGES, "linux-image-amd64", "systemd-sysv", "udev", "dbus", "kmod",
+    "e2fsprogs", "util-linux",
+)
+# Bump when the VM customisation below changes, so cached images are rebuilt.
+VM_CUSTOMISATION_VERSION = 1
+DATA_FILES = ("labctl-vm-seed", "labctl-seed.service", "labctl-oob", "labctl-oob.service")
+DISK_SIZE_MIB = 3072
+# Units a lab VM never needs: they only slow boot down under TCG.
+MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service",
+                "fstrim.timer", "man-db.timer", "dpkg-db-backup.timer", "systemd-timesyncd.service",
+                "frr.service", "getty@tty1.service", "systemd-networkd-wait-online.service")
+KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet"
+
+
+def _data_file(name: str) -> bytes:
+    return resources.files("labctl.data").joinpath(f"vm/{name}").read_bytes()
+
+
+def _data_digest() -> str:
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        digest.update(_data_file(name))
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class VmImageRecipe:
+    """What a VM image is made of; its digest names the cached build."""
+
+    name: str = "vm"
+    suite: str = field(default_factory=image.default_suite)
+    mirror: str = field(default_factory=image.default_mirror)
+    packages: tuple[str, ...] = VM_PACKAGES
+    extra: tuple[str, ...] = ()
+    customisation: tuple[int, int] = (image.CUSTOMISATION_VERSION, VM_CUSTOMISATION_VERSION)
+    disk_mib: int = DISK_SIZE_MIB
+
+    @classmethod
+    def named(cls, name: str | None, extra: tuple[str, ...] = ()) -> VmImageRecipe:
+        """The base VM image, or a scenario's: the base plus `extra` packages."""
+        if not extra:
+            return cls()
+        return cls(name=f"vm-{name}", extra=tuple(sorted(set(extra))))
+
+    def digest(self) -> str:
+        """A short hash of everything that changes the built image."""
+        data = asdict(self) | {"packages": sorted(self.packages), "files": _data_digest(),
+                               "container_files": image._data_digest()}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def directory(self) -> Path:
+        """Where the built image lives."""
+        return paths.images_dir() / f"{self.name}-{self.digest()}"
+
+    @property
+    def disk(self) -> Path:
+        """The qcow2 root disk (the backing file of every node's overlay)."""
+        return self.directory / "disk.qcow2"
+
+    @property
+    def kernel(self) -> Path:
+        """The kernel for direct boot."""
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        """The initrd for direct boot."""
+        return self.directory / "initrd.img"
+
+    def is_built(self) -> bool:
+        """True when a complete build of this recipe is cached."""
+        return (self.directory / "recipe.json").exists()
+
+
+def ensure_vm_image(recipe: VmImageRecipe | None = None, progress: Progress = QUIET) -> VmImageRecipe:
+    """Return a built VM image for `recipe`, building it first if it is not cached."""
+    recipe = recipe or VmImageRecipe()
+    if recipe.is_built():
+        return recipe
+    with image._build_lock():
+        if not recipe.is_built():
+            build_vm_image(recipe, progress)
+    return recipe
+
+
+def require_vm_image(recipe: VmImageRecipe) -> VmImageRecipe:
+    """`recipe` if it is built, else a clear error naming the build command."""
+    if not recipe.is_built():
+        raise NotFoundError(f"VM image '{recipe.name}' ({recipe.digest()}) is not built",
+                            "build it with: labctl image build vm (about 3 minutes, once)")
+    return recipe
+
+
+def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
+    """Build `recipe` into its cache folder (atomically: a failed build leaves nothing)."""
+    for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
+        if shutil.which(tool) is None:
+            raise PlatformError(f"{tool} is not installed; it builds VM images", f"apt-get install {package}")
+    work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    rootfs = work / "rootfs"
+    try:
+        packages = (*recipe.packages, *recipe.extra)
+        with progress.step(f"debootstrap {recipe.suite} with {len(packages)} packages and a kernel (once)"):
+            command = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                       recipe.suite, str(rootfs), recipe.mirror]
+            image._run_logged(command, progress, f"check that {recipe.mirror} answers (apt-get update works?)")
+        with progress.step("customise the image for lab VMs"):
+            image.customise(rootfs)
+            customise_vm(rootfs)
+        with progress.step("extract the kernel and initrd for direct boot"):
+            _extract_boot(rootfs, work)
+        with progress.step(f"pack the root filesystem (mkfs.ext4 -d, {recipe.disk_mib} MiB, qcow2)"):
+            raw = work / "disk.raw"
+            _run(["mkfs.ext4", "-q", "-F", "-L", "labctl-root", "-d", str(rootfs), str(raw), f"{recipe.disk_mib}M"])
+            _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")])
+            raw.unlink()
+        shutil.rmtree(rootfs)
+        meta = asdict(recipe) | {"digest": recipe.digest(), "kind": "vm",
+                                 "built": time.strftime("%FT%TZ", time.gmtime())}
+        (work / "recipe.json").write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(recipe.directory, ignore_errors=True)
+        os.replace(work, recipe.directory)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def customise_vm(rootfs: Path) -> None:
+    """Add what a VM needs beyond the container image: seed and out-of-band units, boot files."""
+    for name, target, mode in (("labctl-vm-seed", "usr/local/sbin/labctl-vm-seed", 0o755),
+                               ("labctl-oob", "usr/local/sbin/labctl-oob", 0o755),
+                               ("labctl-seed.service", "etc/systemd/system/labctl-seed.service", 0o644),
+                               ("labctl-oob.service", "etc/systemd/system/labctl-oob.service", 0o644)):
+        image._write(rootfs, target, _data_file(name), mode)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    for unit in ("labctl-seed.service", "labctl-oob.service"):
+        link = wants / unit
+        if not link.is_symlink():
+            link.symlink_to(f"/etc/systemd/system/{unit}")
+    for unit in MASKED_UNITS:
+        mask = rootfs / "etc/systemd/system" / unit
+        mask.unlink(missing_ok=True)
+        mask.symlink_to("/dev/null")
+    (rootfs / "etc/fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
+    (rootfs / "etc/hostname").write_text("labctl-vm\n")
+    # No resolver outside the lab until the seed gives the node its own resolv.conf.
+    resolv = rootfs / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.write_text("# labctl lab VM: no DNS resolver outside the lab\noptions timeout:1 attempts:1\n")
+    journald = rootfs / "etc/systemd/journald.conf.d"
+    journald.mkdir(parents=True, exist_ok=True)
+    (journald / "labctl.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
+
+
+def _extract_boot(rootfs: Path, work: Path) -> None:
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+    initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise PlatformError("the image has no kernel or initrd in /boot (linux-image-amd64 not installed?)")
+    shutil.copyfile(kernels[-1], work / "vmlinuz")
+    shutil.copyfile(initrds[-1], work / "initrd.img")
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PlatformError(f"{command[0]} failed (exit {result.returncode}): {result.stderr.strip()[-800:]}")
+
+
+def list_vm_images() -> list[dict[str, str]]:
+    """The cached VM images with their recipe."""
+    result = []
+    for meta in sorted(paths.images_dir().glob("*/recipe.json")):
+        data = json.loads(meta.read_text())
+        if data.get("kind") == "vm":
+            result.append({"name": data["name"], "digest": data["digest"], "suite": data["suite"],
+                           "built": data.get("built", "?"), "path": str(meta.parent)})
+    return result

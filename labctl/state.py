@@ -54,6 +54,7 @@ class NodeState(BaseModel):
     launcher: ProcessRef | None = None  # systemd-nspawn
     init: ProcessRef | None = None  # the node's PID 1 (its namespaces are entered through it)
     host_key: str = ""  # the node's SSH host public key ("ssh-ed25519 AAAA...")
+    hypervisor: str | None = None  # where the node runs, for providers with several hosts (libvirt)
 
 
 class LabState(BaseModel):

@@ -15,6 +15,7 @@ from labctl.state import LabState
 # name -> "module:Class"; a provider's module is imported only when it is used.
 REGISTRY: dict[str, str] = {
     "local": "labctl.providers.local:LocalProvider",
+    "libvirt": "labctl.providers.libvirt:LibvirtProvider",
 }
 DEFAULT_PROVIDER = "local"
 

@@ -1,0 +1,569 @@
+"""The libvirt provider: each node is a real virtual machine on a libvirt hypervisor.
+
+Per node: a linked clone (qcow2 overlay on the VM image, labctl.vmimage), a small seed disk
+with its identity (hostname, SSH host key, the controller's key, addresses, interface
+names by MAC; applied at boot by labctl-seed), direct kernel boot, and virtio-serial ports
+on which the guest serves `sshd -i` (out-of-band access without the lab network). Per lab:
+one isolated libvirt network per switch and per point-to-point link (no <forward>, no
+address: nothing leaves them) and a management network with the host's address and fixed
+DHCP leases (DNS off). Every name starts with `lc-<lab id>-`; what is made is recorded in
+`labs/<id>/libvirt.json` *before* it is made, so `down` removes exactly that, after a crash
+too. Reset reverts each domain to its internal snapshot `initial` and resyncs its clock.
+Generated XML is validated against libvirt's schemas before anything is defined.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any, TypeVar
+from xml.etree import ElementTree as ET
+
+from labctl import paths, vmimage
+from labctl.errors import LabctlError, NotFoundError, PlatformError, ProviderError
+from labctl.plan import MGMT_IFACE, LabPlan, NodePlan
+from labctl.progress import QUIET, Progress
+from labctl.providers import libvirt_conn as lv
+from labctl.providers import libvirt_seed, libvirt_site, libvirt_xml
+from labctl.providers.base import NodeAccess, Probe, Provider
+from labctl.providers.libvirt_site import Hypervisor
+from labctl.state import LabState, NodeState
+
+BOOT_TIMEOUT = float(os.environ.get("LABCTL_LIBVIRT_BOOT_TIMEOUT", "600"))
+DEFAULT_MEMORY_MIB = int(os.environ.get("LABCTL_LIBVIRT_MEMORY_MIB", "512"))
+SNAPSHOT = "initial"
+MGMT_POOL = IPv4Network("100.64.0.0/10")  # management subnets are carved from here
+OOB_PORTS = 4
+T = TypeVar("T")
+
+
+def _parallel(items: Iterable[T], work: Callable[[T], object]) -> None:
+    items = list(items)
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        for future in [pool.submit(work, item) for item in items]:
+            future.result()
+
+
+class Record:
+    """What a libvirt lab made (or is about to make), kept in `labs/<id>/libvirt.json`."""
+
+    def __init__(self, lab: LabState) -> None:
+        self.path = lab.directory / "libvirt.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        for key in ("networks", "volumes", "domains"):
+            self.data.setdefault(key, [])
+        self.data.setdefault("oob", {})
+
+    @property
+    def exists(self) -> bool:
+        """True once a hypervisor was chosen (something may exist there)."""
+        return "hypervisor" in self.data
+
+    @property
+    def hypervisor(self) -> Hypervisor:
+        """Where the lab runs."""
+        return Hypervisor(**self.data["hypervisor"])
+
+    def intend(self, kind: str, name: str) -> None:
+        """Record `name` before creating it (so a crash right after still cleans it up)."""
+        if name not in self.data[kind]:
+            self.data[kind].append(name)
+            self.save()
+
+    def save(self) -> None:
+        """Write atomically."""
+        paths.write_json_atomic(self.path, self.data)
+
+
+def names(plan: LabPlan) -> dict[str, str]:
+    """Every libvirt network of a lab: key (mgmt, segment name or link key) -> network name."""
+    prefix = f"lc-{plan.lab_id}-"
+    result = {"mgmt": prefix + "mgmt"}
+    for segment in plan.segments:
+        result[f"seg:{segment.bridge}"] = prefix + "sw-" + segment.name
+    for key in _p2p_links(plan):
+        result[key] = prefix + "l" + str(len(result))
+    return result
+
+
+def _p2p_links(plan: LabPlan) -> list[str]:
+    prefix = f"lc-{plan.lab_id}-"
+    keys: list[str] = []
+    for node in plan.nodes:
+        for iface in node.interfaces:
+            if iface.bridge is None:
+                peer = iface.peer_netns.removeprefix(prefix)
+                key = "p2p:" + "|".join(sorted([f"{node.name}:{iface.name}", f"{peer}:{iface.peer_name}"]))
+                if key not in keys:
+                    keys.append(key)
+    return keys
+
+
+def bridge_names(plan: LabPlan) -> dict[str, str]:
+    """Network name -> host bridge name (at most 15 characters, unique per lab)."""
+    result = {}
+    for index, (key, network) in enumerate(names(plan).items()):
+        result[network] = f"lc{plan.lab_id}m" if key == "mgmt" else f"lc{plan.lab_id}n{index}"
+    return result
+
+
+def interface_networks(plan: LabPlan, node: NodePlan) -> list[tuple[str, str]]:
+    """(guest interface name, libvirt network) for `node`, management first."""
+    table = names(plan)
+    result = [(MGMT_IFACE, table["mgmt"])]
+    prefix = f"lc-{plan.lab_id}-"
+    for iface in node.interfaces:
+        if iface.bridge is not None:
+            result.append((iface.name, table[f"seg:{iface.bridge}"]))
+        else:
+            peer = iface.peer_netns.removeprefix(prefix)
+            key = "p2p:" + "|".join(sorted([f"{node.name}:{iface.name}", f"{peer}:{iface.peer_name}"]))
+            result.append((iface.name, table[key]))
+    return result
+
+
+def node_memory(node: NodePlan) -> int:
+    """A node's memory in MiB (`memory_mib` in its topology vars, else the default)."""
+    value = node.vars.get("memory_mib", DEFAULT_MEMORY_MIB)
+    return int(value) if isinstance(value, int | str) else DEFAULT_MEMORY_MIB
+
+
+def pick_mgmt_subnet(conn: Any, plan: LabPlan) -> IPv4Network:
+    """A management subnet no network on the hypervisor and no lab subnet uses."""
+    used: list[IPv4Network] = []
+    for network in conn.listAllNetworks():
+        for ip in ET.fromstring(network.XMLDesc(0)).iter("ip"):
+            if ip.get("address") and ":" not in ip.get("address", ""):
+                prefix = ip.get("prefix") or str(IPv4Network(f"0.0.0.0/{ip.get('netmask', '255.255.255.0')}").prefixlen)
+                used.append(IPv4Interface(f"{ip.get('address')}/{prefix}").network)
+    for node in plan.nodes:
+        used += [IPv4Interface(i.address).network for i in node.interfaces if i.address]
+    size = max(24, 32 - (len(plan.nodes) + 3).bit_length())
+    size = min(size, 24)
+    for candidate in MGMT_POOL.subnets(new_prefix=size):
+        if not any(candidate.overlaps(other) for other in used):
+            return candidate
+    raise ProviderError(f"no free management subnet left in {MGMT_POOL} on this hypervisor")
+
+
+@contextmanager
+def _host_lock() -> Iterator[None]:
+    """Serialises subnet choice and network creation between labctl processes on this machine."""
+    paths.home().mkdir(parents=True, exist_ok=True)
+    with open(paths.home() / ".libvirt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class LibvirtProvider(Provider):
+    """Nodes as libvirt domains (QEMU; TCG unless KVM really boots) on the site's hypervisors."""
+
+    name = "libvirt"
+
+    # ---- preflight -------------------------------------------------------------------
+    def preflight(self) -> list[Probe]:
+        """libvirt-python, the tools seeds and images need, the schemas, each hypervisor."""
+        probes = []
+        try:
+            lv.libvirt_module()
+            probes.append(Probe("libvirt-python", True, "importable"))
+        except PlatformError as exc:
+            probes.append(Probe("libvirt-python", False, exc.message, exc.hint))
+        for tool, package in (("qemu-img", "qemu-utils"), ("mkfs.ext4", "e2fsprogs"),
+                              ("ssh-keygen", "openssh-client"), ("debootstrap", "debootstrap")):
+            found = shutil.which(tool)
+            probes.append(Probe(f"tool {tool}", found is not None, found or "missing", f"apt-get install {package}"))
+        schemas = (libvirt_xml.SCHEMA_DIR / "domain.rng").exists()
+        probes.append(Probe("libvirt schemas", schemas, str(libvirt_xml.SCHEMA_DIR),
+                            "apt-get install libvirt-daemon"))
+        if probes[0].ok:
+            try:
+                for hypervisor in libvirt_site.load_site():
+                    try:
+                        conn = lv.open_connection(hypervisor.uri)
+                        probes.append(Probe(f"hypervisor {hypervisor.name}", True,
+                                            f"{hypervisor.uri}: libvirt {conn.getLibVersion()}"))
+                    except LabctlError as exc:
+                        probes.append(Probe(f"hypervisor {hypervisor.name}", False, exc.message, exc.hint))
+            except LabctlError as exc:
+                probes.append(Probe("site file", False, exc.message, exc.hint))
+        return probes
+
+    def _require(self) -> None:
+        lv.libvirt_module()
+        missing = [p for p in self.preflight()[:6] if p.required and not p.ok and p.name != "tool debootstrap"]
+        if missing:
+            raise PlatformError("this machine cannot run libvirt labs: " +
+                                "; ".join(f"{p.name}: {p.detail}" for p in missing),
+                                "; ".join(p.fix for p in missing if p.fix))
+
+    # ---- create ----------------------------------------------------------------------
+    def create(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Build the lab; on any failure (or Ctrl-C) remove what was made, then re-raise."""
+        self._require()
+        try:
+            self._create(lab, progress)
+        except BaseException:
+            lab.status = "failed"
+            lab.save()
+            with progress.step("remove what was built"):
+                self.destroy(lab)
+            raise
+
+    def _image(self, lab: LabState, progress: Progress) -> vmimage.VmImageRecipe:
+        recipe = vmimage.VmImageRecipe.named(lab.image_name, tuple(lab.packages))
+        if recipe.is_built():
+            return recipe
+        if shutil.which("debootstrap") is None:
+            vmimage.require_vm_image(recipe)
+        with progress.step(f"build the VM image {recipe.name} (once; cached afterwards)"):
+            return vmimage.ensure_vm_image(recipe, progress)
+
+    def _create(self, lab: LabState, progress: Progress) -> None:
+        recipe = self._image(lab, progress)
+        lab.image = str(recipe.directory)
+        lab.save()
+        record = Record(lab)
+        need = sum(node_memory(n) for n in lab.plan.nodes)
+        with progress.step("choose a hypervisor"):
+            hypervisor, conn = self._place(need)
+        record.data["hypervisor"] = asdict(hypervisor)
+        record.data["accel"] = os.environ.get("LABCTL_LIBVIRT_ACCEL", "qemu")
+        record.save()
+        for node in lab.plan.nodes:
+            lab.nodes[node.name] = NodeState(hypervisor=hypervisor.name)
+        lab.save()
+        progress.note(f"hypervisor {hypervisor.name} ({hypervisor.uri}), {need} MiB for "
+                      f"{len(lab.plan.nodes)} VMs")
+        with progress.step(f"storage pool and image volumes on {hypervisor.name} (uploaded once)"):
+            pool = lv.ensure_pool(conn, hypervisor.pool_path)
+            base = f"labctl-{recipe.name}-{recipe.digest()}"
+            disk = lv.ensure_file_volume(conn, pool, base + ".qcow2", recipe.disk)
+            kernel = lv.ensure_file_volume(conn, pool, base + ".vmlinuz", recipe.kernel)
+            initrd = lv.ensure_file_volume(conn, pool, base + ".initrd", recipe.initrd)
+        with progress.step(f"keys and seed disks for {len(lab.plan.nodes)} nodes"):
+            _generate_key(lab.key_file, f"labctl@{lab.id}")
+            with _host_lock():
+                subnet = pick_mgmt_subnet(conn, lab.plan)
+                self._mgmt(lab, record, subnet)
+                with progress.step(f"isolated networks (management {subnet})"):
+                    self._networks(conn, lab, record)
+            _parallel(lab.plan.nodes, lambda node: self._seed(lab, node, record))
+            lab.save()
+        with progress.step(f"define and start {len(lab.plan.nodes)} VMs"):
+            for node in lab.plan.nodes:
+                self._domain(conn, pool, lab, record, node, disk, kernel.path(), initrd.path())
+        with progress.step(f"wait for {len(lab.plan.nodes)} VMs to answer SSH (TCG boot: slow)"):
+            _parallel(lab.plan.nodes, lambda node: self._wait_ready(lab, node, conn))
+        lab.status = "running"
+        lab.save()
+
+    def _place(self, need: int) -> tuple[Hypervisor, Any]:
+        hypervisors = libvirt_site.load_site()
+        if len(hypervisors) == 1:
+            return hypervisors[0], lv.open_connection(hypervisors[0].uri)
+        candidates, unreachable = [], {}
+        for hypervisor in hypervisors:
+            try:
+                candidates.append((hypervisor, lv.open_connection(hypervisor.uri)))
+            except ProviderError as exc:
+                unreachable[hypervisor.name] = exc.message
+        chosen = libvirt_site.place(need, candidates, unreachable)
+        return chosen, next(conn for h, conn in candidates if h == chosen)
+
+    def _mgmt(self, lab: LabState, record: Record, subnet: IPv4Network) -> None:
+        hosts = subnet.hosts()
+        host = next(hosts)
+        record.data["mgmt"] = {
+            "subnet": str(subnet), "host": str(host),
+            "nodes": {n.name: f"{next(hosts)}/{subnet.prefixlen}" for n in lab.plan.nodes},
+        }
+        record.save()
+
+    def _networks(self, conn: Any, lab: LabState, record: Record) -> None:
+        bridges = bridge_names(lab.plan)
+        mgmt = record.data["mgmt"]
+        leases = tuple((libvirt_xml.mac_for(lab.id, n.name, 0), str(IPv4Interface(mgmt["nodes"][n.name]).ip), n.name)
+                       for n in lab.plan.nodes)
+        for key, network in names(lab.plan).items():
+            if key == "mgmt":
+                spec = libvirt_xml.NetworkSpec(network, bridges[network], mgmt["host"],
+                                               IPv4Network(mgmt["subnet"]).prefixlen, leases)
+            else:
+                spec = libvirt_xml.NetworkSpec(network, bridges[network])
+            document = libvirt_xml.network_xml(spec)
+            libvirt_xml.validate(document, "network")
+            record.intend("networks", network)
+            net = conn.networkDefineXML(document)
+            net.create()
+
+    def _seed(self, lab: LabState, node: NodePlan, record: Record) -> None:
+        directory = lab.node_dir(node.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        key_path = directory / "ssh_host_ed25519_key"
+        _generate_key(key_path, f"root@{node.name}")
+        host_pub = key_path.with_suffix(".pub").read_text().strip()
+        lab.nodes[node.name].host_key = host_pub
+        hosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n" + f"127.0.1.1 {node.name}\n"
+        for other in lab.plan.nodes:
+            first = next((i.address for i in other.interfaces if i.address), None)
+            if first:
+                hosts += f"{IPv4Interface(first).ip} {other.name}\n"
+        files = libvirt_seed.seed_files(node, lab.name, key_path.read_bytes(), host_pub,
+                                        lab.key_file.with_suffix(".pub").read_text(), hosts)
+        nics = self._nics(lab, node)
+        net = libvirt_seed.net_conf(node, nics, record.data["mgmt"]["nodes"][node.name])
+        libvirt_seed.build_seed(directory / "seed.qcow2", files, net)
+
+    @staticmethod
+    def _nics(lab: LabState, node: NodePlan) -> tuple[libvirt_xml.NicSpec, ...]:
+        return tuple(libvirt_xml.NicSpec(network, libvirt_xml.mac_for(lab.id, node.name, index), guest)
+                     for index, (guest, network) in enumerate(interface_networks(lab.plan, node)))
+
+    def domain_spec(self, lab: LabState, node: NodePlan, kernel: str, initrd: str,
+                    accel: str = "qemu", console_log: str | None = None) -> libvirt_xml.DomainSpec:
+        """The domain definition of `node` (pure: used by create and by the golden tests)."""
+        machine_id = f"{lab.id}{node.name}".encode().hex()[:32].ljust(32, "0")
+        return libvirt_xml.DomainSpec(
+            name=f"lc-{lab.id}-{node.name}", lab_id=lab.id, node=node.name,
+            memory_mib=node_memory(node), vcpus=1, kernel=kernel, initrd=initrd,
+            cmdline=f"{vmimage.KERNEL_ARGS} systemd.machine_id={machine_id}",
+            pool=lv.POOL, disk_volume=f"lc-{lab.id}-{node.name}.qcow2",
+            seed_volume=f"lc-{lab.id}-{node.name}-seed.qcow2", nics=self._nics(lab, node),
+            oob_ports=OOB_PORTS, domain_type=accel, console_log=console_log,
+        )
+
+    def _domain(self, conn: Any, pool: Any, lab: LabState, record: Record, node: NodePlan,
+                disk: Any, kernel: str, initrd: str) -> None:
+        libvirt = lv.libvirt_module()
+        log = str(lab.node_dir(node.name) / "console.log") if record.hypervisor.is_local else None
+        spec = self.domain_spec(lab, node, kernel, initrd, record.data.get("accel", "qemu"), log)
+        capacity = int(ET.fromstring(disk.XMLDesc(0)).findtext("capacity") or 0)
+        backing = disk.path()
+        info = _qcow2_virtual_size(Path(lab.image) / "disk.qcow2")
+        overlay = libvirt_xml.volume_xml(spec.disk_volume, info or capacity, backing)
+        libvirt_xml.validate(overlay, "storagevol")
+        record.intend("volumes", spec.disk_volume)
+        pool.createXML(overlay, 0)
+        seed_file = lab.node_dir(node.name) / "seed.qcow2"
+        record.intend("volumes", spec.seed_volume)
+        seed = pool.createXML(libvirt_xml.raw_volume_xml(spec.seed_volume, seed_file.stat().st_size), 0)
+        lv.upload(conn, seed, seed_file)
+        document = libvirt_xml.domain_xml(spec)
+        libvirt_xml.validate(document, "domain")
+        record.intend("domains", spec.name)
+        domain = conn.defineXMLFlags(document, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        domain.create()
+        record.data["oob"][node.name] = _oob_sockets(domain.XMLDesc(0))
+        record.save()
+
+    def _wait_ready(self, lab: LabState, node: NodePlan, conn: Any) -> None:
+        access = self.access(lab, node.name)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        last = "no answer"
+        domain_name = f"lc-{lab.id}-{node.name}"
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((access.mgmt_address, 22), timeout=2) as sock:
+                    sock.settimeout(5)
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return
+            except OSError as exc:
+                last = str(exc)
+            if not conn.lookupByName(domain_name).isActive():
+                raise ProviderError(f"VM {domain_name} stopped while booting; "
+                                    f"see {lab.node_dir(node.name)}/console.log")
+            time.sleep(1)
+        raise ProviderError(f"node {node.name}: sshd did not answer on {access.mgmt_address} within "
+                            f"{BOOT_TIMEOUT:.0f} s ({last}); console: {lab.node_dir(node.name)}/console.log")
+
+    # ---- snapshot and reset ----------------------------------------------------------
+    def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """An internal snapshot `initial` of every running domain (disk and memory)."""
+        record = self._record(lab)
+        libvirt = lv.libvirt_module()
+        conn = lv.open_connection(record.hypervisor.uri)
+        with progress.step(f"snapshot {len(lab.plan.nodes)} VMs (internal snapshot '{SNAPSHOT}')"):
+            def take(node: NodePlan) -> None:
+                domain = conn.lookupByName(f"lc-{lab.id}-{node.name}")
+                with suppress(libvirt.libvirtError):
+                    domain.snapshotLookupByName(SNAPSHOT).delete(0)
+                document = libvirt_xml.snapshot_xml(SNAPSHOT, f"labctl lab {lab.name}: starting state")
+                libvirt_xml.validate(document, "domainsnapshot")
+                domain.snapshotCreateXML(document, 0)
+            _parallel(lab.plan.nodes, take)
+
+    def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Revert every domain to `initial` (running), then set each guest's clock to now."""
+        record = self._record(lab)
+        libvirt = lv.libvirt_module()
+        conn = lv.open_connection(record.hypervisor.uri)
+        with progress.step(f"revert {len(lab.plan.nodes)} VMs to '{SNAPSHOT}'"):
+            def back(node: NodePlan) -> None:
+                domain = conn.lookupByName(f"lc-{lab.id}-{node.name}")
+                try:
+                    snap = domain.snapshotLookupByName(SNAPSHOT)
+                except libvirt.libvirtError:
+                    raise ProviderError(f"VM {node.name} of lab {lab.name} has no snapshot '{SNAPSHOT}'",
+                                        "labs built by `labctl up` have one once set up") from None
+                domain.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+            _parallel(lab.plan.nodes, back)
+        with progress.step("resync guest clocks"):
+            _parallel(lab.plan.nodes, lambda node: self._sync_clock(lab, node.name))
+        lab.status = "running"
+        lab.save()
+
+    def _sync_clock(self, lab: LabState, node: str) -> None:
+        from labctl.connect import open_session
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                session = open_session(self.access(lab, node))
+                try:
+                    session.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=10)
+                finally:
+                    session.close()
+                return
+            except LabctlError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    # ---- destroy ---------------------------------------------------------------------
+    def destroy(self, lab: LabState, progress: Progress = QUIET) -> None:
+        """Remove the lab's domains (with snapshots), volumes and networks: only those
+        recorded or named `lc-<id>-...`; idempotent, also after a crash."""
+        record = Record(lab)
+        lab.status = "destroying"
+        if lab.directory.exists():
+            lab.save()
+        if record.exists:
+            conn = lv.open_connection(record.hypervisor.uri)
+            self._remove_all(conn, lab.id, record)
+        lab.remove()
+
+    def _remove_all(self, conn: Any, lab_id: str, record: Record) -> None:
+        libvirt = lv.libvirt_module()
+        prefix = f"lc-{lab_id}-"
+        domains = set(record.data["domains"]) | {d.name() for d in conn.listAllDomains() if d.name().startswith(prefix)}
+        for name in sorted(domains):
+            try:
+                domain = conn.lookupByName(name)
+                if domain.isActive():
+                    domain.destroy()
+                domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                                     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            except libvirt.libvirtError as exc:
+                if not lv.is_missing(exc):
+                    raise ProviderError(f"cannot remove VM {name}: {exc.get_error_message()}") from None
+        try:
+            pool = conn.storagePoolLookupByName(lv.POOL)
+            pool.refresh(0)
+            volumes = set(record.data["volumes"]) | {v for v in pool.listVolumes() if v.startswith(prefix)}
+        except libvirt.libvirtError:
+            pool, volumes = None, set()
+        for name in sorted(volumes):
+            try:
+                if pool is not None:
+                    pool.storageVolLookupByName(name).delete(0)
+            except libvirt.libvirtError as exc:
+                if not lv.is_missing(exc):
+                    raise ProviderError(f"cannot remove volume {name}: {exc.get_error_message()}") from None
+        networks = set(record.data["networks"]) | {n.name() for n in conn.listAllNetworks()
+                                                   if n.name().startswith(prefix)}
+        for name in sorted(networks):
+            try:
+                network = conn.networkLookupByName(name)
+                if network.isActive():
+                    network.destroy()
+                network.undefine()  # libvirt removes the network's dnsmasq leases with it
+            except libvirt.libvirtError as exc:
+                if not lv.is_missing(exc):
+                    raise ProviderError(f"cannot remove network {name}: {exc.get_error_message()}") from None
+
+    # ---- status and access -----------------------------------------------------------
+    def _record(self, lab: LabState) -> Record:
+        record = Record(lab)
+        if not record.exists:
+            raise NotFoundError(f"lab {lab.name} has no libvirt record (was it built by this provider?)")
+        return record
+
+    def node_states(self, lab: LabState) -> dict[str, str]:
+        """running, stopped or missing, as libvirt sees each domain."""
+        record = Record(lab)
+        if not record.exists:
+            return {n.name: "missing" for n in lab.plan.nodes}
+        libvirt = lv.libvirt_module()
+        conn = lv.open_connection(record.hypervisor.uri)
+        result = {}
+        for node in lab.plan.nodes:
+            try:
+                active = conn.lookupByName(f"lc-{lab.id}-{node.name}").isActive()
+                result[node.name] = "running" if active else "stopped"
+            except libvirt.libvirtError:
+                result[node.name] = "missing"
+        return result
+
+    def access(self, lab: LabState, node: str) -> NodeAccess:
+        """The management address (reachable from this machine when the hypervisor is it);
+        out of band through the node's virtio-serial sockets."""
+        record = self._record(lab)
+        address = record.data.get("mgmt", {}).get("nodes", {}).get(node, "0.0.0.0/32")
+        sockets = record.data["oob"].get(node, [])
+        hypervisor = record.hypervisor
+        oob: tuple[str, ...]
+        if hypervisor.is_local or not hypervisor.ssh_host:
+            oob = (sys.executable, "-m", "labctl.providers.libvirt_oob",
+                   str(lab.node_dir(node) / "oob"), *sockets)
+        else:
+            oob = ("ssh", "-oBatchMode=yes", hypervisor.ssh_host, "socat", "-",
+                   f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
+        state = lab.nodes.get(node)
+        return NodeAccess(node=node, mgmt_netns=None, mgmt_address=str(IPv4Interface(address).ip),
+                          oob_command=oob, host_key=state.host_key if state else "", key_file=lab.key_file)
+
+
+def _oob_sockets(live_xml: str) -> list[str]:
+    """The host-side socket paths of a running domain's out-of-band ports."""
+    result = []
+    for channel in ET.fromstring(live_xml).iter("channel"):
+        source, target = channel.find("source"), channel.find("target")
+        if channel.get("type") == "unix" and source is not None and target is not None and \
+                (target.get("name") or "").startswith(libvirt_xml.OOB_PREFIX) and source.get("path"):
+            result.append(source.get("path", ""))
+    return result
+
+
+def _qcow2_virtual_size(path: Path) -> int:
+    """The virtual size of a local qcow2 image (0 if it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(32)
+        if header[:4] != b"QFI\xfb":
+            return 0
+        return int.from_bytes(header[24:32], "big")
+    except OSError:
+        return 0
+
+
+def _generate_key(path: Path, comment: str) -> None:
+    from labctl import netns
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        netns.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                  what="ssh-keygen")

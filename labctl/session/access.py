@@ -28,6 +28,7 @@ from labctl.session.model import CandidateRecord, Session, SessionError, load_se
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 SSHD_DIR = Path(os.environ.get("LABCTL_SSHD_CONFIG_DIR", "/etc/ssh/sshd_config.d"))
 SUDOERS_DIR = Path(os.environ.get("LABCTL_SUDOERS_DIR", "/etc/sudoers.d"))
+SHELL_DIR = Path(os.environ.get("LABCTL_GATEWAY_SHELL_DIR", "/usr/local/lib/labctl"))
 
 
 def new_password(length: int = 14) -> str:
@@ -52,6 +53,11 @@ def labctl_command() -> str:
 def gateway_command(session: Session) -> str:
     """What sshd forces for every candidate of the session."""
     return f"{labctl_command()} session gateway --home {paths.home()} {session.name}"
+
+
+def shell_file(session: Session) -> Path:
+    """The accounts' login shell: it runs the gateway whatever the client asks (even without the Match block)."""
+    return SHELL_DIR / f"gateway-{session.name}"
 
 
 def sshd_file(session: Session) -> Path:
@@ -100,9 +106,12 @@ def open_accounts(session: Session) -> dict[str, str]:
             c.login, c.access = logins[c.id], "open"
 
     session = session.update(remember)  # recorded first: destroy removes them even after a crash
+    SHELL_DIR.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(shell_file(session), f"#!/bin/sh\n# labctl session {session.name}: the gateway, whatever "
+                       f"is asked\nexec sudo -n {gateway_command(session)}\n", mode=0o755)
     for c in session.candidates:
         assert c.login
-        _run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh",
+        _run(["useradd", "--no-create-home", "--home-dir", "/", "--shell", str(shell_file(session)),
               "--user-group", "--comment", f"labctl session {session.name} candidate {c.id}", c.login],
              f"creating account {c.login}")
     _run(["chpasswd"], "setting passwords",
@@ -183,6 +192,7 @@ def remove_accounts(session: Session) -> None:
             subprocess.run(["groupdel", c.login], capture_output=True)
     sshd_file(session).unlink(missing_ok=True)
     sudoers_file(session).unlink(missing_ok=True)
+    shell_file(session).unlink(missing_ok=True)
     _reload_sshd()
     if (session.directory / "session.json").exists():
         def forget(fresh: Session) -> None:

@@ -1,0 +1,101 @@
+"""Benchmark an exam room: create, grade-all, reset-all and destroy times, and memory.
+
+    sudo .venv/bin/python bench/session_room.py                 # 30 candidates of multi-site-routing
+    sudo .venv/bin/python bench/session_room.py --candidates 5  # fewer, on a small machine
+
+Prints one line per phase (seconds) and the memory the room's nodes use (RSS of every
+process of every lab, and the machine's used memory before and after). Targets (issue 4):
+create under 90 s, grade all under 30 s, reset all under 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from labctl.progress import Progress
+from labctl.session import room
+from labctl.session.model import load_session
+from labctl.session.roster import parse_roster
+from labctl.state import LabState
+
+
+def used_memory_mib() -> float:
+    """The machine's used memory (MemTotal - MemAvailable) in MiB."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
+
+
+def lab_rss_mib(labs: list[LabState]) -> float:
+    """RSS of every process running inside the labs' nodes (PID namespaces of their init), in MiB."""
+    namespaces = set()
+    for lab in labs:
+        for node in lab.nodes.values():
+            if node.init and node.init.alive():
+                namespaces.add(os.readlink(f"/proc/{node.init.pid}/ns/pid"))
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "ns" / "pid") in namespaces:
+                rss = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("VmRSS"))
+                total += int(rss.split()[1])
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
+def main() -> int:
+    """Run the phases and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", type=int, default=30)
+    parser.add_argument("--scenario", default="multi-site-routing")
+    parser.add_argument("--parallel", type=int, default=room.DEFAULT_WORKERS)
+    parser.add_argument("--keep", action="store_true", help="Leave the session built (destroy it yourself).")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (the local provider)", file=sys.stderr)
+        return 4
+    name = f"bench-{secrets.token_hex(3)}"
+    roster = parse_roster("id,name,tiers_temps\n" + "".join(f"c{i:02d},Candidat {i},{'oui' if i % 5 == 0 else 'non'}\n"
+                                                            for i in range(1, args.candidates + 1)))
+    figures: list[tuple[str, float, str]] = []
+    before = used_memory_mib()
+    progress = Progress(quiet=not sys.stderr.isatty())
+    started = time.monotonic()
+    session = room.create(args.scenario, roster, 3 * 3600, name, workers=args.parallel, progress=progress)
+    figures.append(("create", time.monotonic() - started, "target < 90 s"))
+    try:
+        labs = [lab for lab in (room.candidate_lab(c) for c in load_session(name).candidates) if lab]
+        nodes = sum(len(lab.plan.nodes) for lab in labs)
+        rss, after = lab_rss_mib(labs), used_memory_mib()
+        room.start(load_session(name))
+        started = time.monotonic()
+        room.grade(load_session(name), workers=args.parallel)
+        figures.append(("grade all", time.monotonic() - started, "target < 30 s"))
+        started = time.monotonic()
+        room.reset(load_session(name), workers=args.parallel)
+        figures.append(("reset all", time.monotonic() - started, "target < 30 s"))
+    finally:
+        if not args.keep:
+            started = time.monotonic()
+            room.destroy(load_session(name), workers=args.parallel)
+            figures.append(("destroy", time.monotonic() - started, ""))
+            shutil.rmtree(session.directory, ignore_errors=True)
+    print(f"session room: {args.candidates} candidates of {args.scenario}, {nodes} nodes, "
+          f"{args.parallel} labs at once, {os.cpu_count()} cores")
+    for phase, seconds, target in figures:
+        print(f"  {phase:<10} {seconds:7.1f} s   {target}")
+    print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "
+          f"machine used {before:.0f} -> {after:.0f} MiB (+{after - before:.0f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,8 +34,8 @@ from labctl import paths, vmimage
 from labctl.errors import LabctlError, NotFoundError, PlatformError, ProviderError
 from labctl.plan import MGMT_IFACE, LabPlan, NodePlan
 from labctl.progress import QUIET, Progress
+from labctl.providers import libvirt_accel, libvirt_seed, libvirt_site, libvirt_xml
 from labctl.providers import libvirt_conn as lv
-from labctl.providers import libvirt_seed, libvirt_site, libvirt_xml
 from labctl.providers.base import NodeAccess, Probe, Provider
 from labctl.providers.libvirt_site import Hypervisor
 from labctl.state import LabState, NodeState
@@ -44,7 +44,7 @@ BOOT_TIMEOUT = float(os.environ.get("LABCTL_LIBVIRT_BOOT_TIMEOUT", "600"))
 DEFAULT_MEMORY_MIB = int(os.environ.get("LABCTL_LIBVIRT_MEMORY_MIB", "512"))
 SNAPSHOT = "initial"
 MGMT_POOL = IPv4Network("100.64.0.0/10")  # management subnets are carved from here
-OOB_PORTS = 4
+OOB_PORTS = 6
 T = TypeVar("T")
 
 
@@ -241,7 +241,6 @@ class LibvirtProvider(Provider):
         with progress.step("choose a hypervisor"):
             hypervisor, conn = self._place(need)
         record.data["hypervisor"] = asdict(hypervisor)
-        record.data["accel"] = os.environ.get("LABCTL_LIBVIRT_ACCEL", "qemu")
         record.save()
         for node in lab.plan.nodes:
             lab.nodes[node.name] = NodeState(hypervisor=hypervisor.name)
@@ -254,6 +253,10 @@ class LibvirtProvider(Provider):
             disk = lv.ensure_file_volume(conn, pool, base + ".qcow2", recipe.disk)
             kernel = lv.ensure_file_volume(conn, pool, base + ".vmlinuz", recipe.kernel)
             initrd = lv.ensure_file_volume(conn, pool, base + ".initrd", recipe.initrd)
+        with progress.step("accelerator: KVM only if a guest really boots with it"):
+            record.data["accel"] = libvirt_accel.probe(conn, hypervisor.uri, kernel.path(), initrd.path())
+            record.save()
+            progress.note(f"accelerator: {'KVM' if record.data['accel'] == 'kvm' else 'TCG (qemu, CPU qemu64)'}")
         with progress.step(f"keys and seed disks for {len(lab.plan.nodes)} nodes"):
             _generate_key(lab.key_file, f"labctl@{lab.id}")
             with _host_lock():

@@ -37,7 +37,7 @@ DISK_SIZE_MIB = 3072
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service",
                 "fstrim.timer", "man-db.timer", "dpkg-db-backup.timer", "systemd-timesyncd.service",
                 "frr.service", "getty@tty1.service", "systemd-networkd-wait-online.service")
-KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 mitigations=off quiet"
+KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 mitigations=off loglevel=4"
 
 
 def _data_file(name: str) -> bytes:
@@ -178,6 +178,10 @@ def customise_vm(rootfs: Path) -> None:
     resolv.unlink(missing_ok=True)
     resolv.write_text("# labctl lab VM: no DNS resolver outside the lab\noptions timeout:1 attempts:1\n")
     _small_initrd(rootfs)
+    system = rootfs / "etc/systemd/system.conf.d"
+    system.mkdir(parents=True, exist_ok=True)
+    # TCG on a busy host can take minutes to boot: late devices are slow, not missing.
+    (system / "labctl.conf").write_text("[Manager]\nDefaultTimeoutStartSec=600s\nDefaultDeviceTimeoutSec=600s\n")
     journald = rootfs / "etc/systemd/journald.conf.d"
     journald.mkdir(parents=True, exist_ok=True)
     (journald / "labctl.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")

@@ -37,7 +37,9 @@ DISK_SIZE_MIB = 3072
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service",
                 "fstrim.timer", "man-db.timer", "dpkg-db-backup.timer", "systemd-timesyncd.service",
                 "frr.service", "getty@tty1.service", "systemd-networkd-wait-online.service")
-KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 mitigations=off loglevel=4"
+# modules-load: NICs and virtio-serial ports exist early even when udev is slow (busy TCG host).
+KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 mitigations=off loglevel=4 "
+               "modules-load=virtio_net,virtio_console,virtio_rng")
 
 
 def _data_file(name: str) -> bytes:

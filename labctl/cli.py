@@ -122,8 +122,10 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
         click.echo("no lab is running; start one with: labctl up SCENARIO")
         return
     for target in targets:
+        seed = f", seed {target.seed}" if target.seed else ""
+        stage = f", stage {target.stage}" if target.stage else ""
         click.echo(f"lab {target.name} ({target.id}) — {target.status}, provider {target.provider}, "
-                   f"created {target.created}")
+                   f"created {target.created}{seed}{stage}")
         click.echo(f"  {'NODE':<10} {'KIND':<7} {'STATE':<8} {'MGMT':<14} ADDRESSES")
         for row in (r for r in rows if r["id"] == target.id):
             click.echo(f"  {row['node']:<10} {row['kind']:<7} {row['state']:<8} {row['mgmt']:<14} "
@@ -310,8 +312,9 @@ def _validate_one(file: Path) -> str:
 
     if is_scenario(str(file)):
         scenario = load_scenario(str(file))
-        topology = load_topology(scenario.topology)
-        checks = load_spec(scenario, topology).checks
+        values = scenario.values(None)  # templates are checked with the parameters' defaults
+        topology = load_topology(scenario.topology, values)
+        checks = load_spec(scenario, topology, values).checks
         return f"scenario {scenario.name}: {len(topology.nodes)} nodes, {len(checks)} checks"
     try:
         head = yaml.safe_load(file.read_text()) if file.is_file() else None

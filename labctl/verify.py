@@ -2,7 +2,9 @@
 
 For each stage, in order: enter it (injecting its faults); exactly the checks it lists as
 initially failing must FAIL and the others PASS (none may ERROR); apply its solution;
-every check of the stage must PASS. Then, on a fresh lab, the partial solution must leave
+every check of the stage must PASS (after the first stage's solution, `reset` must also
+bring exactly its initially failing checks back; the solution is then applied again).
+Then, on a fresh lab, the partial solution must leave
 exactly its listed checks failing. A check that never FAILs in any of these phases proves
 nothing, and is reported as a defect. Labs are always removed at the end.
 """
@@ -98,6 +100,15 @@ def _stages(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress:
         phase = f"stage {stage.name}, solved"
         outcome.reports[phase] = report = _grade(lab, stage.name, phase, progress)
         outcome.problems += expected_failures(phase, report, set())
+        if index == 0:
+            # The trainer's "next cohort" button must bring the starting state back.
+            with progress.step("reset to the starting state"):
+                labs.reset(lab, progress)
+            phase = f"stage {stage.name}, after reset"
+            outcome.reports[phase] = report = _grade(lab, stage.name, phase, progress)
+            outcome.problems += expected_failures(phase, report, set(stage.initially_failing))
+            if stage.solution:
+                labs.run_scenario_playbook(lab, scenario.path(stage.solution), progress)
 
 
 def _partial(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress: Progress) -> None:

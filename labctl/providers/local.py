@@ -340,7 +340,7 @@ def _snapshot_node(lab: LabState, node: NodePlan) -> None:
     staging.mkdir()
     # cp -a keeps owners, modes and the overlay's whiteouts and opaque-folder xattrs.
     netns.run(["cp", "-a", str(directory / "upper"), str(staging / "upper")], what=f"snapshot of {node.name}")
-    for what in ("addr", "route"):
+    for what in ("addr", "route", "link"):
         listing = netns.run(["ip", "-n", node.netns, "-j", "-4", what, "show"], what=f"ip {what} on {node.name}")
         (staging / f"{what}.json").write_text(listing)
     shutil.rmtree(target, ignore_errors=True)
@@ -363,7 +363,8 @@ def _restore_network(lab: LabState, node: NodePlan) -> None:
     current = json.loads(netns.run(["ip", "-n", node.netns, "-j", "-4", "addr", "show"]) or "[]")
     have_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
                       for a in current for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}
-    commands = [f"addr del {address} dev {ifname}" for ifname, address in sorted(have_addresses - wanted_addresses)]
+    commands = _link_commands(saved)
+    commands += [f"addr del {address} dev {ifname}" for ifname, address in sorted(have_addresses - wanted_addresses)]
     commands += [f"addr add {address} dev {ifname}" for ifname, address in sorted(wanted_addresses - have_addresses)]
     static = [r for r in json.loads((saved / "route.json").read_text() or "[]")
               if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
@@ -374,6 +375,20 @@ def _restore_network(lab: LabState, node: NodePlan) -> None:
     commands += [f"route replace {r['dst']}" + (f" via {r['gateway']}" if r.get("gateway") else "")
                  + (f" dev {r['dev']}" if r.get("dev") else "") for r in static]
     netns.batch(node.netns, commands, f"restoring the network of {node.name}")
+
+
+def _link_commands(saved: Path) -> list[str]:
+    """MTU and up/down of each lab interface as they were at the snapshot."""
+    listing = saved / "link.json"
+    links = json.loads(listing.read_text() or "[]") if listing.exists() else []
+    commands = []
+    for link in links:
+        name = link.get("ifname")
+        if name in (None, "lo", MGMT_IFACE):
+            continue
+        state = "up" if "UP" in link.get("flags", []) else "down"
+        commands.append(f"link set dev {name} mtu {link.get('mtu', 1500)} {state}")
+    return commands
 
 
 def _make_fuse_device(path: Path) -> None:

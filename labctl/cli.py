@@ -370,6 +370,8 @@ def brief(scenario_name: str, lang: str, fmt: str, seed: str | None, output: Pat
     from labctl.scenario import load_scenario
 
     scenario = load_scenario(scenario_name)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
         text = briefs.render_html(scenario, lang, seed)
     else:

@@ -62,6 +62,8 @@ class _Events:
         self.progress = progress
         self.failures: list[str] = []
         self.tasks = 0
+        self.changed = 0
+        self.ok = 0
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -69,6 +71,9 @@ class _Events:
         if kind == "playbook_on_task_start":
             self.tasks += 1
             self.progress.update(f"task {self.tasks}: {data.get('task', '')}")
+        elif kind == "runner_on_ok":
+            self.ok += 1
+            self.changed += bool(data.get("res", {}).get("changed"))
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             result = data.get("res", {})
             message = result.get("msg") or result.get("stderr") or result.get("stdout") or "failed"
@@ -105,3 +110,4 @@ def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
     if result.rc != 0 or result.status != "successful":
         details = "\n  ".join(events.failures) or stdout.strip()[-1500:] or result.status
         raise ProvisionError(f"playbook {playbook.name} failed:\n  {details}")
+    progress.note(f"{playbook.name}: {events.ok} task results ok, {events.changed} changed")

@@ -141,6 +141,7 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
     lab = labs.up(str(topology), provider="libvirt")
     try:
         timings = {"up": time.monotonic() - started}
+        print(f"libvirt 2-VM lab (TCG): up to SSH-ready {timings['up']:.1f} s")
         assert provider.node_states(lab) == {"r1": "running", "h1": "running"}
         spec = labs.lab_spec(lab, spec_file)
         report = labs.grade(lab, spec)
@@ -155,7 +156,8 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
         access = provider.access(lab, "h1")
         session = open_session(access)
         assert session.path == "mgmt"
-        session.run("rm /etc/hostname; ip addr flush dev eth1; (sleep 1; ip link set mgmt0 down) &", timeout=10)
+        session.run("rm /etc/hostname; ip addr flush dev eth1; "
+                    "(sleep 1; ip link set mgmt0 down) </dev/null >/dev/null 2>&1 &", timeout=30)
         session.close()
         time.sleep(3)
         oob = open_session(access)

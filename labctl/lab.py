@@ -113,10 +113,16 @@ def inject(lab: LabState, fault: str, progress: Progress = QUIET) -> None:
 def enter_stage(lab: LabState, stage: str, progress: Progress = QUIET) -> None:
     """Move the lab to `stage`, injecting the faults the stage starts with."""
     definition = lab_scenario(lab).stage(stage)
-    lab.stage = definition.name
-    lab.save()
-    for fault in definition.inject:
-        inject(lab, fault, progress)
+    previous = lab.stage
+    lab.stage = definition.name  # fault playbooks see the stage they open (labctl_stage)
+    try:
+        for fault in definition.inject:
+            inject(lab, fault, progress)
+    except BaseException:
+        lab.stage = previous  # a stage whose faults did not all land has not started
+        raise
+    finally:
+        lab.save()
 
 
 def snapshot(lab: LabState, progress: Progress = QUIET) -> None:

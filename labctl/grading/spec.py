@@ -59,7 +59,7 @@ class CheckBase(Strict):
         default=0, ge=0, le=3600,
         description="Seconds (from grading start) to keep retrying while the check FAILs.",
     )
-    stage: str | None = Field(default=None, description="Free label (reserved for later use).")
+    stage: str | None = Field(default=None, description="The scenario stage it is graded in; none: every stage.")
 
     @field_validator("id")
     @classmethod

@@ -43,6 +43,7 @@ def hv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, A
     """One test-driver hypervisor (kept alive by an open connection), a fake built VM image,
     uploads and the SSH wait stubbed out (the test driver runs no guest)."""
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LABCTL_LIBVIRT_ACCEL", "qemu")
     monkeypatch.delenv("LABCTL_LIBVIRT_SITE", raising=False)
     uri = _state_file(tmp_path, "hv1", 16384)
     monkeypatch.setenv("LABCTL_LIBVIRT_URI", uri)

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.errors import NotFoundError
+from labctl.errors import NotFoundError, PlatformError
 from labctl.progress import QUIET, Progress
 from labctl.state import LabState
 
@@ -53,12 +53,28 @@ class Provider(ABC):
     def preflight(self) -> list[Probe]:
         """What this machine has and lacks for this provider."""
 
-    @abstractmethod
     def create(self, lab: LabState, progress: Progress = QUIET) -> None:
         """Build every node of `lab.plan`; record what is made in `lab` as it is made.
 
-        On failure, whatever was made is removed before the error propagates.
+        On failure (or Ctrl-C), whatever was made is removed before the error propagates.
         """
+        self.require()
+        try:
+            self.build(lab, progress)
+        except BaseException:
+            lab.status = "failed"
+            lab.save()
+            with progress.step("remove what was built"):
+                self.destroy(lab)
+            raise
+
+    @abstractmethod
+    def require(self) -> None:
+        """Raise a clear error if this machine cannot build labs with this provider."""
+
+    @abstractmethod
+    def build(self, lab: LabState, progress: Progress) -> None:
+        """Make the lab (called by `create`, which cleans up if this fails)."""
 
     @abstractmethod
     def destroy(self, lab: LabState, progress: Progress = QUIET) -> None:
@@ -79,6 +95,15 @@ class Provider(ABC):
     @abstractmethod
     def access(self, lab: LabState, node: str) -> NodeAccess:
         """How to reach `node`."""
+
+
+def require_probes(provider: str, probes: list[Probe]) -> None:
+    """Raise PlatformError naming every required probe that failed, with their fixes."""
+    missing = [p for p in probes if p.required and not p.ok]
+    if missing:
+        raise PlatformError(f"this machine cannot run {provider} labs: " +
+                            "; ".join(f"{p.name}: {p.detail}" for p in missing),
+                            "; ".join(p.fix for p in missing if p.fix))
 
 
 def provider_names() -> list[str]:

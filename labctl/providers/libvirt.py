@@ -36,7 +36,7 @@ from labctl.plan import MGMT_IFACE, LabPlan, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import libvirt_accel, libvirt_seed, libvirt_site, libvirt_xml
 from labctl.providers import libvirt_conn as lv
-from labctl.providers.base import NodeAccess, Probe, Provider
+from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.libvirt_site import Hypervisor
 from labctl.state import LabState, NodeState
 
@@ -202,26 +202,12 @@ class LibvirtProvider(Provider):
                 probes.append(Probe("site file", False, exc.message, exc.hint))
         return probes
 
-    def _require(self) -> None:
+    def require(self) -> None:
+        """libvirt-python, then the required tool probes (the image is built on demand)."""
         lv.libvirt_module()
-        missing = [p for p in self.preflight()[:6] if p.required and not p.ok and p.name != "tool debootstrap"]
-        if missing:
-            raise PlatformError("this machine cannot run libvirt labs: " +
-                                "; ".join(f"{p.name}: {p.detail}" for p in missing),
-                                "; ".join(p.fix for p in missing if p.fix))
+        require_probes("libvirt", [p for p in self.preflight()[:6] if p.name != "tool debootstrap"])
 
     # ---- create ----------------------------------------------------------------------
-    def create(self, lab: LabState, progress: Progress = QUIET) -> None:
-        """Build the lab; on any failure (or Ctrl-C) remove what was made, then re-raise."""
-        self._require()
-        try:
-            self._create(lab, progress)
-        except BaseException:
-            lab.status = "failed"
-            lab.save()
-            with progress.step("remove what was built"):
-                self.destroy(lab)
-            raise
 
     def _image(self, lab: LabState, progress: Progress) -> vmimage.VmImageRecipe:
         recipe = vmimage.VmImageRecipe.named(lab.image_name, tuple(lab.packages))
@@ -232,7 +218,8 @@ class LibvirtProvider(Provider):
         with progress.step(f"build the VM image {recipe.name} (once; cached afterwards)"):
             return vmimage.ensure_vm_image(recipe, progress)
 
-    def _create(self, lab: LabState, progress: Progress) -> None:
+    def build(self, lab: LabState, progress: Progress) -> None:
+        """VM image, storage, networks, domains; boots them and waits for SSH (see `create`)."""
         recipe = self._image(lab, progress)
         lab.image = str(recipe.directory)
         lab.save()

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from labctl import image, netns
-from labctl.errors import PlatformError, PrivilegeError, ProviderError
+from labctl.errors import PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import nodefs
-from labctl.providers.base import NodeAccess, Probe, Provider
+from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.state import LabState, NodeState, ProcessRef
 
 BOOT_TIMEOUT = 30.0
@@ -77,31 +77,17 @@ class LocalProvider(Provider):
                             "overlay filesystem", "load the overlay module (modprobe overlay)"))
         return probes
 
-    def _require(self) -> None:
+    def require(self) -> None:
+        """Root, then every required preflight probe."""
         if os.geteuid() != 0:
             raise PrivilegeError(
                 "the local provider needs root: it creates network namespaces, bridges and "
                 "containers", "run it with sudo (labctl doctor lists what else is needed)")
-        missing = [p for p in self.preflight() if p.required and not p.ok]
-        if missing:
-            raise PlatformError("this machine cannot run local labs: " +
-                                "; ".join(f"{p.name}: {p.detail}" for p in missing),
-                                "; ".join(p.fix for p in missing if p.fix))
+        require_probes("local", self.preflight())
 
     # ---- create ----------------------------------------------------------------------
-    def create(self, lab: LabState, progress: Progress = QUIET) -> None:
-        """Build the lab; on any failure (or Ctrl-C) remove what was made, then re-raise."""
-        self._require()
-        try:
-            self._create(lab, progress)
-        except BaseException:
-            lab.status = "failed"
-            lab.save()
-            with progress.step("remove what was built"):
-                self.destroy(lab)
-            raise
-
-    def _create(self, lab: LabState, progress: Progress) -> None:
+    def build(self, lab: LabState, progress: Progress) -> None:
+        """Image, keys and files, then fabric, nodes and links (see `create`)."""
         recipe = image.ensure_image(image.ImageRecipe.named(lab.image_name, tuple(lab.packages)), progress)
         lab.image = str(recipe.rootfs)
         lab.save()
@@ -146,7 +132,7 @@ class LocalProvider(Provider):
     def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
         """Bring every node back to its snapshot: restart from the saved files, then
         restore saved addresses and routes (daemons come back through the node init)."""
-        self._require()
+        self.require()
         if not all((lab.node_dir(n.name) / "snapshot").is_dir() for n in lab.plan.nodes):
             raise ProviderError(f"lab {lab.name} has no snapshot to go back to",
                                 "labs built by `labctl up` have one once set up; rebuild with labctl up")

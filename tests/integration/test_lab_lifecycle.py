@@ -160,4 +160,7 @@ def test_reset_brings_files_addresses_and_routes_back(make_lab: object) -> None:
     assert state[0] == "starting" and state[1] == "h1" and state[2] == "1"
     assert state[3].startswith("default via 10.10.0.99") and state[4] == "no-bob"
     assert set(provider.node_states(lab).values()) == {"running"}
-    assert labs.grade(lab, load_grading_spec(SMALL_SPEC, load_topology(SMALL))).results  # reachable again
+    outcomes = _outcomes(labs.grade(lab, load_grading_spec(SMALL_SPEC, load_topology(SMALL))))
+    assert "ERROR" not in outcomes.values()  # every node answers again after the reset
+    assert outcomes["h1-default-route"] == "FAIL"  # the snapshot's (wrong) gateway came back
+    assert outcomes["h2-ssh-port"] == "PASS"

@@ -26,6 +26,7 @@ from labctl.errors import PlatformError, PrivilegeError
 from labctl.session.model import CandidateRecord, Session, SessionError, load_session
 
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+SSHD_CONFIG = Path(os.environ.get("LABCTL_SSHD_CONFIG", "/etc/ssh/sshd_config"))
 SSHD_DIR = Path(os.environ.get("LABCTL_SSHD_CONFIG_DIR", "/etc/ssh/sshd_config.d"))
 SUDOERS_DIR = Path(os.environ.get("LABCTL_SUDOERS_DIR", "/etc/sudoers.d"))
 SHELL_DIR = Path(os.environ.get("LABCTL_GATEWAY_SHELL_DIR", "/usr/local/lib/labctl"))
@@ -147,10 +148,48 @@ def write_config(session: Session) -> None:
     _reload_sshd()
 
 
+def _sshd() -> str:
+    return shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def running_sshd() -> int | None:
+    """The PID of the host's sshd (from the PidFile its configuration names), if it runs."""
+    shown = subprocess.run([_sshd(), "-T", "-f", str(SSHD_CONFIG)], capture_output=True, text=True)
+    pidfile = next((line.split(None, 1)[1] for line in shown.stdout.splitlines() if line.startswith("pidfile ")),
+                   "/run/sshd.pid")
+    try:
+        pid = int(Path(pidfile).read_text().split()[0])
+        program = os.readlink(f"/proc/{pid}/exe")  # not cmdline: sshd rewrites its process title
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(program).name == "sshd" else None
+
+
+def sshd_managed() -> bool:
+    """True when systemd runs the host's services (it reloads sshd)."""
+    return shutil.which("systemctl") is not None and Path("/run/systemd/system").is_dir()
+
+
 def _reload_sshd() -> None:
-    """Ask the host's sshd to read its configuration again, if systemd runs it."""
-    if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
+    """Make the host's sshd read its configuration again: systemd's reload, else SIGHUP to its PID.
+
+    The configuration is checked first (`sshd -t`): a rejected one would stop sshd at its next
+    restart, so it is refused here, naming sshd's complaint. No running sshd: nothing to reload
+    (`session start` warns the proctor that candidates cannot connect).
+    """
+    systemd = sshd_managed()
+    pid = None if systemd or not Path(_sshd()).exists() else running_sshd()
+    if not systemd and pid is None:
+        return
+    check = subprocess.run([_sshd(), "-t", "-f", str(SSHD_CONFIG)], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise PlatformError(f"sshd rejects its configuration ({SSHD_CONFIG}): {check.stderr.strip()}",
+                            f"fix it, then run the command again (the session's block is in {SSHD_DIR})")
+    if systemd:
         subprocess.run(["systemctl", "try-reload-or-restart", "ssh"], capture_output=True)
+    elif pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)  # sshd's documented reload: it re-executes itself with the new file
 
 
 def _end_processes(login: str) -> None:

@@ -78,7 +78,12 @@ def start_cmd(name: str, access: bool) -> None:
     started = room.start(_session(name), access=access)
     click.echo(f"session {name} started at {started.started} (UTC)")
     if access:
+        from labctl.session import access as gateway
+
         click.echo(f"access sheets (print them): {started.directory / 'sheets'}/")
+        if not gateway.sshd_managed() and gateway.running_sshd() is None:
+            click.echo("warning: no SSH server runs on this host: candidates cannot connect until it does "
+                       "(start it: /usr/sbin/sshd, or service ssh start)", err=True)
 
 
 @session.command("extend")

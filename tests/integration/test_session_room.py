@@ -177,8 +177,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def sshd(session: Session, tmp_path: Path) -> Iterator[int]:
-    """The exam host's sshd (on a free port), started once access is open: the Match block is read then."""
+def sshd(session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The exam host's sshd (on a free port), running before access opens: labctl must make it reload."""
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(binary).exists() or shutil.which("sudo") is None:
         pytest.skip("needs openssh-server and sudo (apt-get install openssh-server sudo)")
@@ -190,6 +190,7 @@ def sshd(session: Session, tmp_path: Path) -> Iterator[int]:
     config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {tmp_path}/sshd.pid\n"
                       "UsePAM no\nPasswordAuthentication yes\nPermitRootLogin no\nLogLevel VERBOSE\n"
                       f"Include {access.sshd_file(session)}\n")
+    monkeypatch.setattr(access, "SSHD_CONFIG", config)
     with open(tmp_path / "sshd.log", "w") as log:
         process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=log)
     try:
@@ -202,6 +203,26 @@ def sshd(session: Session, tmp_path: Path) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _forwarding_refused(port: int, user: str, password: str) -> bool:
+    """True when sshd refuses to forward a port for the account (`ssh -N -L` needs no shell)."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect("127.0.0.1", port=port, username=user, password=password, allow_agent=False,
+                   look_for_keys=False, timeout=10)
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        try:
+            transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=10).close()
+        except paramiko.ChannelException:
+            return True
+        return False
+    finally:
+        client.close()
 
 
 def _login(port: int, user: str, password: str, typed: str) -> str:
@@ -231,8 +252,10 @@ def _login(port: int, user: str, password: str, typed: str) -> str:
 
 
 @pytest.fixture
-def opened(session: Session) -> Iterator[Session]:
-    """The session started with access: accounts, sheets, sshd and sudo files; all removed afterwards."""
+def opened(session: Session, sshd: int) -> Iterator[Session]:
+    """The session started with access while sshd runs: accounts, sheets, sshd and sudo files; all removed after."""
+    assert not access.sshd_file(session).exists()  # sshd started without the Match block
+    assert access.running_sshd() is not None
     fresh = room.start(load_session(session.name), access=True)
     try:
         yield fresh
@@ -240,8 +263,8 @@ def opened(session: Session) -> Iterator[Session]:
         access.remove_accounts(load_session(session.name))
 
 
-def test_candidates_log_in_with_ssh_and_land_in_their_own_lab_only(session: Session, opened: Session,
-                                                                   sshd: int) -> None:
+def test_candidates_log_in_with_ssh_and_land_in_their_own_lab_only(session: Session, sshd: int,
+                                                                   opened: Session) -> None:
     import paramiko
 
     fresh = load_session(session.name)
@@ -257,6 +280,8 @@ def test_candidates_log_in_with_ssh_and_land_in_their_own_lab_only(session: Sess
         assert "LABCTL_NODE=h1" in output
         refused = _login(sshd, str(c.login), passwords[c.id], "../../etc\nq\n")
         assert "n'est pas un nœud de votre laboratoire" in refused
+        # no pivot through the exam host: the Match block sshd was made to reload forbids forwarding
+        assert _forwarding_refused(sshd, str(c.login), passwords[c.id])
     with pytest.raises(paramiko.AuthenticationException):  # a neighbour's password opens nothing
         _login(sshd, str(logins["c1"]), passwords["c2"], "q\n")
     room.extend(fresh, "c1", -24 * 60)  # c1's time is over

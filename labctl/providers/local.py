@@ -7,7 +7,8 @@ node's own upper folder) and sshd. Routers also run FRR. Per lab:
 
 - a fabric namespace holds one bridge per switch and the management bridge, whose
   ports are isolated (nodes cannot talk to each other over it) and which carries the
-  controller's management address; labctl reaches it with sockets opened inside it;
+  controller's management address; labctl reaches it with sockets opened inside it, and
+  a firewall there lets nodes start nothing towards it (providers/firewall.py);
 - point-to-point links are veth pairs made directly between two node namespaces;
 - every name is derived from the lab id (`lc-<id>-...`), so labs never collide.
 """
@@ -32,7 +33,7 @@ from labctl import image, netns
 from labctl.errors import PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.progress import QUIET, Progress
-from labctl.providers import nodefs
+from labctl.providers import firewall, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.state import LabState, NodeState, ProcessRef
 
@@ -65,7 +66,7 @@ class LocalProvider(Provider):
         ]
         for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
                               ("nsenter", "util-linux"), ("debootstrap", "debootstrap"),
-                              ("ssh-keygen", "openssh-client")):
+                              ("ssh-keygen", "openssh-client"), ("nft", "nftables")):
             found = shutil.which(tool)
             probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
                                 f"apt-get install {package}"))
@@ -106,6 +107,7 @@ class LocalProvider(Provider):
         with progress.step("create the fabric (segments, management network)"):
             netns.add(plan.fabric_netns)
             self._build_fabric(lab)
+            firewall.seal(plan.fabric_netns)
         with progress.step(f"start {len(plan.nodes)} nodes"):
             for node in plan.nodes:
                 self._launch(lab, node)

@@ -98,12 +98,9 @@ def _build(session: Session, record: CandidateRecord, progress: Progress) -> Lab
     from labctl import lab as labs
 
     built = labs.up(session.scenario, provider=session.provider, name=record.lab_name, seed=record.id)
-    from labctl.session import isolation
-
     try:
         if session.spec:  # a bare topology: nothing to set up, but reset needs a snapshot
             labs.snapshot(built)
-        isolation.seal(built)
     except BaseException:
         labs.down(built)
         raise
@@ -313,9 +310,6 @@ def reset(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progres
         if lab is None:
             raise NotFoundError(f"lab {c.lab_name} is gone", f"labctl session rebuild {session.name} {c.id}")
         labs.reset(lab)
-        isolation.seal(lab)  # the fabric namespace was made anew
-
-    from labctl.session import isolation
 
     failures = side_by_side(session.candidates, one, workers=workers, label=lambda c: c.id, progress=progress,
                             what="reset")

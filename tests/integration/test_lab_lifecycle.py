@@ -128,9 +128,11 @@ def test_management_network_reaches_every_node_but_nodes_not_each_other(make_lab
     mgmt = {n.name: n.mgmt_address.split("/")[0] for n in lab.plan.nodes}
     session = open_session(provider.access(lab, "h1"))
     try:
-        assert session.path == "mgmt"
-        own = session.run(f"ping -c 1 -W 1 {lab.plan.controller_address.split('/')[0]}", 5)
-        assert own.exit_code == 0, own.stdout  # the node answers the controller's address
+        assert session.path == "mgmt"  # the controller reaches the node over the management network
+        controller = lab.plan.controller_address.split("/")[0]
+        started = session.run(f"ping -c 1 -W 1 {controller}; timeout 3 bash -c '</dev/tcp/{controller}/22'", 10)
+        assert started.exit_code != 0, started.stdout  # ... but the node can start nothing towards it
+        assert "0 received" in started.stdout
         for other in ("h2", "r1"):
             probe = session.run(f"ping -c 1 -W 1 {mgmt[other]}", 5)
             assert probe.exit_code == 1, f"h1 reached {other} over the management network"

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import InvalidInputError
-from labctl.session import access, isolation, room
+from labctl.providers import firewall
+from labctl.session import access, room
 from labctl.session.model import Session, load_session
 from labctl.session.roster import parse_roster
 from labctl.session.signature import SignatureError, verify_file
@@ -80,7 +81,8 @@ def test_each_candidate_has_a_running_sealed_lab(session: Session) -> None:
     assert all(r.health == "ok" and r.time_left == "not started" for r in rows)
     labs = {c.id: room.candidate_lab(c) for c in fresh.candidates}
     assert len({lab.id for lab in labs.values() if lab}) == 3
-    assert all(lab is not None and lab.seed == cid and isolation.sealed(lab) for cid, lab in labs.items())
+    assert all(lab is not None and lab.seed == cid and firewall.sealed(lab.plan.fabric_netns)
+               for cid, lab in labs.items())
 
 
 def test_every_pair_of_labs_is_apart_and_no_node_reaches_the_controller(session: Session) -> None:
@@ -148,7 +150,7 @@ def test_reset_brings_every_lab_back_and_reseals_it(session: Session) -> None:
         route = in_node(c.lab_name, "h1", "ip -4 route show default")
         assert "via 10.10.0.1" in route.stdout
         lab = room.candidate_lab(c)
-        assert lab is not None and isolation.sealed(lab)
+        assert lab is not None and firewall.sealed(lab.plan.fabric_netns)
     assert elapsed < 60
 
 

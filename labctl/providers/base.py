@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.errors import NotFoundError, PlatformError
+from labctl.errors import NotFoundError, PlatformError, ProviderError
 from labctl.progress import QUIET, Progress
 from labctl.state import LabState
 
@@ -31,6 +31,10 @@ class NodeAccess:
     host_key: str  # "ssh-ed25519 AAAA..." the node must present
     key_file: Path  # labctl's private key for the node
     user: str = "root"
+    # Seconds for each step of an SSH login after the TCP connect (banner, key exchange,
+    # authentication, opening a channel): sshd forks and re-executes for every login, which
+    # takes milliseconds in a container but seconds in an emulated (TCG) VM on a busy host.
+    ssh_timeout: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,20 +57,31 @@ class Provider(ABC):
     def preflight(self) -> list[Probe]:
         """What this machine has and lacks for this provider."""
 
-    def create(self, lab: LabState, progress: Progress = QUIET) -> None:
+    def create(self, lab: LabState, progress: Progress = QUIET, *, origin: LabState | None = None) -> None:
         """Build every node of `lab.plan`; record what is made in `lab` as it is made.
 
-        On failure (or Ctrl-C), whatever was made is removed before the error propagates.
+        With `origin` (a lab of the same plan that has a snapshot), the nodes start in the
+        origin's snapshot state instead of the bare image: a copy of a set-up lab, without
+        running its setup again. On failure (or Ctrl-C), whatever was made is removed before
+        the error propagates.
         """
         self.require()
         try:
-            self.build(lab, progress)
+            if origin is None:
+                self.build(lab, progress)
+            else:
+                self.build_copy(lab, origin, progress)
         except BaseException:
             lab.status = "failed"
             lab.save()
             with progress.step("remove what was built"):
                 self.destroy(lab)
             raise
+
+    def build_copy(self, lab: LabState, origin: LabState, progress: Progress) -> None:
+        """Make the lab in `origin`'s snapshot state (called by `create`); not every provider can."""
+        raise ProviderError(f"the {self.name} provider cannot start a lab from another lab's snapshot",
+                            "build and set up each lab on its own (a session without --variants)")
 
     @abstractmethod
     def require(self) -> None:

@@ -87,19 +87,32 @@ class LocalProvider(Provider):
         require_probes("local", self.preflight())
 
     # ---- create ----------------------------------------------------------------------
-    def build(self, lab: LabState, progress: Progress) -> None:
-        """Image, keys and files, then fabric, nodes and links (see `create`)."""
+    def build(self, lab: LabState, progress: Progress, origin: LabState | None = None) -> None:
+        """Image, keys and files, then fabric, nodes and links (see `create`); with `origin`,
+        each node's writable layer, addresses and routes start as in the origin's snapshot."""
         recipe = image.ensure_image(image.ImageRecipe.named(lab.image_name, tuple(lab.packages)), progress)
         lab.image = str(recipe.rootfs)
         lab.save()
         plan = lab.plan
         with progress.step(f"prepare {len(plan.nodes)} nodes (keys, files)"):
             _generate_key(lab.key_file, f"labctl@{lab.id}")
-            _parallel(plan.nodes, lambda node: self._seed_node(lab, node))
+            _parallel(plan.nodes, lambda node: self._seed_node(lab, node, origin))
             lab.save()
         self._start(lab, progress)
+        if origin is not None:
+            with progress.step(f"take {origin.name}'s addresses and routes"):
+                _parallel(plan.nodes, lambda node: _restore_network(node, origin.node_dir(node.name) / "snapshot"))
         lab.status = "running"
         lab.save()
+
+    def build_copy(self, lab: LabState, origin: LabState, progress: Progress) -> None:
+        """The lab in `origin`'s snapshot state: its files, addresses and routes, with the
+        new lab's own identity (names, host keys, labctl's key); nodes boot once."""
+        if [n.name for n in origin.plan.nodes] != [n.name for n in lab.plan.nodes] or not all(
+                (origin.node_dir(n.name) / "snapshot").is_dir() for n in origin.plan.nodes):
+            raise ProviderError(f"lab {origin.name} cannot be copied: it has no snapshot of the same nodes",
+                                "copy a lab built by `labctl up` from the same scenario and variant")
+        self.build(lab, progress, origin)
 
     def _start(self, lab: LabState, progress: Progress) -> None:
         """Fabric, nodes, links, addresses; returns when every node answers SSH."""
@@ -145,7 +158,7 @@ class LocalProvider(Provider):
         try:
             self._start(lab, progress)
             with progress.step("restore addresses and routes"):
-                _parallel(lab.plan.nodes, lambda node: _restore_network(lab, node))
+                _parallel(lab.plan.nodes, lambda node: _restore_network(node, lab.node_dir(node.name) / "snapshot"))
         except BaseException:
             lab.status = "failed"
             lab.save()
@@ -153,9 +166,13 @@ class LocalProvider(Provider):
         lab.status = "running"
         lab.save()
 
-    def _seed_node(self, lab: LabState, node: NodePlan) -> None:
+    def _seed_node(self, lab: LabState, node: NodePlan, origin: LabState | None = None) -> None:
         lower = Path(lab.image)
         upper = lab.node_dir(node.name) / "upper"
+        if origin is not None:  # the origin's files at its snapshot; the identity below replaces its own
+            upper.parent.mkdir(parents=True, exist_ok=True)
+            netns.run(["cp", "-a", str(origin.node_dir(node.name) / "snapshot" / "upper"), str(upper)],
+                      what=f"copying {origin.name}'s {node.name}")
         nodefs.prepare_upper(upper)
         key_path = lab.node_dir(node.name) / "ssh_host_ed25519_key"
         _generate_key(key_path, f"root@{node.name}")
@@ -342,9 +359,8 @@ def _restore_files(lab: LabState, node: NodePlan) -> None:
               what=f"restoring {node.name}")
 
 
-def _restore_network(lab: LabState, node: NodePlan) -> None:
-    """Make the node's addresses and non-dynamic routes what they were at the snapshot."""
-    saved = lab.node_dir(node.name) / "snapshot"
+def _restore_network(node: NodePlan, saved: Path) -> None:
+    """Make the node's addresses and non-dynamic routes what they were at the snapshot `saved`."""
     wanted_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
                         for a in json.loads((saved / "addr.json").read_text() or "[]")
                         for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}

@@ -55,6 +55,26 @@ def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
                     "vars": {"labctl_lab": lab.name, "labctl_lab_id": lab.id}}}
 
 
+def strategy_environment() -> dict[str, str]:
+    """Ansible's execution strategy: Mitogen's when installed, Ansible's own `linear` otherwise.
+
+    With stock Ansible every task on every node starts a Python that unpacks and compiles the
+    module and its module_utils again: about 0.45 CPU-second per task per node, which makes
+    setup playbooks, not nodes, the cost of a lab. Mitogen keeps one interpreter per node for
+    the run and forks modules from it (measured: msr setup 21 → 11 CPU-seconds). Set
+    LABCTL_ANSIBLE_STRATEGY=linear to run stock Ansible.
+    """
+    chosen = os.environ.get("LABCTL_ANSIBLE_STRATEGY", "mitogen_linear")
+    if not chosen.startswith("mitogen"):
+        return {"ANSIBLE_STRATEGY": chosen}
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return {"ANSIBLE_STRATEGY": "linear"}
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": chosen}
+
+
 class _Events:
     """Turns ansible-runner events into progress and a record of failures."""
 
@@ -98,7 +118,7 @@ def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
             "ANSIBLE_FORKS": str(max(5, len(lab.plan.nodes))),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": private + "/cp",
             "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "True",
-            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_LOCALHOST_WARNING": "False", **strategy_environment(),
         }
         result = ansible_runner.run(
             private_data_dir=private, playbook=str(playbook.resolve()),

@@ -2,6 +2,8 @@
 
     sudo .venv/bin/python bench/session_room.py                 # 30 candidates of multi-site-routing
     sudo .venv/bin/python bench/session_room.py --candidates 5  # fewer, on a small machine
+    sudo .venv/bin/python bench/session_room.py --variants 6    # 6 shared variants, set up once each
+    LABCTL_ANSIBLE_STRATEGY=linear sudo .venv/bin/python bench/session_room.py   # stock Ansible (baseline)
 
 Prints one line per phase (seconds) and the memory the room's nodes use (RSS of every
 process of every lab, and the machine's used memory before and after). Targets (issue 4):
@@ -57,6 +59,7 @@ def main() -> int:
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--scenario", default="multi-site-routing")
     parser.add_argument("--parallel", type=int, default=room.DEFAULT_WORKERS)
+    parser.add_argument("--variants", type=int, default=None, help="Shared variants (default: one per candidate).")
     parser.add_argument("--keep", action="store_true", help="Leave the session built (destroy it yourself).")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -69,7 +72,9 @@ def main() -> int:
     before = used_memory_mib()
     progress = Progress(quiet=not sys.stderr.isatty())
     started = time.monotonic()
-    session = room.create(args.scenario, roster, 3 * 3600, name, workers=args.parallel, progress=progress)
+    load_before = os.getloadavg()[0]
+    session = room.create(args.scenario, roster, 3 * 3600, name, variants=args.variants, workers=args.parallel,
+                          progress=progress)
     figures.append(("create", time.monotonic() - started, "target < 90 s"))
     try:
         labs = [lab for lab in (room.candidate_lab(c) for c in load_session(name).candidates) if lab]
@@ -88,8 +93,12 @@ def main() -> int:
             room.destroy(load_session(name), workers=args.parallel)
             figures.append(("destroy", time.monotonic() - started, ""))
             shutil.rmtree(session.directory, ignore_errors=True)
+    from labctl.provision import strategy_environment
+
     print(f"session room: {args.candidates} candidates of {args.scenario}, {nodes} nodes, "
-          f"{args.parallel} labs at once, {os.cpu_count()} cores")
+          f"{args.variants or 'own'} variants, {args.parallel} labs at once, {os.cpu_count()} cores, "
+          f"Ansible strategy {strategy_environment()['ANSIBLE_STRATEGY']}, "
+          f"load {load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
     for phase, seconds, target in figures:
         print(f"  {phase:<10} {seconds:7.1f} s   {target}")
     print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "

@@ -48,11 +48,17 @@ def session() -> None:
 @click.option("--spec", type=click.Path(path_type=Path), help="Grading spec (for a bare topology).")
 @click.option("--provider", help="Where nodes run (default: the topology's, else local).")
 @click.option("--db", "db_url", help=DB_HELP)
+@click.option("--variants", type=click.IntRange(min=1), default=None,
+              help="Share N variants among the candidates, in roster order (neighbours differ): each is set up "
+                   "once and copied, far faster. Default: every candidate their own variant.")
 @click.option("--parallel", type=int, default=None, help="Labs built at once (default: 2 per core, at most 8).")
 @click.pass_context
 def create_cmd(ctx: click.Context, scenario: str, roster: Path, duration: str, name: str | None, spec: Path | None,
-               provider: str | None, db_url: str | None, parallel: int | None) -> None:
-    """Validate the roster, then build one lab per candidate (seed = candidate id), all or nothing."""
+               provider: str | None, db_url: str | None, variants: int | None, parallel: int | None) -> None:
+    """Validate the roster, then build one lab per candidate, all or nothing.
+
+    Each candidate's variant is drawn from their id; with --variants N, N variants are shared.
+    """
     from labctl.session import clock, model, room
     from labctl.session.roster import load_roster
 
@@ -61,7 +67,8 @@ def create_cmd(ctx: click.Context, scenario: str, roster: Path, duration: str, n
     chosen = model.check_name(name) if name else model.default_name(scenario)
     started = time.monotonic()
     built = room.create(scenario, candidates, seconds, chosen, spec=str(spec.resolve()) if spec else None,
-                        provider=provider, db_url=db_url, workers=parallel or room.DEFAULT_WORKERS,
+                        provider=provider, db_url=db_url, variants=variants,
+                        workers=parallel or room.DEFAULT_WORKERS,
                         progress=_progress(ctx))
     click.echo(f"session {built.name}: {len(built.candidates)} labs built in {time.monotonic() - started:.1f} s; "
                f"next: labctl session start {built.name}")

@@ -45,10 +45,17 @@ class CandidateRecord(BaseModel):
     extra_minutes: int = 0
     lab_name: str = ""
     lab_id: str | None = None
+    variant: int | None = None  # with a session's --variants: which one (1..N); None: their own
+    variant_seed: str | None = None  # what that variant's values are drawn from
     login: str | None = None  # the gateway account, while access is open
     access: str = "none"  # none, open, closed
     closed_at: str | None = None
     final_run: int | None = None  # the grading run made at the end time
+
+    @property
+    def seed(self) -> str:
+        """What the candidate's variant values are drawn from: their id, or their pooled variant's seed."""
+        return self.variant_seed or self.id
 
     def end(self, session: Session) -> Any:
         """When this candidate's time ends (None before the session starts)."""
@@ -70,6 +77,7 @@ class Session(BaseModel):
     scenario: str
     spec: str | None = None  # a grading spec, for a bare topology
     provider: str | None = None
+    variants: int | None = None  # None: every candidate their own variant; N: N variants shared in turn
     duration_s: int
     db_url: str | None = None  # None: the session's own SQLite file
     created: str = Field(default_factory=clock.stamp)

@@ -60,6 +60,7 @@ def candidate_entry(session: Session, candidate: CandidateRecord, run: GradingRu
     end = candidate.end(session)
     entry: dict[str, Any] = {"id": candidate.id, "name": candidate.name, "tiers_temps": candidate.tiers_temps,
                              "extra_minutes": candidate.extra_minutes, "end": clock.stamp(end) if end else None,
+                             "variant": candidate.variant,
                              "run": None, "score": None, "points": None, "criteria": []}
     if run is None:
         return entry
@@ -129,7 +130,7 @@ def access_sheet(session: Session, candidate: CandidateRecord, password: str, ho
 
     body = ""
     if is_scenario(session.scenario):
-        page = brief.render_html(load_scenario(session.scenario), "fr", candidate.id)
+        page = brief.render_html(load_scenario(session.scenario), "fr", candidate.seed)  # their variant's brief
         found = re.search(r"<main>(.*)</main>", page, re.S)
         body = found.group(1) if found else ""
     command = f"ssh {'-p ' + str(port) + ' ' if port else ''}{candidate.login}@{host}"

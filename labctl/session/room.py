@@ -4,6 +4,7 @@ candidates' labs, side by side with bounded concurrency. Each action is audited.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -12,9 +13,10 @@ from typing import TypeVar
 
 from labctl.errors import LabctlError, NotFoundError
 from labctl.progress import QUIET, Progress
+from labctl.scenario import Scenario
 from labctl.session import clock
 from labctl.session.audit import AuditLog
-from labctl.session.model import CandidateRecord, Session, SessionError, new_session
+from labctl.session.model import CandidateRecord, Session, SessionError, load_session, new_session
 from labctl.session.roster import Roster
 from labctl.session.store import ResultStore
 from labctl.state import LabState, load_lab
@@ -94,10 +96,13 @@ def candidate_lab(record: CandidateRecord) -> LabState | None:
         return None
 
 
-def _build(session: Session, record: CandidateRecord, progress: Progress) -> LabState:
+def _build(session: Session, record: CandidateRecord, progress: Progress, origin: LabState | None = None) -> LabState:
     from labctl import lab as labs
 
-    built = labs.up(session.scenario, provider=session.provider, name=record.lab_name, seed=record.id)
+    if origin is None:
+        built = labs.up(session.scenario, provider=session.provider, name=record.lab_name, seed=record.seed)
+    else:  # a candidate sharing a variant: a copy of its first lab's starting state
+        built = labs.clone(origin, name=record.lab_name)
     try:
         if session.spec:  # a bare topology: nothing to set up, but reset needs a snapshot
             labs.snapshot(built)
@@ -114,9 +119,14 @@ def _build(session: Session, record: CandidateRecord, progress: Progress) -> Lab
 
 
 def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: str | None = None,
-           provider: str | None = None, db_url: str | None = None, workers: int = DEFAULT_WORKERS,
-           progress: Progress = QUIET) -> Session:
-    """One lab per candidate (seed = candidate id), side by side; all or nothing."""
+           provider: str | None = None, db_url: str | None = None, variants: int | None = None,
+           workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> Session:
+    """One lab per candidate, side by side; all or nothing.
+
+    Each candidate's variant is drawn from their id, unless `variants` is given: then the
+    session draws that many distinct variants and hands them out in roster order (neighbours
+    differ), sets up one lab per variant and copies it for the others (lab.clone).
+    """
     from labctl import lab as labs
 
     source = labs.resolve_source(scenario)  # a bad scenario stops us before the session exists
@@ -124,13 +134,28 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
         raise SessionError(f"{scenario} is a topology, not a scenario: give its grading spec with --spec")
     if source.scenario is not None:
         labs.load_spec(source.scenario)
+    seeds = variant_seeds(source.scenario, variants, name) if variants else []
     session = new_session(name, str(source.scenario.folder if source.scenario else source.topology.resolve()),
                           roster, duration_s, spec=spec, provider=provider, db_url=db_url)
-    record(session, "create", scenario=session.scenario, candidates=len(roster), duration_s=duration_s)
+    if seeds:
+        def share(fresh: Session) -> None:
+            fresh.variants = len(seeds)
+            for index, c in enumerate(fresh.candidates):
+                c.variant, c.variant_seed = index % len(seeds) + 1, seeds[index % len(seeds)]
+
+        session = session.update(share)
+    record(session, "create", scenario=session.scenario, candidates=len(roster), duration_s=duration_s,
+           variants=session.variants)
     if db_url:
         results_store(session).close()  # a bad URL fails now, not at the first grading
-    failures = side_by_side(session.candidates, lambda c: _build(session, c, progress), workers=workers,
+    firsts = {c.variant or c.id: c for c in reversed(session.candidates)}  # the first candidate of each variant
+    failures = side_by_side(firsts.values(), lambda c: _build(session, c, progress), workers=workers,
                             label=lambda c: c.id, progress=progress, what="build lab")
+    if not failures and len(firsts) < len(session.candidates):
+        built = {c.variant: candidate_lab(load_session(session.name).candidate(c.id)) for c in firsts.values()}
+        failures = side_by_side([c for c in session.candidates if firsts[c.variant or c.id] is not c],
+                                lambda c: _build(session, c, progress, origin=built[c.variant]),
+                                workers=workers, label=lambda c: c.id, progress=progress, what="copy lab")
     if failures:
         with progress.step("remove the labs already built (all or nothing)"):
             destroy(session, audit=False)
@@ -139,6 +164,24 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
         shutil.rmtree(session.directory, ignore_errors=True)
         raise RoomError("building the labs", failures)
     return session.update(lambda s: setattr(s, "status", "ready"))
+
+
+def variant_seeds(scenario: Scenario | None, count: int, salt: str) -> list[str]:
+    """`count` seeds drawing pairwise different variants of `scenario` (for a session's --variants)."""
+    if count < 1:
+        raise SessionError(f"--variants {count}: give at least 1")
+    if scenario is None:
+        if count > 1:
+            raise SessionError("a bare topology has a single variant", "give --variants 1, or leave it out")
+        return [f"{salt}-variant-1"]
+    seeds: dict[str, str] = {}
+    for attempt in range(count * 50):
+        seed = f"{salt}-variant-{attempt + 1}"
+        seeds.setdefault(json.dumps(scenario.values(seed), sort_keys=True), seed)
+        if len(seeds) == count:
+            return list(seeds.values())
+    raise SessionError(f"scenario {scenario.name} gives only {len(seeds)} different variants in {count * 50} draws",
+                       f"ask for --variants {len(seeds)} or fewer")
 
 
 def start(session: Session, *, access: bool = False) -> Session:
@@ -346,7 +389,7 @@ def rebuild(session: Session, candidate: str, progress: Progress = QUIET) -> Lab
     if old is not None:
         with progress.step(f"remove lab {old.name}"):
             labs.down(old)
-    with progress.step(f"build lab {c.lab_name} again (seed {c.id})"):
+    with progress.step(f"build lab {c.lab_name} again (seed {c.seed})"):
         built = _build(session, c, progress)
     record(session, "rebuild", candidate=candidate, old_lab=old.id if old else None, new_lab=built.id)
     return built

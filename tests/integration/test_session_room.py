@@ -25,7 +25,7 @@ import pytest
 from labctl.errors import InvalidInputError
 from labctl.providers import firewall
 from labctl.session import access, room
-from labctl.session.model import Session, load_session
+from labctl.session.model import Session, load_session, sessions_dir
 from labctl.session.roster import parse_roster
 from labctl.session.signature import SignatureError, verify_file
 from labctl.state import all_labs
@@ -55,9 +55,7 @@ def session() -> Iterator[Session]:
     finally:
         with contextlib.suppress(Exception):
             room.destroy(load_session(name))
-        shutil.rmtree(room.sessions_dir() / name if hasattr(room, "sessions_dir") else
-                      Path(os.environ.get("LABCTL_HOME", "/var/lib/labctl")) / "sessions" / name,
-                      ignore_errors=True)
+        shutil.rmtree(sessions_dir() / name, ignore_errors=True)
         assert not [lab.name for lab in all_labs() if lab.name.startswith(name)]
 
 
@@ -332,3 +330,26 @@ def test_dashboard_in_headless_chromium(session: Session, tmp_path: Path) -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_shared_variants_set_up_once_and_copy_the_rest() -> None:
+    name = f"itest-var-{secrets.token_hex(2)}"
+    roster = parse_roster("id,name\n" + "".join(f"v{i},Candidat {i}\n" for i in range(1, 5)))
+    try:
+        made = room.create(str(SMALL), roster, 3600, name, spec=str(SMALL_SPEC), variants=1, workers=3)
+        assert made.variants == 1 and {c.variant for c in made.candidates} == {1}
+        labs = [room.candidate_lab(c) for c in made.candidates]
+        assert all(lab is not None for lab in labs) and len({lab.id for lab in labs if lab}) == 4
+        assert len({lab.seed for lab in labs if lab}) == 1  # one variant, shared
+        assert len({lab.nodes["h1"].host_key for lab in labs if lab}) == 4  # each lab its own identity
+        assert [r.health for r in room.status(made)] == ["ok"] * 4
+        audit = room.audit_log(made).entries()
+        assert audit[0]["action"] == "create" and audit[0]["details"]["variants"] == 1
+        room.grade(load_session(name), workers=4)
+        store = room.results_store(made)
+        assert all(store.latest(name, c.id) is not None for c in made.candidates)
+        store.close()
+    finally:
+        with contextlib.suppress(Exception):
+            room.destroy(load_session(name))
+        shutil.rmtree(sessions_dir() / name, ignore_errors=True)

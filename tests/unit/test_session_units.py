@@ -264,3 +264,42 @@ def test_dashboard_needs_the_password_and_lists_candidates() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_variant_seeds_draw_pairwise_different_variants() -> None:
+    from labctl.scenario import load_scenario
+    from labctl.session.room import variant_seeds
+
+    scenario = load_scenario("multi-site-routing")
+    seeds = variant_seeds(scenario, 6, "exam-1")
+    assert len(seeds) == 6
+    assert len({json.dumps(scenario.values(s), sort_keys=True) for s in seeds}) == 6
+    assert variant_seeds(scenario, 6, "exam-1") == seeds  # the same session name draws the same seeds
+    assert variant_seeds(scenario, 6, "exam-2") != seeds
+
+
+def test_variant_seeds_refuse_more_variants_than_the_scenario_has() -> None:
+    from labctl.session.room import variant_seeds
+
+    class ThreeWays:  # a scenario whose only parameter has three choices
+        name = "three-ways"
+
+        def values(self, seed: str) -> dict[str, int]:
+            return {"choice": sum(seed.encode()) % 3}
+
+    assert len(variant_seeds(ThreeWays(), 3, "exam")) == 3  # type: ignore[arg-type]
+    with pytest.raises(SessionError, match="only 3 different variants") as refused:
+        variant_seeds(ThreeWays(), 4, "exam")  # type: ignore[arg-type]
+    assert "--variants 3 or fewer" in refused.value.render()
+    with pytest.raises(SessionError, match="single variant"):
+        variant_seeds(None, 2, "exam")
+    assert len(variant_seeds(None, 1, "exam")) == 1
+
+
+def test_a_candidates_seed_is_their_id_unless_a_variant_is_shared() -> None:
+    roster = parse_roster("id,name\nc1,A\nc2,B\n")
+    session = new_session("seeds-1", "x", roster, 3600)
+    first, second = session.candidates
+    assert first.seed == "c1"
+    second.variant, second.variant_seed = 2, "seeds-1-variant-7"
+    assert second.seed == "seeds-1-variant-7"

@@ -136,7 +136,7 @@ def status_cmd(name: str, as_json: bool) -> None:
 @session.command("grade")
 @click.argument("name")
 @click.argument("candidates", nargs=-1)
-@click.option("--parallel", type=int, default=None, help="Labs graded at once.")
+@click.option("--parallel", type=int, default=None, help="Labs graded at once (default: 32).")
 @click.pass_context
 def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parallel: int | None) -> None:
     """Grade candidates' labs now (all by default); every run is kept. Also does what `tick` does."""
@@ -146,7 +146,7 @@ def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parall
     closed = room.tick(current, _progress(ctx))
     if closed:
         click.echo(f"end of time reached: final grading done and access closed for {', '.join(closed)}")
-    runs = room.grade(_session(name), list(candidates) or None, workers=parallel or room.DEFAULT_WORKERS,
+    runs = room.grade(_session(name), list(candidates) or None, workers=parallel or room.GRADE_WORKERS,
                       progress=_progress(ctx))
     click.echo(f"graded {len(runs)} lab(s): runs " + ", ".join(f"{c}#{r}" for c, r in sorted(runs.items())))
 

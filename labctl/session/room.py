@@ -22,7 +22,8 @@ from labctl.session.store import ResultStore
 from labctl.state import LabState, load_lab
 
 T = TypeVar("T")
-DEFAULT_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
+DEFAULT_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))  # building and resetting labs: CPU-bound
+GRADE_WORKERS = 32  # grading mostly waits (on the network, on convergence budgets): a room at once
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -
 
 
 def grade(session: Session, candidates: list[str] | None = None, *, kind: str = "on-demand",
-          workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> dict[str, int]:
+          workers: int = GRADE_WORKERS, progress: Progress = QUIET) -> dict[str, int]:
     """Grade the candidates' labs side by side; returns run ids by candidate."""
     chosen = [session.candidate(c) for c in candidates] if candidates else session.candidates
     runs: dict[str, int] = {}

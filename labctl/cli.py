@@ -307,15 +307,18 @@ def _validate_one(file: Path) -> str:
     import yaml
 
     from labctl.lab import load_spec
-    from labctl.scenario import is_scenario, load_scenario
+    from labctl.scenario import is_scenario, load_scenario, scenario_using
     from labctl.topology import load_topology
 
-    if is_scenario(str(file)):
-        scenario = load_scenario(str(file))
+    owner = None if is_scenario(str(file)) else scenario_using(file)
+    if is_scenario(str(file)) or owner is not None:
+        scenario = owner or load_scenario(str(file))
         values = scenario.values(None)  # templates are checked with the parameters' defaults
         topology = load_topology(scenario.topology, values)
         checks = load_spec(scenario, topology, values).checks
-        return f"scenario {scenario.name}: {len(topology.nodes)} nodes, {len(checks)} checks"
+        what = f"used by scenario {scenario.name}, checked with its default values" if owner else \
+            f"scenario {scenario.name}"
+        return f"{what}: {len(topology.nodes)} nodes, {len(checks)} checks"
     try:
         head = yaml.safe_load(file.read_text()) if file.is_file() else None
     except yaml.YAMLError:

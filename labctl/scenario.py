@@ -8,6 +8,7 @@ paths relative to that folder (by default the project's conventional places:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from labctl.errors import InvalidInputError, NotFoundError
+from labctl.errors import InvalidInputError, LabctlError, NotFoundError
 from labctl.sourcefile import read_yaml, validate_model
 
 
@@ -219,6 +220,17 @@ def search_roots() -> list[Path]:
 def scenario_names() -> list[str]:
     """Every scenario that can be found by name."""
     return sorted({p.parent.name for root in search_roots() for p in root.glob("*/scenario.yml")})
+
+
+def scenario_using(file: Path) -> Scenario | None:
+    """The scenario whose topology or grading spec `file` is (their templates need its values)."""
+    target = file.resolve()
+    for name in scenario_names():
+        with contextlib.suppress(LabctlError):  # another scenario's problems are not this file's
+            scenario = load_scenario(name)
+            if target in (scenario.topology.resolve(), scenario.grading.resolve()):
+                return scenario
+    return None
 
 
 def is_scenario(reference: str) -> bool:

@@ -43,9 +43,16 @@ def labctl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def test_validate_good_files() -> None:
-    result = labctl("validate", "topologies/multi-site-routing.yml", "tests/data/labs/small-grading.yml")
+    result = labctl("validate", "tests/data/labs/small.yml", "tests/data/labs/small-grading.yml")
     assert result.returncode == 0, result.stderr
-    assert "topologies/multi-site-routing.yml: ok (topology multi-site-routing" in result.stdout
+    assert "tests/data/labs/small.yml: ok (topology small" in result.stdout
+
+
+def test_a_scenarios_own_files_validate_with_its_default_values() -> None:
+    shipped = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("topologies/*.yml"), *ROOT.glob("grading/*.yml")])
+    result = labctl("validate", *shipped)
+    assert result.returncode == 0, result.stderr  # their templates ({{ gateway }}...) need the scenario's values
+    assert "grading/multi-site-routing.yml: ok (used by scenario multi-site-routing" in result.stdout
 
 
 def test_validate_bad_file_exits_2_with_every_problem_and_no_traceback() -> None:

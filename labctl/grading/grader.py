@@ -143,7 +143,7 @@ class NodeRun:
     def attempt(self, session: NodeSession, check: CheckBase) -> Verdict:
         """Probe once and evaluate; only NodeUnreachable escapes (it ends the node)."""
         command = probe(check)
-        timeout = self.options.command_timeout
+        timeout = check.timeout or self.options.command_timeout
         try:
             if command.cli:
                 result = CommandResult(0, session.cli(command.command, timeout), "")

@@ -60,6 +60,10 @@ class CheckBase(Strict):
         description="Seconds (from grading start) to keep retrying while the check FAILs.",
     )
     stage: str | None = Field(default=None, description="The scenario stage it is graded in; none: every stage.")
+    timeout: float | None = Field(
+        default=None, gt=0, le=600,
+        description="Seconds one probe may run before the check is an ERROR (default: the run's, 30 s).",
+    )
 
     @field_validator("id")
     @classmethod

@@ -234,6 +234,16 @@ def test_a_command_timeout_is_an_error(lab: Lab) -> None:
     assert report.results[0].evidence == "timed out after 0.3 s: sleep 5"
 
 
+def test_a_check_may_bound_its_own_probe_time(lab: Lab) -> None:
+    lab.start("n1")
+    checks = [{"id": "slow", "node": "n1", "type": "command", "command": "sleep 5", "timeout": 0.3},
+              {"id": "patient", "node": "n1", "type": "command", "command": "sleep 1.5", "timeout": 3}]
+    report = grade(spec(*checks), lab.connect, lab="t", options=GradeOptions(command_timeout=1))
+    outcomes = {r.check_id: (r.outcome, r.evidence) for r in report.results}
+    assert outcomes["slow"] == (Outcome.ERROR, "timed out after 0.3 s: sleep 5")
+    assert outcomes["patient"][0] is Outcome.PASS
+
+
 def test_router_cli_failure_is_an_error(lab: Lab) -> None:
     lab.start("r1")
     report = grade(spec({"id": "ospf", "node": "r1", "type": "ospf_neighbor",

@@ -52,6 +52,7 @@ class Provider(ABC):
     """Builds labs from plans and removes them; small on purpose."""
 
     name: str = ""
+    copies_labs: bool = False  # whether `create(..., origin=)` can start a lab from another's snapshot
 
     @abstractmethod
     def preflight(self) -> list[Probe]:

@@ -136,6 +136,15 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
     if source.scenario is not None:
         labs.load_spec(source.scenario)
     seeds = variant_seeds(source.scenario, variants, name) if variants else []
+    if seeds and len(seeds) < len(roster):
+        from labctl.providers import get_provider
+        from labctl.topology import load_topology
+
+        chosen = get_provider(provider or load_topology(source.topology, source.scenario.values(None)
+                                                        if source.scenario else None).provider)
+        if not chosen.copies_labs:
+            raise SessionError(f"the {chosen.name} provider cannot copy a set-up lab, which --variants needs",
+                               "leave --variants out: every lab is then set up on its own")
     session = new_session(name, str(source.scenario.folder if source.scenario else source.topology.resolve()),
                           roster, duration_s, spec=spec, provider=provider, db_url=db_url)
     if seeds:

@@ -303,3 +303,13 @@ def test_a_candidates_seed_is_their_id_unless_a_variant_is_shared() -> None:
     assert first.seed == "c1"
     second.variant, second.variant_seed = 2, "seeds-1-variant-7"
     assert second.seed == "seeds-1-variant-7"
+
+
+def test_shared_variants_on_a_provider_that_cannot_copy_labs_stop_before_anything_is_built() -> None:
+    from labctl.session import room
+    from labctl.session.model import all_session_names
+
+    roster = parse_roster("id,name\nc1,A\nc2,B\nc3,C\n")
+    with pytest.raises(SessionError, match="libvirt provider cannot copy"):
+        room.create("multi-site-routing", roster, 3600, "no-copy-1", provider="libvirt", variants=2)
+    assert "no-copy-1" not in all_session_names()

@@ -1,6 +1,7 @@
 """Node images: a Debian root filesystem built from packages, cached by its recipe.
 
-An image is built once with debootstrap (no downloads but Debian's archive), customised
+An image is built once with debootstrap (no downloads but Debian's archive; a scenario's
+image starts from a copy of the base image and adds its packages with apt-get), customised
 for labctl nodes (sshd drop-in, FRR daemons, the node init, a CLI user for netmiko), and
 its ownership shifted into the nodes' user-namespace range so that root inside a node is
 an unprivileged uid on the machine. Nodes mount it read-only as the lower layer of an
@@ -87,6 +88,11 @@ class ImageRecipe:
             return cls()
         return cls(name=f"node-{name}", extra=tuple(sorted(set(extra))))
 
+    def base(self) -> ImageRecipe:
+        """The base image this one is layered on (itself when it has no extra packages)."""
+        return ImageRecipe(suite=self.suite, mirror=self.mirror, packages=self.packages,
+                           customisation=self.customisation)
+
     def digest(self) -> str:
         """A short hash of everything that changes the built image."""
         data = asdict(self) | {"packages": sorted(self.packages), "files": _data_digest()}
@@ -129,11 +135,18 @@ def _build_lock() -> Iterator[None]:
 
 
 def ensure_image(recipe: ImageRecipe | None = None, progress: Progress = QUIET) -> ImageRecipe:
-    """Return a built image for `recipe`, building it first if it is not cached."""
+    """Return a built image for `recipe`, building it first if it is not cached.
+
+    A scenario's image (the base plus packages) is layered on the base image, which is
+    built first if needed: one debootstrap serves every scenario.
+    """
     recipe = recipe or ImageRecipe()
     if recipe.is_built():
         return recipe
     with _build_lock():
+        base = recipe.base()
+        if recipe.extra and not base.is_built():
+            build_image(base, progress)
         if not recipe.is_built():  # another process may have built it while we waited
             build_image(recipe, progress)
     return recipe
@@ -148,9 +161,16 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
     shutil.rmtree(work, ignore_errors=True)
     rootfs = work / "rootfs"
     try:
-        with progress.step(f"debootstrap {recipe.suite} with {len(recipe.packages)} packages "
-                           f"(once; cached afterwards)"):
-            _debootstrap(recipe, rootfs, progress)
+        base = recipe.base()
+        if recipe.extra and base.is_built():
+            with progress.step(f"start from the base image {base.directory.name}"):
+                work.mkdir(parents=True)
+                subprocess.run(["cp", "-a", str(base.rootfs), str(rootfs)], check=True, capture_output=True)
+                unshift_ownership(rootfs, UID_BASE)
+        else:
+            with progress.step(f"debootstrap {recipe.suite} with {len(recipe.packages)} packages "
+                               f"(once; cached afterwards)"):
+                _debootstrap(recipe, rootfs, progress)
         if recipe.extra:
             with progress.step(f"install {len(recipe.extra)} scenario packages: {' '.join(recipe.extra)}"):
                 _install_extra(recipe, rootfs, progress)
@@ -225,25 +245,41 @@ def customise(rootfs: Path) -> None:
     (rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
     subprocess.run(
         ["chroot", str(rootfs), "sh", "-ec",
-         f"useradd -m -s /usr/bin/vtysh -G frrvty,frr -p '*' {CLI_USER}; "
+         f"id -u {CLI_USER} >/dev/null 2>&1 || useradd -m -s /usr/bin/vtysh -G frrvty,frr -p '*' {CLI_USER}; "
          "chown -R frr:frr /etc/frr; chmod 640 /etc/frr/frr.conf; "
          "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log /var/log/apt/*"],
         check=True, capture_output=True,
     )
 
 
-def shift_ownership(rootfs: Path, base: int) -> None:
-    """Add `base` to every file's uid and gid (keeping setuid/setgid bits chown clears)."""
+def _owned(rootfs: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file, folder and symlink of the tree with its lstat."""
     for directory, dirnames, filenames in os.walk(rootfs):
         names = [directory, *(os.path.join(directory, f) for f in filenames)]
         names += [os.path.join(directory, d) for d in dirnames if os.path.islink(os.path.join(directory, d))]
         for name in names:
-            info = os.lstat(name)
-            if info.st_uid >= base:
-                continue
-            os.lchown(name, info.st_uid + base, info.st_gid + base)
-            if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o6000:
-                os.chmod(name, stat.S_IMODE(info.st_mode))
+            yield name, os.lstat(name)
+
+
+def _chown(name: str, info: os.stat_result, uid: int, gid: int) -> None:
+    """lchown, keeping the setuid/setgid bits chown clears."""
+    os.lchown(name, uid, gid)
+    if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o6000:
+        os.chmod(name, stat.S_IMODE(info.st_mode))
+
+
+def shift_ownership(rootfs: Path, base: int) -> None:
+    """Add `base` to every file's uid and gid (files already shifted are left)."""
+    for name, info in _owned(rootfs):
+        if info.st_uid < base:
+            _chown(name, info, info.st_uid + base, info.st_gid + base)
+
+
+def unshift_ownership(rootfs: Path, base: int) -> None:
+    """Take `base` off every shifted file's uid and gid: the tree as debootstrap left it."""
+    for name, info in _owned(rootfs):
+        if info.st_uid >= base:
+            _chown(name, info, info.st_uid - base, info.st_gid - base if info.st_gid >= base else info.st_gid)
 
 
 def _prune_old(current: ImageRecipe) -> None:

@@ -18,11 +18,14 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from cpu import cpu_accounting  # bench/cpu.py
 
 from labctl.progress import Progress
 from labctl.session import room
-from labctl.session.model import load_session
+from labctl.session.model import load_session, sessions_dir
 from labctl.session.roster import parse_roster
 from labctl.state import LabState
 
@@ -68,39 +71,41 @@ def main() -> int:
     name = f"bench-{secrets.token_hex(3)}"
     roster = parse_roster("id,name,tiers_temps\n" + "".join(f"c{i:02d},Candidat {i},{'oui' if i % 5 == 0 else 'non'}\n"
                                                             for i in range(1, args.candidates + 1)))
-    figures: list[tuple[str, float, str]] = []
+    figures: list[tuple[str, float, float, str]] = []
     before = used_memory_mib()
     progress = Progress(quiet=not sys.stderr.isatty())
-    started = time.monotonic()
-    load_before = os.getloadavg()[0]
-    session = room.create(args.scenario, roster, 3 * 3600, name, variants=args.variants, workers=args.parallel,
-                          progress=progress)
-    figures.append(("create", time.monotonic() - started, "target < 90 s"))
-    try:
-        labs = [lab for lab in (room.candidate_lab(c) for c in load_session(name).candidates) if lab]
-        nodes = sum(len(lab.plan.nodes) for lab in labs)
-        rss, after = lab_rss_mib(labs), used_memory_mib()
-        room.start(load_session(name))
-        started = time.monotonic()
-        room.grade(load_session(name))  # graders wait more than they compute: the room at once
-        figures.append(("grade all", time.monotonic() - started, "target < 30 s"))
-        started = time.monotonic()
-        room.reset(load_session(name), workers=args.parallel)
-        figures.append(("reset all", time.monotonic() - started, "target < 30 s"))
-    finally:
-        if not args.keep:
-            started = time.monotonic()
-            room.destroy(load_session(name), workers=args.parallel)
-            figures.append(("destroy", time.monotonic() - started, ""))
-            shutil.rmtree(session.directory, ignore_errors=True)
+    with cpu_accounting() as cpu:
+        def phase(label: str, target: str, work: Callable[[], object]) -> None:
+            wall, used = time.monotonic(), cpu()
+            work()
+            figures.append((label, time.monotonic() - wall, cpu() - used, target))
+
+        load_before = os.getloadavg()[0]
+        phase("create", "target < 90 s", lambda: room.create(args.scenario, roster, 3 * 3600, name,
+                                                              variants=args.variants, workers=args.parallel,
+                                                              progress=progress))
+        try:
+            labs = [lab for lab in (room.candidate_lab(c) for c in load_session(name).candidates) if lab]
+            nodes = sum(len(lab.plan.nodes) for lab in labs)
+            rss, after = lab_rss_mib(labs), used_memory_mib()
+            room.start(load_session(name))
+            # graders wait more than they compute: the room at once (room.GRADE_WORKERS)
+            phase("grade all", "target < 30 s", lambda: room.grade(load_session(name)))
+            phase("reset all", "target < 30 s", lambda: room.reset(load_session(name), workers=args.parallel))
+        finally:
+            if not args.keep:
+                phase("destroy", "", lambda: room.destroy(load_session(name), workers=args.parallel))
+                shutil.rmtree(sessions_dir() / name, ignore_errors=True)
     from labctl.provision import strategy_environment
 
     print(f"session room: {args.candidates} candidates of {args.scenario}, {nodes} nodes, "
           f"{args.variants or 'own'} variants, {args.parallel} labs at once, {os.cpu_count()} cores, "
           f"Ansible strategy {strategy_environment()['ANSIBLE_STRATEGY']}, "
           f"load {load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
-    for phase, seconds, target in figures:
-        print(f"  {phase:<10} {seconds:7.1f} s   {target}")
+    for label, seconds, used, target in figures:
+        cores = os.cpu_count() or 1
+        print(f"  {label:<10} {seconds:7.1f} s   CPU {used:6.1f} s (>= {used / cores:5.1f} s on {cores} idle cores)"
+              f"   {target}")
     print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "
           f"machine used {before:.0f} -> {after:.0f} MiB (+{after - before:.0f} MiB)")
     return 0

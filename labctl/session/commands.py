@@ -129,6 +129,7 @@ def status_cmd(name: str, as_json: bool) -> None:
     click.echo(f"  {'CANDIDATE':<14} {'LAB HEALTH':<18} {'TIME LEFT':<11} {'STAGE':<10} {'ACCESS':<7} SCORE")
     for r in rows:
         extra = (" TT" if r.tiers_temps else "") + (f" +{r.extra_minutes}m" if r.extra_minutes else "")
+        extra += f" v{r.variant}" if r.variant else ""
         score = f"{r.score * 100:.1f}% ({r.runs} runs)" if r.score is not None else "—"
         click.echo(f"  {r.id + extra:<14} {r.health:<18} {r.time_left:<11} {r.stage or '—':<10} {r.access:<7} {score}")
 

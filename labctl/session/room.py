@@ -245,6 +245,7 @@ class CandidateStatus:
     login: str | None
     score: float | None
     runs: int
+    variant: int | None = None  # with shared variants: which one
 
     @property
     def time_left(self) -> str:
@@ -284,7 +285,7 @@ def status(session: Session) -> list[CandidateStatus]:
         rows.append(CandidateStatus(c.id, c.name, c.tiers_temps, c.extra_minutes, c.lab_name, health, nodes,
                                     lab.stage if lab else None, c.seconds_left(session),
                                     clock.stamp(end) if end else None, c.access, c.login,
-                                    latest.score if latest else None, len(mine)))
+                                    latest.score if latest else None, len(mine), c.variant))
     return rows
 
 

@@ -342,7 +342,7 @@ def test_shared_variants_set_up_once_and_copy_the_rest() -> None:
         assert all(lab is not None for lab in labs) and len({lab.id for lab in labs if lab}) == 4
         assert len({lab.seed for lab in labs if lab}) == 1  # one variant, shared
         assert len({lab.nodes["h1"].host_key for lab in labs if lab}) == 4  # each lab its own identity
-        assert [r.health for r in room.status(made)] == ["ok"] * 4
+        assert [(r.health, r.variant) for r in room.status(made)] == [("ok", 1)] * 4
         audit = room.audit_log(made).entries()
         assert audit[0]["action"] == "create" and audit[0]["details"]["variants"] == 1
         room.grade(load_session(name), workers=4)

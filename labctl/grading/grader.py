@@ -2,8 +2,11 @@
 
 One session per node, opened once and reused for all its checks; nodes are graded
 concurrently (one worker each), and a node's checks run in spec order. Every check runs
-once; those that FAIL and have `wait` are retried every `retry_interval` seconds until
-their deadline (grading start + wait), then reported with their last evidence.
+once; those that FAIL and have `wait` are retried until their deadline (grading start +
+wait), then reported with their last evidence. Retries back off from `retry_interval`,
+doubling up to `retry_max_interval`: a state that converges is still seen within seconds,
+and a state that stays wrong costs a handful of probes instead of one every half second
+(30 labs graded at once spent 63 CPU-seconds re-probing their broken checks).
 A node that cannot be reached makes its own checks ERROR; other nodes carry on.
 """
 
@@ -29,10 +32,15 @@ Progress = Callable[[CheckResult], None]
 
 @dataclass(frozen=True)
 class GradeOptions:
-    """Tuning of a grading run: per-command timeout and the retry period of waiting checks."""
+    """Tuning of a grading run: per-command timeout and the retry back-off of waiting checks."""
 
     command_timeout: float = 30.0
     retry_interval: float = 0.5
+    retry_max_interval: float = 4.0
+
+    def next_retry(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th probe of a check that still FAILs."""
+        return min(self.retry_max_interval, self.retry_interval * 2.0 ** max(0, attempts - 1))
 
 
 def utc_now() -> str:
@@ -116,8 +124,7 @@ class NodeRun:
                 self.lose_node(exc, waiting, self.checks[index:])
                 return
             if verdict.outcome is Outcome.FAIL and started < self.deadline(check):
-                interval = self.options.retry_interval
-                waiting.append(Attempted(check, started, verdict, next_at=started + interval))
+                waiting.append(Attempted(check, started, verdict, next_at=started + self.options.next_retry(1)))
             else:
                 self.finish(check, verdict, attempts=1, started=started)
         self.retry(session, waiting)
@@ -138,7 +145,7 @@ class NodeRun:
                 waiting.remove(item)
                 self.finish(item.check, item.verdict, item.attempts, item.started)
             else:
-                item.next_at = min(now + self.options.retry_interval, deadline)
+                item.next_at = min(now + self.options.next_retry(item.attempts), deadline)
 
     def attempt(self, session: NodeSession, check: CheckBase) -> Verdict:
         """Probe once and evaluate; only NodeUnreachable escapes (it ends the node)."""

@@ -22,7 +22,7 @@ from labctl.grading.results import CheckResult, Outcome
 from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
 from labctl.grading.spec import GradingSpec
 
-FAST = GradeOptions(command_timeout=10, retry_interval=0.2)
+FAST = GradeOptions(command_timeout=10, retry_interval=0.2, retry_max_interval=0.2)
 
 
 class LocalSession:
@@ -134,6 +134,22 @@ def test_a_check_still_failing_at_its_deadline_fails_with_its_last_evidence(
     assert results["never"].attempts >= 5 and time.monotonic() - started >= 1.2
     assert results["no-wait"].attempts == 1  # only checks with a wait are retried
     assert report.exit_code == 1
+
+
+def test_retries_back_off_yet_see_a_late_change_within_the_longest_interval(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    options = GradeOptions(command_timeout=10, retry_interval=0.2, retry_max_interval=0.8)
+    assert [options.next_retry(n) for n in range(1, 6)] == [0.2, 0.4, 0.8, 0.8, 0.8]
+    target = tmp_path / "late.flag"
+    writer = subprocess.Popen(["sh", "-c", f"sleep 2; touch {target}"])
+    report = grade(spec(file_check("never", "n1", tmp_path / "never", wait=3),
+                        file_check("late", "n1", target, wait=10)), lab.connect, lab="t", options=options)
+    writer.wait()
+    results = by_id(report.results)
+    # probes at 0, 0.2, 0.6, 1.4, 2.2, 3.0 (the deadline): 6, not the 16 of a fixed 0.2 s period
+    assert results["never"].outcome is Outcome.FAIL and 5 <= results["never"].attempts <= 7
+    assert results["never"].duration_s >= 3
+    assert results["late"].outcome is Outcome.PASS and results["late"].duration_s < 2 + 0.8 + 0.5
 
 
 def test_passing_checks_run_once(lab: Lab, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from labctl import image, netns
 from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable
 from labctl.providers.base import NodeAccess
 
-CONNECT_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 3.0  # the TCP connect only: the node's kernel answers it, even on a slow VM
 
 
 def _expected_key(access: NodeAccess) -> paramiko.PKey:
@@ -60,9 +60,9 @@ class SshSession:
 
     def _open(self, sock: Any, user: str | None = None) -> paramiko.Transport:
         transport = paramiko.Transport(sock)
-        transport.banner_timeout = CONNECT_TIMEOUT
+        transport.banner_timeout = transport.auth_timeout = self.access.ssh_timeout
         try:
-            transport.start_client(timeout=CONNECT_TIMEOUT)
+            transport.start_client(timeout=self.access.ssh_timeout)
             if transport.get_remote_server_key() != _expected_key(self.access):
                 raise paramiko.SSHException("host key does not match the one labctl gave this node")
             transport.auth_publickey(user or self.access.user, self._key)
@@ -74,7 +74,7 @@ class SshSession:
     def run(self, command: str, timeout: float) -> CommandResult:
         """Run `command` with the node's shell; raise CommandTimeout or NodeUnreachable."""
         try:
-            channel = self.transport.open_session(timeout=CONNECT_TIMEOUT)
+            channel = self.transport.open_session(timeout=self.access.ssh_timeout)
             channel.exec_command(command)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise NodeUnreachable(f"{self.access.node}: connection lost ({exc or type(exc).__name__})") from None
@@ -121,7 +121,8 @@ class SshSession:
             return ConnectHandler(
                 device_type="cisco_ios", host=self.access.mgmt_address, username=image.CLI_USER,
                 use_keys=True, key_file=str(self.access.key_file), allow_agent=False,
-                sock=sock, conn_timeout=CONNECT_TIMEOUT, fast_cli=True,
+                sock=sock, conn_timeout=CONNECT_TIMEOUT, banner_timeout=self.access.ssh_timeout,
+                auth_timeout=self.access.ssh_timeout, fast_cli=True,
             )
         except Exception as exc:
             raise NodeUnreachable(f"{self.access.node}: cannot open the router CLI: {exc}") from None

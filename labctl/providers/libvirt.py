@@ -45,6 +45,9 @@ DEFAULT_MEMORY_MIB = int(os.environ.get("LABCTL_LIBVIRT_MEMORY_MIB", "512"))
 SNAPSHOT = "initial"
 MGMT_POOL = IPv4Network("100.64.0.0/10")  # management subnets are carved from here
 OOB_PORTS = 6
+# Seconds per SSH login step (NodeAccess.ssh_timeout): under TCG a guest's sshd needs seconds
+# of emulated CPU to fork, re-execute and do its key exchange, many more on a busy host.
+SSH_TIMEOUT = {"kvm": 10.0, "qemu": float(os.environ.get("LABCTL_LIBVIRT_SSH_TIMEOUT", "30"))}
 T = TypeVar("T")
 
 
@@ -524,7 +527,8 @@ class LibvirtProvider(Provider):
                    f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
         state = lab.nodes.get(node)
         return NodeAccess(node=node, mgmt_netns=None, mgmt_address=str(IPv4Interface(address).ip),
-                          oob_command=oob, host_key=state.host_key if state else "", key_file=lab.key_file)
+                          oob_command=oob, host_key=state.host_key if state else "", key_file=lab.key_file,
+                          ssh_timeout=SSH_TIMEOUT.get(record.data.get("accel", "qemu"), SSH_TIMEOUT["qemu"]))
 
 
 def _oob_sockets(live_xml: str) -> list[str]:

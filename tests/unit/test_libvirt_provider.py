@@ -19,6 +19,7 @@ from labctl import vmimage  # noqa: E402
 from labctl.errors import LabctlError, NotFoundError, ProviderError  # noqa: E402
 from labctl.plan import plan_lab  # noqa: E402
 from labctl.providers import get_provider, libvirt_conn, libvirt_site  # noqa: E402
+from labctl.providers import libvirt as libvirt_provider  # noqa: E402
 from labctl.providers.libvirt import LibvirtProvider, Record  # noqa: E402
 from labctl.state import LabState, load_lab  # noqa: E402
 from labctl.topology import load_topology  # noqa: E402
@@ -99,6 +100,8 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
     assert access.mgmt_netns is None and access.mgmt_address.startswith("100.64.")
     assert access.oob_command[1:3] == ("-m", "labctl.providers.libvirt_oob")
     assert access.host_key.startswith("ssh-ed25519 ")
+    # an emulated (TCG) guest's sshd needs seconds per login step on a busy host, not 3
+    assert access.ssh_timeout == libvirt_provider.SSH_TIMEOUT["qemu"] >= 30
     overlay = conn.storagePoolLookupByName("labctl").storageVolLookupByName("lc-abc123-r1.qcow2")
     assert "<backingStore>" in overlay.XMLDesc(0)
     mgmt = conn.networkLookupByName("lc-abc123-mgmt").XMLDesc(0)

@@ -164,16 +164,14 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
         base = recipe.base()
         if recipe.extra and base.is_built():
             with progress.step(f"start from the base image {base.directory.name}"):
-                work.mkdir(parents=True)
-                subprocess.run(["cp", "-a", str(base.rootfs), str(rootfs)], check=True, capture_output=True)
-                unshift_ownership(rootfs, UID_BASE)
+                copy_rootfs(base, rootfs)
         else:
             with progress.step(f"debootstrap {recipe.suite} with {len(recipe.packages)} packages "
                                f"(once; cached afterwards)"):
                 _debootstrap(recipe, rootfs, progress)
         if recipe.extra:
             with progress.step(f"install {len(recipe.extra)} scenario packages: {' '.join(recipe.extra)}"):
-                _install_extra(recipe, rootfs, progress)
+                install_packages(rootfs, recipe.extra, progress)
         with progress.step("customise the image for lab nodes"):
             customise(rootfs)
         with progress.step("shift ownership into the nodes' user-namespace range"):
@@ -187,19 +185,26 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
     _prune_old(recipe)
 
 
+def copy_rootfs(base: ImageRecipe, rootfs: Path) -> None:
+    """A copy of a built image's tree at `rootfs`, with its ownership as debootstrap left it."""
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(base.rootfs), str(rootfs)], check=True, capture_output=True)
+    unshift_ownership(rootfs, UID_BASE)
+
+
 def _debootstrap(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
     command = ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
                recipe.suite, str(rootfs), recipe.mirror]
     _run_logged(command, progress, f"check that {recipe.mirror} answers (apt-get update works?)")
 
 
-def _install_extra(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
-    """apt-get install the extra packages inside the tree, with no service allowed to start."""
+def install_packages(rootfs: Path, packages: tuple[str, ...], progress: Progress) -> None:
+    """apt-get install `packages` inside the tree, with no service allowed to start."""
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     script = (f"mount -t proc proc {rootfs}/proc && chroot {rootfs} sh -ec "
-              f"'apt-get update -qq && apt-get install -y -q --no-install-recommends {' '.join(recipe.extra)}'")
+              f"'apt-get update -qq && apt-get install -y -q --no-install-recommends {' '.join(packages)}'")
     try:
         # A private mount namespace: /proc is unmounted with it, whatever happens.
         _run_logged(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script], progress,

@@ -1,7 +1,8 @@
 """VM images: a bootable qcow2 disk plus kernel and initrd, built from Debian packages only.
 
-The recipe is the container image's (labctl.image: sshd drop-in, FRR, the CLI user) plus a
-kernel, systemd and udev, and two labctl units: `labctl-seed` applies each node's identity
+The tree starts as a copy of the container node image (labctl.image: one debootstrap serves
+both providers; sshd drop-in, FRR, the CLI user), gets a kernel, systemd and udev with apt,
+and two labctl units: `labctl-seed` applies each node's identity
 (hostname, SSH host key, controller key, addresses, interface names by MAC) from a small
 per-node seed disk at boot, and `labctl-oob` serves `sshd -i` on virtio-serial ports so
 labctl reaches a node without its network. The root filesystem is packed with
@@ -30,13 +31,14 @@ VM_PACKAGES = (
     "e2fsprogs", "util-linux",
 )
 # Bump when the VM customisation below changes, so cached images are rebuilt.
-VM_CUSTOMISATION_VERSION = 2
+VM_CUSTOMISATION_VERSION = 3
 DATA_FILES = ("labctl-vm-seed", "labctl-seed.service", "labctl-oob", "labctl-oob.service")
 DISK_SIZE_MIB = 3072
 # Units a lab VM never needs: they only slow boot down under TCG.
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service",
                 "fstrim.timer", "man-db.timer", "dpkg-db-backup.timer", "systemd-timesyncd.service",
-                "frr.service", "getty@tty1.service", "systemd-networkd-wait-online.service")
+                "frr.service", "getty@tty1.service", "systemd-networkd-wait-online.service",
+                "systemd-logind.service")  # no seats, no pam_systemd: logind only costs boot time
 # modules-load: NICs and virtio-serial ports exist early even when udev is slow (busy TCG host).
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 mitigations=off loglevel=4 "
                "modules-load=virtio_net,virtio_console,virtio_rng")
@@ -71,6 +73,14 @@ class VmImageRecipe:
         if not extra:
             return cls()
         return cls(name=f"vm-{name}", extra=tuple(sorted(set(extra))))
+
+    def node_recipe(self) -> image.ImageRecipe:
+        """The container node image this one starts from."""
+        return image.ImageRecipe(suite=self.suite, mirror=self.mirror, packages=image.BASE_PACKAGES)
+
+    def boot_packages(self) -> tuple[str, ...]:
+        """What this image adds to the node image's packages (the kernel first)."""
+        return tuple(p for p in self.packages if p not in image.BASE_PACKAGES)
 
     def digest(self) -> str:
         """A short hash of everything that changes the built image."""
@@ -123,19 +133,25 @@ def require_vm_image(recipe: VmImageRecipe) -> VmImageRecipe:
 
 
 def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
-    """Build `recipe` into its cache folder (atomically: a failed build leaves nothing)."""
+    """Build `recipe` into its cache folder (atomically: a failed build leaves nothing).
+
+    The tree starts as a copy of the container node image of the same suite, mirror and
+    packages (built first if needed: one debootstrap serves both providers), plus the kernel
+    and what booting needs, then the VM customisation; it is packed into a qcow2."""
     for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
         if shutil.which(tool) is None:
             raise PlatformError(f"{tool} is not installed; it builds VM images", f"apt-get install {package}")
+    base = image.ensure_image(recipe.node_recipe(), progress)
     work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     rootfs = work / "rootfs"
     try:
-        packages = (*recipe.packages, *recipe.extra)
-        with progress.step(f"debootstrap {recipe.suite} with {len(packages)} packages and a kernel (once)"):
-            command = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
-                       recipe.suite, str(rootfs), recipe.mirror]
-            image._run_logged(command, progress, f"check that {recipe.mirror} answers (apt-get update works?)")
+        with progress.step(f"start from the node image {base.directory.name}"):
+            image.copy_rootfs(base, rootfs)
+        packages = (*recipe.boot_packages(), *recipe.extra)
+        with progress.step(f"install the kernel and {len(packages) - 1} more packages (small initrd)"):
+            _initramfs_conf(rootfs)  # before the kernel: its first initrd is already the small one
+            image.install_packages(rootfs, packages, progress)
         with progress.step("customise the image for lab VMs"):
             image.customise(rootfs)
             customise_vm(rootfs)
@@ -179,7 +195,6 @@ def customise_vm(rootfs: Path) -> None:
     resolv = rootfs / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     resolv.write_text("# labctl lab VM: no DNS resolver outside the lab\noptions timeout:1 attempts:1\n")
-    _small_initrd(rootfs)
     system = rootfs / "etc/systemd/system.conf.d"
     system.mkdir(parents=True, exist_ok=True)
     # TCG on a busy host can take minutes to boot: late devices are slow, not missing.
@@ -189,17 +204,17 @@ def customise_vm(rootfs: Path) -> None:
     (journald / "labctl.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
 
 
-def _small_initrd(rootfs: Path) -> None:
-    """Regenerate the initrd with only what a virtio disk needs: Debian's default (every
-    module) is ~36 MB, and unpacking it alone takes many seconds under TCG."""
-    conf = rootfs / "etc/initramfs-tools"
-    (conf / "conf.d").mkdir(parents=True, exist_ok=True)
-    (conf / "conf.d/labctl").write_text("MODULES=list\nCOMPRESS=gzip\n")
-    (conf / "modules").write_text("virtio_pci\nvirtio_blk\next4\n")
-    result = subprocess.run(["chroot", str(rootfs), "update-initramfs", "-u", "-k", "all"],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise PlatformError(f"update-initramfs failed in the image: {result.stderr.strip()[-800:]}")
+def _initramfs_conf(rootfs: Path) -> None:
+    """Make initrds with only what a virtio disk needs: Debian's default (every module) is
+    ~36 MB, and unpacking it alone takes many seconds under TCG. The NIC and virtio-serial
+    drivers are in too, so that the devices exist as soon as the root is mounted."""
+    # Files no package owns (initramfs-tools' own /etc/initramfs-tools/modules comes later).
+    conf = rootfs / "etc/initramfs-tools/conf.d/labctl"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("MODULES=list\nCOMPRESS=gzip\n")
+    modules = rootfs / "usr/share/initramfs-tools/modules.d/labctl"
+    modules.parent.mkdir(parents=True, exist_ok=True)
+    modules.write_text("virtio_pci\nvirtio_blk\next4\nvirtio_net\nvirtio_console\n")
 
 
 def _extract_boot(rootfs: Path, work: Path) -> None:

@@ -1,8 +1,10 @@
 """Real VMs under libvirt (QEMU/TCG): a 2-VM lab with a router, SSH grading, reset, down.
 
+Runs by default (in CI too); skips only where real VMs cannot run (not root, tools missing).
 Starts virtlogd and libvirtd itself when qemu:///system does not answer (machines without
 systemd as PID 1), and stops only the daemons it started, by PID. Builds the VM image when
-it is not cached (a few minutes, once). Select with `-m libvirt`, skip with `-m "not libvirt"`.
+it is not cached (about a minute on top of the node image, which one debootstrap builds for
+both providers). Select with `-m libvirt`, skip with `-m "not libvirt"`.
 """
 
 from __future__ import annotations
@@ -53,20 +55,19 @@ checks:
 
 
 def _problem() -> str | None:
-    if os.environ.get("LABCTL_TEST_LIBVIRT") != "1":
-        # Not yet reliable: under TCG on a loaded 2-core machine the router VM's SSH sessions
-        # dropped in the last run and a cold image build takes 11-13 min (see docs/hypervisors.md).
-        return "real-VM test is opt-in until it passes reliably here: set LABCTL_TEST_LIBVIRT=1"
+    """Why this machine cannot run real VMs, or None."""
     if os.geteuid() != 0:
         return "needs root (libvirtd, bridges)"
-    for tool in ("qemu-system-x86_64", "libvirtd", "virtlogd", "qemu-img", "mkfs.ext4"):
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("libvirtd", "libvirt-daemon-system"),
+                          ("virtlogd", "libvirt-daemon-system"), ("virsh", "libvirt-clients"),
+                          ("qemu-img", "qemu-utils"), ("mkfs.ext4", "e2fsprogs"), ("debootstrap", "debootstrap")):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install qemu-system-x86 libvirt-daemon-system qemu-utils)"
+            return f"{tool} is not installed (scripts/bootstrap.sh installs it: apt-get install {package})"
     try:
         import libvirt  # noqa: F401
         import lxml  # noqa: F401
     except ImportError:
-        return "libvirt-python / lxml are not installed"
+        return "libvirt-python / lxml are not installed (scripts/bootstrap.sh)"
     return None
 
 
@@ -86,31 +87,32 @@ def _answers() -> bool:
 
 @pytest.fixture(scope="module")
 def libvirtd() -> Iterator[None]:
-    """qemu:///system answering; the daemons this fixture started are stopped afterwards."""
+    """qemu:///system answering; the daemons this fixture started are stopped afterwards, by PID."""
     if PROBLEM:
         pytest.skip(PROBLEM)
     started: list[subprocess.Popen[bytes]] = []
-    if not _answers():
-        for daemon in ("virtlogd", "libvirtd"):
-            started.append(subprocess.Popen([daemon], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, start_new_session=True))
-            time.sleep(0.5)
-        deadline = time.monotonic() + 60
-        while not _answers():
-            if time.monotonic() > deadline:
-                pytest.skip("started libvirtd, but qemu:///system did not answer within 60 s")
-            time.sleep(0.5)
-    yield
-    from labctl.providers import libvirt_conn
+    try:
+        if not _answers():
+            for daemon in ("virtlogd", "libvirtd"):
+                started.append(subprocess.Popen([daemon], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL, start_new_session=True))
+                time.sleep(0.5)
+            deadline = time.monotonic() + 60
+            while not _answers():
+                assert time.monotonic() < deadline, "started libvirtd, but qemu:///system did not answer in 60 s"
+                time.sleep(0.5)
+        yield
+    finally:
+        from labctl.providers import libvirt_conn
 
-    libvirt_conn.close_all()
-    for proc in reversed(started):
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        libvirt_conn.close_all()
+        for proc in reversed(started):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _leftovers(lab_id: str) -> list[str]:

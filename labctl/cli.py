@@ -107,13 +107,15 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
     from labctl.state import all_labs, find_lab
 
     targets = all_labs() if every or (not lab_ref and len(all_labs()) != 1) else [find_lab(lab_ref)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for target in targets:
         states = get_provider(target.provider).node_states(target)
         for node in target.plan.nodes:
             addresses = [f"{i.name}={i.address}" for i in node.interfaces if i.address]
+            known = target.nodes.get(node.name)
             rows.append({"lab": target.name, "id": target.id, "lab_status": target.status,
                          "node": node.name, "kind": node.kind.value, "state": states[node.name],
+                         "hypervisor": known.hypervisor if known else None,
                          "mgmt": node.mgmt_address.split("/")[0], "addresses": addresses})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -126,9 +128,14 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
         stage = f", stage {target.stage}" if target.stage else ""
         click.echo(f"lab {target.name} ({target.id}) — {target.status}, provider {target.provider}, "
                    f"created {target.created}{seed}{stage}")
-        click.echo(f"  {'NODE':<10} {'KIND':<7} {'STATE':<8} {'MGMT':<14} ADDRESSES")
-        for row in (r for r in rows if r["id"] == target.id):
-            click.echo(f"  {row['node']:<10} {row['kind']:<7} {row['state']:<8} {row['mgmt']:<14} "
+        lab_rows = [r for r in rows if r["id"] == target.id]
+        width = max((len(r["hypervisor"] or "") for r in lab_rows), default=0)  # 0: local nodes, no column
+        width = max(width, len("HYPERVISOR")) if width else 0
+        where = f"{'HYPERVISOR':<{width}} " if width else ""
+        click.echo(f"  {'NODE':<10} {'KIND':<7} {'STATE':<8} {where}{'MGMT':<14} ADDRESSES")
+        for row in lab_rows:
+            where = f"{row['hypervisor'] or '-':<{width}} " if width else ""
+            click.echo(f"  {row['node']:<10} {row['kind']:<7} {row['state']:<8} {where}{row['mgmt']:<14} "
                        f"{' '.join(row['addresses'])}")
 
 

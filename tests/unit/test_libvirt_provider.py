@@ -246,3 +246,24 @@ def test_site_file_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (hv1,) = libvirt_site.load_site(site)
     assert hv1.ssh_host == "root@hv1" and not hv1.is_local and hv1.pool_path == "/srv/pool"
     assert json.dumps(hv1.__dict__)
+
+
+def test_status_shows_the_hypervisor_each_node_runs_on(hv: tuple[str, Any]) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from labctl.cli import cli
+
+    lab = _lab("st4tus")
+    LibvirtProvider().create(lab)
+    try:
+        shown = CliRunner().invoke(cli, ["status", "--lab", lab.name])
+        assert shown.exit_code == 0, shown.output
+        header, *nodes = [line.split() for line in shown.output.splitlines()[1:]]
+        assert header[3] == "HYPERVISOR"
+        assert {(n[0], n[3]) for n in nodes} == {("r1", "default"), ("h1", "default"), ("h2", "default")}
+        rows = json.loads(CliRunner().invoke(cli, ["status", "--lab", lab.name, "--json"]).output)
+        assert {r["hypervisor"] for r in rows} == {"default"}
+    finally:
+        LibvirtProvider().destroy(lab)

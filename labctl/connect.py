@@ -52,6 +52,8 @@ class SshSession:
                     f"{access.node}: unreachable (management: {first}; out of band: {second})") from None
 
     def _mgmt_socket(self) -> socket.socket:
+        if not self.access.mgmt_address:  # e.g. a remote hypervisor's lab network: never routed from here
+            raise OSError("no management path from this machine")
         if self.access.mgmt_netns is None:  # e.g. a hypervisor's isolated management network
             sock = socket.create_connection((self.access.mgmt_address, 22), timeout=CONNECT_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -26,7 +26,7 @@ class NodeAccess:
 
     node: str
     mgmt_netns: str | None  # the namespace the management address is reachable from (None: this one)
-    mgmt_address: str  # bare IPv4 address
+    mgmt_address: str  # bare IPv4 address; "" when this machine has no management path to the node
     oob_command: tuple[str, ...]  # runs an SSH server on stdin/stdout inside the node
     host_key: str  # "ssh-ed25519 AAAA..." the node must present
     key_file: Path  # labctl's private key for the node

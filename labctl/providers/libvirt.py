@@ -370,17 +370,16 @@ class LibvirtProvider(Provider):
         domain_name = f"lc-{lab.id}-{node.name}"
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection((access.mgmt_address, 22), timeout=2) as sock:
-                    sock.settimeout(5)
-                    if sock.recv(64).startswith(b"SSH-"):
-                        return
-            except OSError as exc:
+                if _answers_ssh(access):
+                    return
+            except (OSError, LabctlError) as exc:
                 last = str(exc)
             if not conn.lookupByName(domain_name).isActive():
                 raise ProviderError(f"VM {domain_name} stopped while booting; "
                                     f"see {lab.node_dir(node.name)}/console.log")
             time.sleep(1)
-        raise ProviderError(f"node {node.name}: sshd did not answer on {access.mgmt_address} within "
+        where = access.mgmt_address or "its out-of-band port"
+        raise ProviderError(f"node {node.name}: sshd did not answer on {where} within "
                             f"{BOOT_TIMEOUT:.0f} s ({last}); console: {lab.node_dir(node.name)}/console.log")
 
     # ---- snapshot and reset ----------------------------------------------------------
@@ -526,9 +525,25 @@ class LibvirtProvider(Provider):
             oob = ("ssh", "-oBatchMode=yes", hypervisor.ssh_host, "socat", "-",
                    f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
         state = lab.nodes.get(node)
-        return NodeAccess(node=node, mgmt_netns=None, mgmt_address=str(IPv4Interface(address).ip),
+        # A remote hypervisor's management network is a bridge over there: connecting to it from
+        # here would send lab addresses off this machine. Out of band only.
+        mgmt = str(IPv4Interface(address).ip) if hypervisor.is_local else ""
+        return NodeAccess(node=node, mgmt_netns=None, mgmt_address=mgmt,
                           oob_command=oob, host_key=state.host_key if state else "", key_file=lab.key_file,
                           ssh_timeout=SSH_TIMEOUT.get(record.data.get("accel", "qemu"), SSH_TIMEOUT["qemu"]))
+
+
+def _answers_ssh(access: NodeAccess) -> bool:
+    """True when the node's sshd answers: its banner on the management address, or (remote
+    hypervisor) a login out of band."""
+    if access.mgmt_address:
+        with socket.create_connection((access.mgmt_address, 22), timeout=2) as sock:
+            sock.settimeout(5)
+            return sock.recv(64).startswith(b"SSH-")
+    from labctl.connect import open_session
+
+    open_session(access).close()
+    return True
 
 
 def _oob_sockets(live_xml: str) -> list[str]:

@@ -4,6 +4,7 @@ placement across several hypervisors, and clear errors (unreachable, image missi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -267,3 +268,29 @@ def test_status_shows_the_hypervisor_each_node_runs_on(hv: tuple[str, Any]) -> N
         assert {r["hypervisor"] for r in rows} == {"default"}
     finally:
         LibvirtProvider().destroy(lab)
+
+
+def test_nodes_on_a_remote_hypervisor_are_reached_out_of_band_only(hv: tuple[str, Any]) -> None:
+    from labctl.connect import SshSession
+    from labctl.grading.session import NodeUnreachable
+
+    provider = LibvirtProvider()
+    lab = _lab("rem0te")
+    provider.create(lab)
+    try:
+        record = Record(lab)
+        local = provider.access(lab, "h1")
+        assert local.mgmt_address.startswith("100.64.")
+        uri = record.data["hypervisor"]["uri"]
+        record.data["hypervisor"]["uri"] = "qemu+ssh://root@hv1.example/system"
+        record.save()
+        remote = provider.access(lab, "h1")
+        # its management network is a bridge over there: no packet to a lab address leaves here
+        assert remote.mgmt_address == ""
+        assert remote.oob_command[:3] == ("ssh", "-oBatchMode=yes", "root@hv1.example")
+        with pytest.raises(NodeUnreachable, match="no management path"):
+            SshSession(dataclasses.replace(remote, oob_command=("false",)))
+    finally:
+        record.data["hypervisor"]["uri"] = uri  # destroy talks to the (test-driver) hypervisor
+        record.save()
+        provider.destroy(lab)

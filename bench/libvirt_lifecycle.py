@@ -1,12 +1,13 @@
 """Benchmark: the libvirt provider (real VMs) side by side with the local provider.
 
-Prints, for one topology (default: tests/data/labs/small.yml, 3 nodes) on each provider:
-`up` until every node answers SSH (and per VM), `snapshot`, `reset` (revert + clock
-resync for VMs), `grade` of a few SSH checks, and `down`; plus the VM image build time
-(measured only when the image is not cached yet, or with --rebuild).
+Prints, for one lab source on each provider: `up` until every node answers SSH (with a
+scenario: its setup playbook and snapshot too), each VM's SSH-ready time, `grade` of the
+scenario's checks (or an SSH round on a bare topology), `reset` (revert + clock resync for
+VMs) and `down`; plus the VM image build time (measured only when the image is not cached
+yet, or with --rebuild).
 
-    sudo .venv/bin/python bench/libvirt_lifecycle.py
-    sudo .venv/bin/python bench/libvirt_lifecycle.py --topology topologies/multi-site-routing.yml
+    sudo .venv/bin/python bench/libvirt_lifecycle.py                       # tests/data/labs/small.yml
+    sudo .venv/bin/python bench/libvirt_lifecycle.py --source multi-site-routing
     sudo .venv/bin/python bench/libvirt_lifecycle.py --providers libvirt --rebuild
 
 Needs a libvirtd answering on LABCTL_LIBVIRT_URI (default qemu:///system); start one by
@@ -16,6 +17,7 @@ hand with `virtlogd -d && libvirtd -d` where systemd is not PID 1.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,34 +39,39 @@ def timed(what: str, figures: dict[str, float]) -> Iterator[None]:
     figures[what] = time.monotonic() - start
 
 
-def one_provider(provider: str, topology: Path, verbose: bool) -> dict[str, float]:
-    """Figures for one provider on `topology`."""
+def one_provider(provider: str, source: str, verbose: bool) -> dict[str, float]:
+    """Figures for one provider on `source` (a scenario or a topology file)."""
     from labctl.connect import open_session
     from labctl.providers import get_provider
 
     progress = Progress(quiet=not verbose)
     chosen = get_provider(provider)
     figures: dict[str, float] = {}
-    with timed("up (to SSH-ready)", figures):
-        lab = labs.up(str(topology), provider=provider, progress=progress)
+    with timed("up (SSH-ready, setup, snapshot)", figures):
+        lab = labs.up(source, provider=provider, name=f"bench-{provider}", progress=progress)
+    if provider == "libvirt":
+        ready = json.loads((lab.directory / "libvirt.json").read_text()).get("ready_seconds", {})
+        figures["SSH-ready: first VM"] = min(ready.values(), default=float("nan"))
+        figures["SSH-ready: last VM"] = max(ready.values(), default=float("nan"))
     nodes = len(lab.plan.nodes)
-    figures["up per node"] = figures["up (to SSH-ready)"] / nodes
 
-    def ssh_round() -> None:
+    def check() -> None:
+        if lab.scenario:
+            labs.grade(lab, labs.lab_spec(lab))
+            return
         for node in lab.plan.nodes:
             session = open_session(chosen.access(lab, node.name))
-            session.run("ip -br addr; hostname", timeout=30)
+            session.run("ip -br addr; hostname", timeout=60)
             session.close()
 
+    what = "grade (scenario checks)" if lab.scenario else f"ssh login+command x{nodes}"
     try:
-        with timed("snapshot", figures):
-            labs.snapshot(lab, progress)
-        with timed(f"ssh login+command x{nodes}", figures):
-            ssh_round()
+        with timed(what, figures):
+            check()
         with timed("reset", figures):
             labs.reset(lab, progress)
-        with timed(f"ssh after reset x{nodes}", figures):
-            ssh_round()
+        with timed(f"{what} after reset", figures):
+            check()
     finally:
         with timed("down", figures):
             labs.down(lab)
@@ -74,7 +81,7 @@ def one_provider(provider: str, topology: Path, verbose: bool) -> dict[str, floa
 def main() -> None:
     """Parse options, measure, print a table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument("--source", default=str(DEFAULT_TOPOLOGY), help="a scenario name or a topology file")
     parser.add_argument("--providers", default="local,libvirt", help="comma-separated (default: local,libvirt)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the VM image to time it")
     parser.add_argument("-v", "--verbose", action="store_true", help="show progress")
@@ -91,9 +98,9 @@ def main() -> None:
         else:
             print(f"VM image: cached ({recipe.directory.name}); --rebuild to time the build")
 
-    results = {p: one_provider(p, options.topology, options.verbose) for p in providers}
+    results = {p: one_provider(p, options.source, options.verbose) for p in providers}
     keys = list(dict.fromkeys(k for figures in results.values() for k in figures))
-    print(f"\n{options.topology.name}: seconds")
+    print(f"\n{Path(options.source).name}: seconds")
     print(f"{'':28}" + "".join(f"{p:>12}" for p in providers))
     for key in keys:
         print(f"{key:28}" + "".join(f"{results[p].get(key, float('nan')):>12.2f}" for p in providers))

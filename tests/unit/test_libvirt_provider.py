@@ -97,6 +97,7 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
     assert len(made["volumes"]) == 6  # an overlay and a seed per node
     assert provider.node_states(lab) == {"r1": "running", "h1": "running", "h2": "running"}
     assert load_lab(lab.id).nodes["r1"].hypervisor == "default"
+    assert sorted(Record(lab).data["ready_seconds"]) == ["h1", "h2", "r1"]  # per-VM boot time, for bench/
     access = provider.access(lab, "r1")
     assert access.mgmt_netns is None and access.mgmt_address.startswith("100.64.")
     assert access.oob_command[1:3] == ("-m", "labctl.providers.libvirt_oob")

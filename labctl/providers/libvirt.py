@@ -546,10 +546,12 @@ class LibvirtProvider(Provider):
 
 def _answers_ssh(access: NodeAccess) -> bool:
     """True when the node's sshd answers: its banner on the management address, or (remote
-    hypervisor) a login out of band."""
+    hypervisor) a login out of band. Once connected, the banner is awaited on that one
+    connection: every new connection makes a booting guest fork and re-execute an sshd
+    (seconds under TCG), and quick retries piled them up to `Exceeded MaxStartups`."""
     if access.mgmt_address:
         with socket.create_connection((access.mgmt_address, 22), timeout=2) as sock:
-            sock.settimeout(5)
+            sock.settimeout(access.ssh_timeout)
             return sock.recv(64).startswith(b"SSH-")
     from labctl.connect import open_session
 

@@ -25,12 +25,14 @@ def labctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
                           env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])})
 
 
-def _lab_ids() -> set[str]:
-    return {lab.id for lab in all_labs()}
+def _lab_ids(name: str | None = None) -> set[str]:
+    """Ids of the labs on this machine; with `name`, only the labs of that name or its numbered
+    copies (other work on the machine may start or end labs meanwhile)."""
+    return {lab.id for lab in all_labs() if name is None or lab.name == name or lab.name.startswith(f"{name}-")}
 
 
 def test_up_status_exec_grade_down_through_the_cli() -> None:
-    before = _lab_ids()
+    before = _lab_ids("cli-walk")
     up = labctl("up", str(SMALL), "--name", "cli-walk")
     assert up.returncode == 0, up.stderr
     try:
@@ -47,20 +49,20 @@ def test_up_status_exec_grade_down_through_the_cli() -> None:
     finally:
         down = labctl("down", "--lab", "cli-walk")
     assert down.returncode == 0, down.stderr
-    assert _lab_ids() == before
+    assert _lab_ids("cli-walk") == before
 
 
 def test_bad_topology_exits_2_lists_every_problem_and_builds_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("name: bad\nnodes:\n  r1: {kind: router, rotes: []}\n  h1: {kind: host}\n"
                    "links:\n  - endpoints: [r1:eth1, h9:eth1]\n")
-    before = _lab_ids()
+    before = _lab_ids("bad")
     result = labctl("up", str(bad))
     assert result.returncode == 2
     assert f"{bad}:3: unknown key 'rotes'" in result.stderr and "did you mean 'routes'" in result.stderr
     assert f"{bad}:6:" in result.stderr and "h9" in result.stderr
     assert "Traceback" not in result.stderr
-    assert _lab_ids() == before
+    assert _lab_ids("bad") == before
 
 
 def test_not_root_says_so_and_why(tmp_path: Path) -> None:
@@ -76,23 +78,24 @@ def test_not_root_says_so_and_why(tmp_path: Path) -> None:
 
 
 def test_failed_setup_removes_the_lab_and_names_host_and_task() -> None:
-    before = _lab_ids()
+    before = _lab_ids("broken-setup")
     result = labctl("up", str(DATA / "scenarios" / "broken-setup"))
     assert result.returncode == 7, result.stderr
     assert "h2: task 'Fail on h2 only'" in result.stderr
-    assert _lab_ids() == before
+    assert _lab_ids("broken-setup") == before
+    known = _lab_ids()  # every lab namespace left must belong to a lab on record: none orphaned
     assert not [n for n in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout.split()
-                if n.startswith("lc-") and n.split("-")[1] not in before]
+                if n.startswith("lc-") and n.split("-")[1] not in known]
 
 
 def test_down_cleans_up_after_a_killed_up() -> None:
-    before = _lab_ids()
+    before = _lab_ids("killed")
     proc = subprocess.Popen([*LABCTL, "up", str(SMALL), "--name", "killed"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
     new: set[str] = set()
     while time.monotonic() < deadline and not new:
-        new = _lab_ids() - before
+        new = _lab_ids("killed") - before
         time.sleep(0.01)
     # Let it get some nodes started, then kill it without any chance to clean up.
     time.sleep(0.15)

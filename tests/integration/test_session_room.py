@@ -25,7 +25,7 @@ import pytest
 from labctl.errors import InvalidInputError
 from labctl.providers import firewall
 from labctl.session import access, room
-from labctl.session.model import Session, load_session, sessions_dir
+from labctl.session.model import Session, all_session_names, load_session, sessions_dir
 from labctl.session.roster import parse_roster
 from labctl.session.signature import SignatureError, verify_file
 from labctl.state import all_labs
@@ -64,12 +64,13 @@ def test_a_bad_roster_builds_nothing(tmp_path: Path) -> None:
 
     roster = tmp_path / "roster.csv"
     roster.write_text("id,name\nc1,A\nc1,B\n")
-    before = {lab.id for lab in all_labs()}
+    name = f"bad-{secrets.token_hex(2)}"
     with pytest.raises(SystemExit) as exit_:
         main(["session", "create", "--scenario", str(SMALL), "--spec", str(SMALL_SPEC), "--roster", str(roster),
-              "--duration", "1h", "--name", f"bad-{secrets.token_hex(2)}"])
+              "--duration", "1h", "--name", name])
     assert exit_.value.code == InvalidInputError.exit_code
-    assert {lab.id for lab in all_labs()} == before
+    assert not [lab.name for lab in all_labs() if lab.name.startswith(name)]  # its labs would be NAME-ID
+    assert name not in all_session_names()
 
 
 def test_each_candidate_has_a_running_sealed_lab(session: Session) -> None:

@@ -9,17 +9,20 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from labctl.errors import LabctlError, NotFoundError
 from labctl.progress import QUIET, Progress
-from labctl.scenario import Scenario
 from labctl.session import clock
 from labctl.session.audit import AuditLog
 from labctl.session.model import CandidateRecord, Session, SessionError, load_session, new_session
 from labctl.session.roster import Roster
 from labctl.session.store import ResultStore
 from labctl.state import LabState, load_lab
+
+if TYPE_CHECKING:
+    from labctl.lab import Source
+    from labctl.scenario import Scenario
 
 T = TypeVar("T")
 DEFAULT_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))  # building and resetting labs: CPU-bound
@@ -137,14 +140,7 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
         labs.load_spec(source.scenario)
     seeds = variant_seeds(source.scenario, variants, name) if variants else []
     if seeds and len(seeds) < len(roster):
-        from labctl.providers import get_provider
-        from labctl.topology import load_topology
-
-        chosen = get_provider(provider or load_topology(source.topology, source.scenario.values(None)
-                                                        if source.scenario else None).provider)
-        if not chosen.copies_labs:
-            raise SessionError(f"the {chosen.name} provider cannot copy a set-up lab, which --variants needs",
-                               "leave --variants out: every lab is then set up on its own")
+        _require_copies(source, provider)
     session = new_session(name, str(source.scenario.folder if source.scenario else source.topology.resolve()),
                           roster, duration_s, spec=spec, provider=provider, db_url=db_url)
     if seeds:
@@ -158,14 +154,7 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
            variants=session.variants)
     if db_url:
         results_store(session).close()  # a bad URL fails now, not at the first grading
-    firsts = {c.variant or c.id: c for c in reversed(session.candidates)}  # the first candidate of each variant
-    failures = side_by_side(firsts.values(), lambda c: _build(session, c, progress), workers=workers,
-                            label=lambda c: c.id, progress=progress, what="build lab")
-    if not failures and len(firsts) < len(session.candidates):
-        built = {c.variant: candidate_lab(load_session(session.name).candidate(c.id)) for c in firsts.values()}
-        failures = side_by_side([c for c in session.candidates if firsts[c.variant or c.id] is not c],
-                                lambda c: _build(session, c, progress, origin=built[c.variant]),
-                                workers=workers, label=lambda c: c.id, progress=progress, what="copy lab")
+    failures = _build_all(session, workers, progress)
     if failures:
         with progress.step("remove the labs already built (all or nothing)"):
             destroy(session, audit=False)
@@ -174,6 +163,33 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
         shutil.rmtree(session.directory, ignore_errors=True)
         raise RoomError("building the labs", failures)
     return session.update(lambda s: setattr(s, "status", "ready"))
+
+
+def _require_copies(source: Source, provider: str | None) -> None:
+    """Shared variants copy set-up labs: refuse at once a provider that cannot."""
+    from labctl.providers import get_provider
+    from labctl.topology import load_topology
+
+    values = source.scenario.values(None) if source.scenario else None
+    chosen = get_provider(provider or load_topology(source.topology, values).provider)
+    if not chosen.copies_labs:
+        raise SessionError(f"the {chosen.name} provider cannot copy a set-up lab, which --variants needs",
+                           "leave --variants out: every lab is then set up on its own")
+
+
+def _build_all(session: Session, workers: int, progress: Progress) -> list[Failure]:
+    """Build and set up the first lab of each variant (every lab, when each candidate has their
+    own), then copy it for the candidates who share it."""
+    firsts = {c.variant or c.id: c for c in reversed(session.candidates)}
+    failures = side_by_side(firsts.values(), lambda c: _build(session, c, progress), workers=workers,
+                            label=lambda c: c.id, progress=progress, what="build lab")
+    copies = [c for c in session.candidates if firsts[c.variant or c.id] is not c]
+    if failures or not copies:
+        return failures
+    fresh = load_session(session.name)
+    origins = {c.variant: candidate_lab(fresh.candidate(c.id)) for c in firsts.values()}
+    return side_by_side(copies, lambda c: _build(session, c, progress, origin=origins[c.variant]),
+                        workers=workers, label=lambda c: c.id, progress=progress, what="copy lab")
 
 
 def variant_seeds(scenario: Scenario | None, count: int, salt: str) -> list[str]:

@@ -92,6 +92,9 @@ class LocalProvider(Provider):
         """Image, keys and files, then fabric, nodes and links (see `create`); with `origin`,
         each node's writable layer, addresses and routes start as in the origin's snapshot."""
         recipe = image.ensure_image(image.ImageRecipe.named(lab.image_name, tuple(lab.packages)), progress)
+        if origin is not None and origin.image != str(recipe.rootfs):
+            raise ProviderError(f"lab {origin.name} runs on an older image than {recipe.rootfs}: its files would "
+                                "not match a copy", "build the lab again (labctl up) before copying it")
         lab.image = str(recipe.rootfs)
         lab.save()
         plan = lab.plan

@@ -101,9 +101,10 @@ def main() -> None:
     results = {p: one_provider(p, options.source, options.verbose) for p in providers}
     keys = list(dict.fromkeys(k for figures in results.values() for k in figures))
     print(f"\n{Path(options.source).name}: seconds")
-    print(f"{'':28}" + "".join(f"{p:>12}" for p in providers))
+    width = max(len(key) for key in keys) + 2
+    print(" " * width + "".join(f"{p:>12}" for p in providers))
     for key in keys:
-        print(f"{key:28}" + "".join(f"{results[p].get(key, float('nan')):>12.2f}" for p in providers))
+        print(f"{key:{width}}" + "".join(f"{results[p].get(key, float('nan')):>12.2f}" for p in providers))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,8 @@ def ensure_vm_image(recipe: VmImageRecipe | None = None, progress: Progress = QU
     recipe = recipe or VmImageRecipe()
     if recipe.is_built():
         return recipe
+    # The node image first, outside the lock: ensure_image takes the same (non-reentrant) lock.
+    image.ensure_image(recipe.node_recipe(), progress)
     with image._build_lock():
         if not recipe.is_built():
             build_vm_image(recipe, progress)
@@ -141,7 +143,7 @@ def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
     for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
         if shutil.which(tool) is None:
             raise PlatformError(f"{tool} is not installed; it builds VM images", f"apt-get install {package}")
-    base = image.ensure_image(recipe.node_recipe(), progress)
+    base = image.ensure_image(recipe.node_recipe(), progress)  # built already when ensure_vm_image calls
     work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     rootfs = work / "rootfs"

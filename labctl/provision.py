@@ -47,6 +47,9 @@ def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
             "ansible_ssh_private_key_file": str(access.key_file),
             "ansible_ssh_common_args": shlex.join(ssh_args),
             "ansible_python_interpreter": "/usr/bin/python3",
+            # Connecting covers the login and (Mitogen) the interpreter's bootstrap: several
+            # login steps' worth on an emulated VM, Ansible's default 10 s elsewhere.
+            "ansible_timeout": max(10, round(4 * access.ssh_timeout)),
             "labctl_kind": node.kind.value, "labctl_interfaces": interfaces,
             **node.vars,
         }

@@ -104,6 +104,10 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
     assert access.host_key.startswith("ssh-ed25519 ")
     # an emulated (TCG) guest's sshd needs seconds per login step on a busy host, not 3
     assert access.ssh_timeout == libvirt_provider.SSH_TIMEOUT["qemu"] >= 30
+    from labctl.provision import inventory
+
+    # and Ansible's connection (login + Mitogen's bootstrap) several of those
+    assert inventory(lab, provider)["all"]["hosts"]["r1"]["ansible_timeout"] >= 4 * 30
     overlay = conn.storagePoolLookupByName("labctl").storageVolLookupByName("lc-abc123-r1.qcow2")
     assert "<backingStore>" in overlay.XMLDesc(0)
     mgmt = conn.networkLookupByName("lc-abc123-mgmt").XMLDesc(0)

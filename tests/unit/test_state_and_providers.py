@@ -89,6 +89,7 @@ def test_inventory_groups_nodes_and_pins_host_keys() -> None:
     ssh_args = hosts["h1"]["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in ssh_args and "HostKeyAlias=h1" in ssh_args
     assert "nsenter -t 4242 -a" in ssh_args
+    assert hosts["h1"]["ansible_timeout"] >= 10  # never below Ansible's own default for containers
     known = (lab.directory / "known_hosts").read_text().splitlines()
     assert "h1 ssh-ed25519 AAAAkeyh1" in known
     yaml.safe_dump(data)  # serialisable as an inventory file

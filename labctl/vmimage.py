@@ -31,7 +31,7 @@ VM_PACKAGES = (
     "e2fsprogs", "util-linux",
 )
 # Bump when the VM customisation below changes, so cached images are rebuilt.
-VM_CUSTOMISATION_VERSION = 3
+VM_CUSTOMISATION_VERSION = 4
 DATA_FILES = ("labctl-vm-seed", "labctl-seed.service", "labctl-oob", "labctl-oob.service")
 DISK_SIZE_MIB = 3072
 # Units a lab VM never needs: they only slow boot down under TCG.
@@ -191,6 +191,10 @@ def customise_vm(rootfs: Path) -> None:
         mask = rootfs / "etc/systemd/system" / unit
         mask.unlink(missing_ok=True)
         mask.symlink_to("/dev/null")
+    # watchfrr kills FRR's start after 20 s and gives up ("all configured daemons failed to
+    # start"): seen on TCG routers booting side by side. Starting slowly is not failing.
+    with open(rootfs / "etc/frr/daemons", "a") as daemons:
+        daemons.write('\n# labctl VM: a TCG boot on a busy host starts FRR slowly\nwatchfrr_options="-T 300"\n')
     (rootfs / "etc/fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")
     (rootfs / "etc/hostname").write_text("labctl-vm\n")
     # No resolver outside the lab until the seed gives the node its own resolv.conf.

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -29,6 +30,9 @@ from labctl.session.model import Session, all_session_names, load_session, sessi
 from labctl.session.roster import parse_roster
 from labctl.session.signature import SignatureError, verify_file
 from labctl.state import all_labs
+
+if TYPE_CHECKING:
+    import paramiko
 
 from .conftest import SMALL, SMALL_SPEC, pytestmark_local
 
@@ -171,6 +175,15 @@ def test_a_crashed_lab_is_reported_and_rebuilt_alone(session: Session) -> None:
     assert [r.health for r in room.status(fresh)] == ["ok", "ok", "ok"]
 
 
+def _wait_listening(port: int, seconds: float = 15) -> None:
+    """Until the sshd on `port` accepts connections (at start, and again after a reload)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -195,25 +208,37 @@ def sshd(session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     with open(tmp_path / "sshd.log", "w") as log:
         process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=log)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.1)
+        _wait_listening(port)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
+def _client(port: int, user: str, password: str) -> paramiko.SSHClient:
+    """A candidate's SSH connection to the exam host (retried while sshd re-executes after a reload)."""
+    import paramiko
+
+    deadline = time.monotonic() + 10
+    while True:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect("127.0.0.1", port=port, username=user, password=password, allow_agent=False,
+                           look_for_keys=False, timeout=10)
+            return client
+        except paramiko.ssh_exception.NoValidConnectionsError:  # refused: the listener is coming back
+            client.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _forwarding_refused(port: int, user: str, password: str) -> bool:
     """True when sshd refuses to forward a port for the account (`ssh -N -L` needs no shell)."""
     import paramiko
 
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect("127.0.0.1", port=port, username=user, password=password, allow_agent=False,
-                   look_for_keys=False, timeout=10)
+    client = _client(port, user, password)
     try:
         transport = client.get_transport()
         assert transport is not None
@@ -227,12 +252,7 @@ def _forwarding_refused(port: int, user: str, password: str) -> bool:
 
 
 def _login(port: int, user: str, password: str, typed: str) -> str:
-    import paramiko
-
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect("127.0.0.1", port=port, username=user, password=password, allow_agent=False,
-                   look_for_keys=False, timeout=10)
+    client = _client(port, user, password)
     try:
         channel = client.get_transport().open_session()  # type: ignore[union-attr]
         channel.settimeout(30)
@@ -258,6 +278,7 @@ def opened(session: Session, sshd: int) -> Iterator[Session]:
     assert not access.sshd_file(session).exists()  # sshd started without the Match block
     assert access.running_sshd() is not None
     fresh = room.start(load_session(session.name), access=True)
+    _wait_listening(sshd)  # sshd re-executes itself on SIGHUP: its port closes for a moment
     try:
         yield fresh
     finally:

@@ -130,14 +130,19 @@ class SshSession:
         sock: Any = (self._mgmt_socket() if self.path == "mgmt"
                      else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
         try:
-            return ConnectHandler(
+            cli = ConnectHandler(
                 device_type="cisco_ios", host=self.access.mgmt_address, username=image.CLI_USER,
                 use_keys=True, key_file=str(self.access.key_file), allow_agent=False,
-                sock=sock, conn_timeout=CONNECT_TIMEOUT, banner_timeout=self.access.ssh_timeout,
+                # the socket is connected already: conn_timeout bounds paramiko's key exchange
+                sock=sock, conn_timeout=self.access.ssh_timeout, banner_timeout=self.access.ssh_timeout,
                 auth_timeout=self.access.ssh_timeout, fast_cli=True,
+                # the first prompt: vtysh starting on an emulated VM takes longer than netmiko's 10-20 s
+                read_timeout_override=max(20.0, self.access.ssh_timeout * 2),
             )
         except Exception as exc:
             raise NodeUnreachable(f"{self.access.node}: cannot open the router CLI: {exc}") from None
+        cli.read_timeout_override = None  # from here on, each command's own timeout
+        return cli
 
     def close(self) -> None:
         """Close the CLI and SSH connections."""

@@ -182,7 +182,7 @@ def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:
         os.replace(work, recipe.directory)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _prune_old(recipe)
+    prune_old(recipe.name, recipe.directory)
 
 
 def copy_rootfs(base: ImageRecipe, rootfs: Path) -> None:
@@ -287,13 +287,14 @@ def unshift_ownership(rootfs: Path, base: int) -> None:
             _chown(name, info, info.st_uid - base, info.st_gid - base if info.st_gid >= base else info.st_gid)
 
 
-def _prune_old(current: ImageRecipe) -> None:
-    """Remove older builds of the same image name that no lab uses."""
+def prune_old(name: str, keep: Path) -> None:
+    """Remove older builds of image `name` (all but `keep`) that no lab uses: a lab records its
+    image's root filesystem (containers) or the image folder itself (VMs)."""
     from labctl.state import all_labs
 
     in_use = {lab.image for lab in all_labs()}
-    for other in paths.images_dir().glob(f"{current.name}-*"):
-        if other != current.directory and str(other / "rootfs") not in in_use:
+    for other in paths.images_dir().glob(f"{name}-*"):
+        if other != keep and {str(other), str(other / "rootfs")}.isdisjoint(in_use):
             shutil.rmtree(other, ignore_errors=True)
 
 

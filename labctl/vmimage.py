@@ -172,6 +172,8 @@ def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
         os.replace(work, recipe.directory)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # 700 MB per build otherwise; the volumes uploaded to hypervisors stay (labs may use them)
+    image.prune_old(recipe.name, recipe.directory)
 
 
 def customise_vm(rootfs: Path) -> None:

@@ -38,3 +38,21 @@ def test_unshift_gives_back_the_tree_shift_made_setuid_kept(tmp_path: Path) -> N
     unshift_ownership(tree, UID_BASE)
     after = {p: (p.lstat().st_uid, p.lstat().st_gid, stat.S_IMODE(p.lstat().st_mode)) for p in tree.rglob("*")}
     assert after == before
+
+
+def test_older_builds_go_unless_a_lab_uses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.image import prune_old
+    from labctl.plan import plan_lab
+    from labctl.state import LabState
+    from labctl.topology import load_topology
+
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path))
+    images = tmp_path / "images"
+    for build in ("vm-old1", "vm-old2", "vm-new", "node-old", "vm-used"):
+        (images / build).mkdir(parents=True)
+    small = Path(__file__).resolve().parents[1] / "data" / "labs" / "small.yml"
+    lab = LabState(id="pru123", name="pru", provider="libvirt", image=str(images / "vm-used"),
+                   plan=plan_lab(load_topology(small), "pru123", "pru"))
+    lab.save()  # a VM lab records the image folder itself
+    prune_old("vm", images / "vm-new")
+    assert sorted(p.name for p in images.iterdir()) == ["node-old", "vm-new", "vm-used"]

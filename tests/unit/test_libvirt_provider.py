@@ -299,3 +299,14 @@ def test_nodes_on_a_remote_hypervisor_are_reached_out_of_band_only(hv: tuple[str
         record.data["hypervisor"]["uri"] = uri  # destroy talks to the (test-driver) hypervisor
         record.save()
         provider.destroy(lab)
+
+
+def test_boot_budget_grows_with_emulated_vms(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.providers.libvirt import boot_timeout
+
+    monkeypatch.delenv("LABCTL_LIBVIRT_BOOT_TIMEOUT", raising=False)
+    assert boot_timeout("kvm", 7) == 600  # KVM boots in seconds
+    assert boot_timeout("qemu", 2) == 600
+    assert boot_timeout("qemu", 7) == 1050  # 7 TCG guests answered after up to 554 s on 2 loaded cores
+    monkeypatch.setenv("LABCTL_LIBVIRT_BOOT_TIMEOUT", "2400")
+    assert boot_timeout("qemu", 7) == 2400

@@ -99,11 +99,17 @@ def clone(origin: LabState, *, name: str | None = None, progress: Progress = QUI
         image_name=origin.image_name, packages=origin.packages,
         stage=origin.snapshot_point["stage"], injected=list(origin.snapshot_point["injected"]),
     )
-    get_provider(lab.provider).create(lab, progress, origin=origin)
-    saved = origin.directory / "vault.snapshot"
-    if saved.exists():
-        shutil.copytree(saved, lab.vault)
-    snapshot(lab, progress)
+    provider = get_provider(lab.provider)
+    provider.create(lab, progress, origin=origin)
+    try:
+        saved = origin.directory / "vault.snapshot"
+        if saved.exists():
+            shutil.copytree(saved, lab.vault)
+        snapshot(lab, progress)
+    except BaseException:  # all or nothing, as `up`
+        with progress.step("remove the lab"):
+            provider.destroy(lab)
+        raise
     return lab
 
 

@@ -17,11 +17,10 @@ import os
 import secrets
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cpu import cpu_accounting  # bench/cpu.py
+from cpu import cpu_accounting, measure  # bench/cpu.py
 
 from labctl.progress import Progress
 from labctl.session import room
@@ -76,9 +75,8 @@ def main() -> int:
     progress = Progress(quiet=not sys.stderr.isatty())
     with cpu_accounting() as cpu:
         def phase(label: str, target: str, work: Callable[[], object]) -> None:
-            wall, used = time.monotonic(), cpu()
-            work()
-            figures.append((label, time.monotonic() - wall, cpu() - used, target))
+            wall, used, _ = measure(work, cpu)
+            figures.append((label, wall, used, target))
 
         load_before = os.getloadavg()[0]
         phase("create", "target < 90 s", lambda: room.create(args.scenario, roster, 3 * 3600, name,

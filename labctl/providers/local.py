@@ -423,12 +423,19 @@ def _children(pid: int) -> list[int]:
 
 
 def _stop_node(state: NodeState) -> None:
-    """Kill the node's PID 1 (its whole PID namespace goes), then let nspawn clean up."""
+    """Kill the node's PID 1 (its whole PID namespace goes), then let nspawn clean up.
+
+    A node whose PID 1 was never recorded (`up` killed while it started) is found as its
+    launcher's child: killing only the launcher would leave the container running, orphaned.
+    """
     if state.init and state.init.alive():
         _kill(state.init.pid, signal.SIGKILL)
     launcher = state.launcher
     if launcher is None:
         return
+    if launcher.alive():
+        for child in _children(launcher.pid):
+            _kill(child, signal.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT
     while launcher.alive() and time.monotonic() < deadline:
         _reap(launcher.pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -30,8 +31,10 @@ PROBLEM = _local_provider_problem()
 pytestmark_local = pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 
 
-def kernel_objects(lab_id: str) -> dict[str, list[str]]:
-    """Everything of a lab visible on the machine: namespaces, links, mounts, processes."""
+def kernel_objects(lab_id: str, lab_name: str | None = None) -> dict[str, list[str]]:
+    """Everything of a lab visible on the machine: namespaces, links, mounts, processes (by the
+    lab id in their command line, or, with `lab_name`, by the node file inside their root:
+    a container whose launcher is gone shows neither id nor name in its command line)."""
     netns = [n.split()[0] for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                   text=True).stdout.splitlines() if lab_id in n]
     links = [line for line in subprocess.run(["ip", "-o", "link"], capture_output=True,
@@ -46,6 +49,10 @@ def kernel_objects(lab_id: str) -> dict[str, list[str]]:
                 continue
             if lab_id in cmdline:
                 procs.append(f"{proc.name}: {cmdline}")
+            elif lab_name is not None:
+                with contextlib.suppress(OSError):
+                    if f"LABCTL_LAB={lab_name}\n" in (proc / "root/etc/labctl/node.env").read_text():
+                        procs.append(f"{proc.name}: {cmdline} (a node of {lab_name})")
     return {"netns": netns, "links": links, "mounts": mounts, "processes": procs}
 
 

@@ -105,7 +105,7 @@ def test_down_cleans_up_after_a_killed_up() -> None:
     (lab_id,) = new
     down = labctl("down", "--lab", "killed")
     assert down.returncode == 0, down.stderr
-    assert kernel_objects(lab_id) == {"netns": [], "links": [], "mounts": [], "processes": []}
+    assert kernel_objects(lab_id, "killed") == {"netns": [], "links": [], "mounts": [], "processes": []}
     assert labctl("down", "--lab", "killed").returncode == 3  # gone: a clear "no lab" error
 
 

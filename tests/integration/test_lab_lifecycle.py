@@ -166,3 +166,12 @@ def test_reset_brings_files_addresses_and_routes_back(make_lab: object) -> None:
     assert "ERROR" not in outcomes.values()  # every node answers again after the reset
     assert outcomes["h1-default-route"] == "FAIL"  # the snapshot's (wrong) gateway came back
     assert outcomes["h2-ssh-port"] == "PASS"
+
+
+def test_down_ends_nodes_whose_init_was_never_recorded(make_lab: object) -> None:
+    lab = make_lab(name="unrecorded")  # type: ignore[operator]
+    for node in lab.nodes.values():
+        node.init = None  # as when `up` is killed after starting a node, before recording its PID 1
+    lab.save()
+    labs.down(lab)
+    assert kernel_objects(lab.id, lab.name) == {"netns": [], "links": [], "mounts": [], "processes": []}

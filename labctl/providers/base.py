@@ -52,7 +52,6 @@ class Provider(ABC):
     """Builds labs from plans and removes them; small on purpose."""
 
     name: str = ""
-    copies_labs: bool = False  # whether `create(..., origin=)` can start a lab from another's snapshot
 
     @abstractmethod
     def preflight(self) -> list[Probe]:
@@ -78,6 +77,11 @@ class Provider(ABC):
             with progress.step("remove what was built"):
                 self.destroy(lab)
             raise
+
+    @property
+    def copies_labs(self) -> bool:
+        """Whether `create(..., origin=)` can start a lab from another's snapshot (it overrides build_copy)."""
+        return type(self).build_copy is not Provider.build_copy
 
     def build_copy(self, lab: LabState, origin: LabState, progress: Progress) -> None:
         """Make the lab in `origin`'s snapshot state (called by `create`); not every provider can."""

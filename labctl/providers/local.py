@@ -56,7 +56,6 @@ class LocalProvider(Provider):
     """Nodes as contained systems (systemd-nspawn + user namespace) on this kernel."""
 
     name = "local"
-    copies_labs = True
 
     # ---- preflight -------------------------------------------------------------------
     def preflight(self) -> list[Probe]:

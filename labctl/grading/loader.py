@@ -26,6 +26,8 @@ KEY_HINTS = {
     "id": "e.g. ospf-r1-r2",
     "destination": "a network prefix such as 10.2.0.0/24, or default",
     "stdout_matches": "Python regular expression syntax; in YAML, quote it with single quotes",
+    "body_matches": "Python regular expression syntax; in YAML, quote it with single quotes",
+    "url": "a plain HTTP URL: http://HOST[:PORT]/PATH, e.g. http://10.1.0.20/",
     "contains": "Python regular expression syntax; in YAML, quote it with single quotes",
     "mode": 'an octal string in quotes, e.g. mode: "0640" (unquoted, YAML reads a number)',
     "sha256": "64 hexadecimal digits, as `sha256sum` prints them",

@@ -9,14 +9,17 @@ own keys sit at the same level; `Check` is the union of the types, told apart by
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from labctl.grading.debversion import split_version
 
 CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 OspfState = Literal["Full", "Loading", "Exchange", "ExStart", "2-Way", "Init", "Attempt", "Down"]
 OSPF_STATES: tuple[str, ...] = get_args(OspfState)
 
@@ -93,6 +96,70 @@ class CommandCheck(CheckBase):
         if "equals" in self.model_fields_set and self.json_path is None:
             raise ValueError("`equals` needs `json_path` (the value to compare)")
         return self
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """Where an http check connects and what it asks for: host, port, path (with query)."""
+
+    host: str
+    port: int
+    path: str
+
+    @property
+    def host_header(self) -> str:
+        """The Host header: the host, with the port unless it is 80."""
+        return self.host if self.port == 80 else f"{self.host}:{self.port}"
+
+
+def http_target(url: str) -> HttpTarget:
+    """Split a plain-HTTP URL; ValueError saying what is wrong with it otherwise."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError("contains spaces or control characters (encode them, e.g. %20)")
+    parts = urlsplit(url)
+    if not parts.scheme:
+        raise ValueError("must start with http://, e.g. http://10.1.0.20/")
+    if parts.scheme != "http":
+        raise ValueError(f"{parts.scheme}:// is not supported: the probe speaks plain HTTP/1.0 "
+                         "over bash's /dev/tcp (no TLS); use an http:// URL")
+    if "@" in parts.netloc:
+        raise ValueError("user names or passwords in the URL are not supported")
+    if not parts.hostname:
+        raise ValueError("has no host (write http://HOST[:PORT]/PATH)")
+    if not HOST_NAME.match(parts.hostname):
+        raise ValueError(f"host '{parts.hostname}' is not an IPv4 address or a host name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("port must be a number from 1 to 65535")
+    if parts.fragment:
+        raise ValueError("a #fragment is never sent to the server: leave it out")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return HttpTarget(parts.hostname, port or 80, path)
+
+
+class HttpCheck(CheckBase):
+    """Fetch `url` from the node (plain HTTP): the status, and optionally the page, must match."""
+
+    type: Literal["http"]
+    url: str = Field(description="http://HOST[:PORT][/PATH], fetched from the node (no proxy, no TLS).")
+    status: int = Field(default=200, ge=100, le=599, description="Expected HTTP status code.")
+    body_matches: Regex | None = Field(default=None, description="Searched in the page (re.search).")
+
+    _regex = field_validator("body_matches")(compile_regex)
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http(cls, value: str) -> str:
+        http_target(value)
+        return value
+
+    @property
+    def target(self) -> HttpTarget:
+        """The host, port and path the probe asks."""
+        return http_target(self.url)
 
 
 class ReachCheck(CheckBase):
@@ -250,6 +317,7 @@ class ManifestCheck(CheckBase):
 CHECK_MODELS: dict[str, type[CheckBase]] = {
     "command": CommandCheck,
     "reach": ReachCheck,
+    "http": HttpCheck,
     "route": RouteCheck,
     "ospf_neighbor": OspfNeighborCheck,
     "port": PortCheck,
@@ -261,7 +329,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
 }
 
 Check = Annotated[
-    CommandCheck | ReachCheck | RouteCheck | OspfNeighborCheck | PortCheck | ServiceCheck
+    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | PortCheck | ServiceCheck
     | FileCheck | PackageCheck | UserCheck | ManifestCheck,
     Field(discriminator="type"),
 ]

@@ -42,6 +42,9 @@ MANIFEST = {"manifest": "originals.sha256", "expected": {
     "/tmp/lcrec-manifest/facture-002.txt": "52df57ed153fbe09f7048fe5b0dff6de2dcdb8d6f6c86e218daf80c4cea6ecf2"}}
 
 
+INTRANET = {"url": "http://127.0.0.1:8080/"}
+
+
 def saved(name: str) -> tuple[str, CommandResult]:
     """A recorded output: the command that produced it and what the session returns.
 
@@ -69,6 +72,38 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
      "Network is unreachable"),
     ("reach", "reach/no-ping", {"target": "10.2.0.1"}, ERROR, "`ping` is not available"),
     ("reach", "reach/no-ping", {"target": "10.2.0.1", "expect": "unreachable"}, ERROR, "ping"),
+    # http: a GET over bash's /dev/tcp, from a netns; python3 -m http.server on 127.0.0.1:8080
+    ("http", "http/page", {**INTRANET, "body_matches": "<h1>Intranet Valmont</h1>"}, PASS,
+     "http://127.0.0.1:8080/: HTTP 200 OK, the page matches /<h1>Intranet Valmont</h1>/: "
+     "<h1>Intranet Valmont</h1>"),
+    ("http", "http/page", INTRANET, PASS, 'HTTP 200 OK (183 characters; page: title "Intranet Valmont")'),
+    ("http", "http/page", {**INTRANET, "body_matches": "<h1>Portail Valmont</h1>"}, FAIL,
+     'HTTP 200 OK but the page does not match /<h1>Portail Valmont</h1>/ '
+     '(page: title "Intranet Valmont")'),
+    ("http", "http/page", {**INTRANET, "status": 404}, FAIL, "HTTP 200 OK, expected 404"),
+    ("http", "http/not-found", {"url": "http://127.0.0.1:8080/missing.html"}, FAIL,
+     'http://127.0.0.1:8080/missing.html: HTTP 404 File not found, expected 200; '
+     'page: title "Error response"'),
+    ("http", "http/not-found", {"url": "http://127.0.0.1:8080/missing.html", "status": 404}, PASS,
+     "HTTP 404 File not found"),
+    ("http", "http/redirect", {"url": "http://127.0.0.1:8080/docs"}, FAIL,
+     "HTTP 301 Moved Permanently to /docs/, expected 200; page: empty"),
+    ("http", "http/refused", {"url": "http://127.0.0.1:8081/"}, FAIL,
+     "http://127.0.0.1:8081/: connection refused"),
+    ("http", "http/no-route", {"url": "http://10.1.0.20/"}, FAIL,
+     "http://10.1.0.20/: network is unreachable"),
+    ("http", "http/unreachable", {"url": "http://10.99.0.5/"}, FAIL,
+     "http://10.99.0.5/: no route to host"),
+    ("http", "http/timeout", {"url": "http://127.0.0.1:8082/", "timeout": 3}, FAIL,
+     "http://127.0.0.1:8082/: timed out after 2 s"),
+    ("http", "http/not-http", {"url": "http://127.0.0.1:8083/"}, FAIL,
+     "the answer is not HTTP: SSH-2.0-OpenSSH_9.2p1"),
+    ("http", "http/closed", {"url": "http://127.0.0.1:8084/"}, FAIL,
+     "the server closed the connection without answering"),
+    ("http", "http/unresolvable", {"url": "http://intranet.invalid/"}, FAIL,
+     "cannot resolve intranet.invalid (Temporary failure in name resolution)"),
+    ("http", "http/no-bash", INTRANET, ERROR,
+     "`bash` is not available on the node (exit 127): sh: 1: timeout: not found"),
     # route: ip -j route show <prefix>
     ("route", "route/ospf", {"destination": "10.2.0.0/24", "via": "10.255.0.2", "protocol": "ospf"},
      PASS, "10.2.0.0/24 via 10.255.0.2 dev v1 proto ospf"),
@@ -255,7 +290,8 @@ def test_registry_covers_every_spec_type() -> None:
 READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
-@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest"}))
+# http writes its request to the connection it opens: its own test below
+@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},
@@ -265,6 +301,64 @@ def test_probes_only_read(kind: str) -> None:
     assert command.split()[0] in READ_ONLY_TOOLS
     for word in (">", "rm ", "kill", "systemctl", "tee", "chmod", "chown", "set "):
         assert word not in command.replace("2>", "").replace("|| exit", ""), (word, command)
+
+
+def test_http_probe_only_reads_and_writes_only_to_its_connection() -> None:
+    command = probe(make("http", url="http://10.1.0.20/")).command
+    assert command.startswith("LC_ALL=C timeout 5 bash -c ")
+    assert command.endswith(" http 10.1.0.20 80 / 10.1.0.20")
+    script = shlex.split(command)[5]
+    assert script.replace("3<>", "").replace(">&3", "").count(">") == 0, script
+    for word in ("rm ", "kill", "tee", "chmod", "chown", "curl", "wget", "python"):
+        assert word not in command, word
+
+
+@pytest.mark.parametrize(("url", "arguments"), [
+    ("http://10.1.0.20", ["10.1.0.20", "80", "/", "10.1.0.20"]),
+    ("http://intranet:8080/status?full=1", ["intranet", "8080", "/status?full=1", "intranet:8080"]),
+    ("http://srv1/it's/$(reboot)/`id`;x", ["srv1", "80", "/it's/$(reboot)/`id`;x", "srv1"]),
+])
+def test_http_probe_passes_url_parts_as_quoted_arguments(url: str, arguments: list[str]) -> None:
+    command = probe(make("http", url=url)).command
+    words = shlex.split(command)
+    assert words[:4] == ["LC_ALL=C", "timeout", "5", "bash"]
+    assert words[6:] == ["http", *arguments]
+    assert command.endswith(" ".join(shlex.quote(a) for a in arguments))
+
+
+@pytest.mark.parametrize(("timeout", "fetch"), [(None, "5"), (10, "9"), (3, "2"), (1, "0.5")])
+def test_http_fetch_ends_before_the_probe_runs_over(timeout: float | None, fetch: str) -> None:
+    keys = {"timeout": timeout} if timeout is not None else {}
+    assert shlex.split(probe(make("http", url="http://h/", **keys)).command)[2] == fetch
+
+
+@pytest.mark.parametrize(("result", "outcome", "evidence"), [
+    (CommandResult(141, "", ""), FAIL, "closed the connection before reading the request"),
+    (CommandResult(124, "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n", ""), FAIL,
+     "timed out after 5 s (partial answer: HTTP/1.0 200 OK Content-Type: text/html)"),
+    (CommandResult(1, "HTTP/1.0 200 OK\r\n", "head: error reading 'standard input': "
+                   "Connection reset by peer\n"), FAIL, "connection reset by peer (after: HTTP/1.0"),
+    # a bash built without /dev/tcp opens a file of that name: nothing was observed
+    (CommandResult(1, "", "http: line 1: /dev/tcp/10.1.0.20/80: No such file or directory\n"),
+     ERROR, "`bash` failed with exit code 1: http: line 1: /dev/tcp/10.1.0.20/80: No such file"),
+    (CommandResult(2, "", "bash: -c: line 1: syntax error near unexpected token\n"), ERROR,
+     "`bash` failed with exit code 2"),
+    (CommandResult(126, "", "timeout: failed to run command 'bash': Permission denied\n"), ERROR,
+     "`bash` is not available on the node (exit 126)"),
+])
+def test_http_outputs_that_were_not_recorded(result: CommandResult, outcome: Outcome,
+                                             evidence: str) -> None:
+    verdict = evaluate(make("http", url="http://10.1.0.20/"), result)
+    assert (verdict.outcome, evidence in verdict.evidence) == (outcome, True), verdict.evidence
+
+
+def test_http_page_matches_per_line_like_command_output() -> None:
+    page = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstatus: degraded\r\nversion: 2.4.1\r\n"
+    check = make("http", url="http://10.1.0.20/", body_matches=r"^version: 2\.4\.1$")
+    verdict = evaluate(check, CommandResult(0, page, ""))
+    assert verdict.outcome is PASS and verdict.evidence.endswith(": version: 2.4.1"), verdict.evidence
+    same = make("command", command="cat page", stdout_matches=r"^version: 2\.4\.1$")
+    assert evaluate(same, CommandResult(0, "status: degraded\nversion: 2.4.1\n", "")).outcome is PASS
 
 
 def test_ospf_probe_is_a_cli_show_command() -> None:
@@ -277,6 +371,7 @@ def test_ospf_probe_is_a_cli_show_command() -> None:
     ("file", {"path": "/srv/my file's $(x)"}, "/srv/my file's $(x)"),
     ("service", {"process": "x;y"}, "x;y"),
     ("package", {"package": "libc6:amd64"}, "libc6:amd64"),
+    ("http", {"url": "http://srv1/it's$(x)"}, "/it's$(x)"),
 ])
 def test_user_values_are_shell_quoted(kind: str, keys: dict[str, Any], value: str) -> None:
     command = probe(make(kind, **keys)).command

@@ -8,6 +8,7 @@ touches a node, so it is tested from recorded outputs.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -63,6 +64,19 @@ def short(text: str, limit: int = 200) -> str:
     """`text` on one line, cut to `limit` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def matching_line(pattern: str, text: str) -> str | None:
+    """The line of `text` where `pattern` first matches (re.search, ^ and $ at each line), or None.
+
+    How `stdout_matches` (command) and `body_matches` (http) read an output.
+    """
+    match = re.search(pattern, text, re.MULTILINE)
+    if not match:
+        return None
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    return text[start:end if end != -1 else None]
 
 
 def tool_failure(result: CommandResult, tool: str) -> Verdict:

@@ -1,22 +1,27 @@
-"""Check types about a node's network state: reach (ping), route (ip -j route), port (ss)."""
+"""Check types about a node's network state: reach (ping), http (bash /dev/tcp), route
+(ip -j route), port (ss)."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from labctl.grading.checks.base import (
+    NOT_FOUND_CODES,
     CheckType,
     Probe,
     Unobservable,
     Verdict,
     judged,
+    matching_line,
     parse_json,
     short,
     tool_failure,
 )
+from labctl.grading.checks.system import CONTENT_LIMIT
 from labctl.grading.session import CommandResult
-from labctl.grading.spec import PortCheck, ReachCheck, RouteCheck
+from labctl.grading.spec import HttpCheck, PortCheck, ReachCheck, RouteCheck
 
 # ping's words for "the kernel has nowhere to send this": an observation, not a tool failure
 NO_ROUTE = ("Network is unreachable", "No route to host")
@@ -25,6 +30,22 @@ FRR_PROTOCOLS = {"186": "bgp", "187": "isis", "188": "ospf", "189": "rip", "190"
                  "191": "nhrp", "192": "eigrp", "193": "ldp", "194": "sharp", "195": "pbr",
                  "196": "static", "197": "openfabric", "198": "srte"}
 PING_SUMMARY = re.compile(r"^\d+ packets transmitted.*$", re.MULTILINE)
+# An HTTP/1.0 GET over bash's /dev/tcp: no Python, curl or wget on the node, a few ms of CPU.
+# The values come as arguments: $1 host, $2 port, $3 path, $4 Host header. The request is
+# written by coreutils' printf, in one write (bash's builtin writes it line by line: a
+# server that closes after the first line would cut the probe off with SIGPIPE).
+HTTP_GET = ('exec 3<>"/dev/tcp/$1/$2" && '
+            'env printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" "$3" "$4" >&3 && '
+            f'head -c {CONTENT_LIMIT} <&3')
+HTTP_TIMEOUT = 5.0  # seconds for the whole fetch, when the check gives no timeout
+TIMED_OUT = 124  # `timeout`'s exit code when it stopped the command
+BROKEN_PIPE = 141  # 128 + SIGPIPE: the server closed the connection before taking the request
+# what bash (strerror) says when a connection is not made or breaks: observations of the network
+CONNECT_ERRORS = ("Connection refused", "No route to host", "Network is unreachable",
+                  "Connection timed out", "Connection reset by peer")
+NAME_ERRORS = ("Name or service not known", "Temporary failure in name resolution",
+               "No address associated with hostname")
+STATUS_LINE = re.compile(r"^HTTP/\d(?:\.\d)? (\d{3})(?: (.*))?$")
 
 
 def probe_reach(check: ReachCheck) -> Probe:
@@ -47,6 +68,85 @@ def evaluate_reach(check: ReachCheck, result: CommandResult) -> Verdict:
         return tool_failure(result, "ping")
     ok = reachable == (check.expect == "reachable")
     return judged(ok, seen + ("" if ok else f", expected {check.expect}"))
+
+
+def http_timeout(check: HttpCheck) -> float:
+    """Seconds the fetch may take: within the check's timeout, so that a slow server is
+    observed (FAIL, "timed out") before the probe itself runs over (ERROR)."""
+    if check.timeout is None:
+        return HTTP_TIMEOUT
+    return max(check.timeout - 1, check.timeout / 2)
+
+
+def probe_http(check: HttpCheck) -> Probe:
+    """`timeout N bash -c HTTP_GET http HOST PORT PATH HOST_HEADER`, values shell-quoted."""
+    target = check.target
+    values = (target.host, str(target.port), target.path, target.host_header)
+    return Probe(f"LC_ALL=C timeout {http_timeout(check):g} bash -c {shlex.quote(HTTP_GET)} http "
+                 + " ".join(shlex.quote(value) for value in values))
+
+
+def page_excerpt(body: str) -> str:
+    """What a page shows, for evidence: its <title> and <h1>, or the start of its text."""
+    found: dict[str, str] = {}
+    for tag in ("title", "h1"):
+        match = re.search(rf"<{tag}\b[^>]*>(.*?)</{tag}>", body, re.IGNORECASE | re.DOTALL)
+        text = short(re.sub(r"<[^>]*>", "", match.group(1)), 80) if match else ""
+        if text and text not in found.values():
+            found[tag] = text
+    if found:
+        return ", ".join(f'{tag} "{text}"' for tag, text in found.items())
+    text = short(re.sub(r"<[^>]*>", " ", body), 120)
+    return f'"{text}"' if text else "empty"
+
+
+def _http_failure(check: HttpCheck, result: CommandResult) -> Verdict:
+    """No answer read: a connection that failed or timed out is a FAIL; anything else ERROR."""
+    text = result.stderr + result.stdout
+    if result.exit_code == TIMED_OUT:
+        partial = f" (partial answer: {short(result.stdout, 80)})" if result.stdout.strip() else ""
+        return judged(False, f"{check.url}: timed out after {http_timeout(check):g} s{partial}")
+    if result.exit_code == BROKEN_PIPE and not text.strip():
+        return judged(False, f"{check.url}: the server closed the connection before reading the request")
+    if result.exit_code not in NOT_FOUND_CODES:
+        for words in CONNECT_ERRORS:
+            if words in text:
+                partial = f" (after: {short(result.stdout, 80)})" if result.stdout.strip() else ""
+                return judged(False, f"{check.url}: {words.lower()}{partial}")
+        for words in NAME_ERRORS:
+            if words in text:
+                return judged(False, f"{check.url}: cannot resolve {check.target.host} ({words})")
+    return tool_failure(result, "bash")
+
+
+def evaluate_http(check: HttpCheck, result: CommandResult) -> Verdict:
+    """The status line, headers and page the server sent, against `status` and `body_matches`.
+
+    Line ends are read as LF (servers send CRLF): `$` in `body_matches` ends a line of the page.
+    """
+    if result.exit_code != 0:
+        return _http_failure(check, result)
+    if not result.stdout:
+        return judged(False, f"{check.url}: the server closed the connection without answering")
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    status_line, *header_lines = head.split("\n")
+    status = STATUS_LINE.match(status_line.strip())
+    if not status:
+        return judged(False, f"{check.url}: the answer is not HTTP: {short(result.stdout, 80)}")
+    code, reason = int(status.group(1)), (status.group(2) or "").strip()
+    seen = f"{check.url}: HTTP {code}" + (f" {reason}" if reason else "")
+    if code != check.status:
+        headers = {name.strip().lower(): value.strip()
+                   for name, _, value in (line.partition(":") for line in header_lines)}
+        moved = f" to {headers['location']}" if 300 <= code < 400 and headers.get("location") else ""
+        return judged(False, f"{seen}{moved}, expected {check.status}; page: {page_excerpt(body)}")
+    if check.body_matches is None:
+        return judged(True, f"{seen} ({len(body)} characters; page: {page_excerpt(body)})")
+    line = matching_line(check.body_matches, body)
+    if line is None:
+        return judged(False, f"{seen} but the page does not match /{check.body_matches}/ "
+                             f"(page: {page_excerpt(body)})")
+    return judged(True, f"{seen}, the page matches /{check.body_matches}/: {short(line, 120)}")
 
 
 def probe_route(check: RouteCheck) -> Probe:
@@ -137,6 +237,7 @@ def evaluate_port(check: PortCheck, result: CommandResult) -> Verdict:
 
 NETWORK_TYPES: tuple[CheckType[Any], ...] = (
     CheckType("reach", probe_reach, evaluate_reach),
+    CheckType("http", probe_http, evaluate_http),
     CheckType("route", probe_route, evaluate_route),
     CheckType("port", probe_port, evaluate_port),
 )

@@ -13,6 +13,7 @@ from labctl.grading.checks.base import (
     Unobservable,
     Verdict,
     judged,
+    matching_line,
     parse_json,
     short,
     tool_failure,
@@ -62,13 +63,10 @@ def evaluate_command(check: CommandCheck, result: CommandResult) -> Verdict:
                              + (f"; output: {detail}" if detail else ""))
     seen = [f"exit code {code}"]
     if check.stdout_matches is not None:
-        match = re.search(check.stdout_matches, result.stdout, re.MULTILINE)
-        if not match:
+        line = matching_line(check.stdout_matches, result.stdout)
+        if line is None:
             return judged(False, f"output does not match /{check.stdout_matches}/: "
                                  f"{short(result.stdout, 120) or 'no output'}")
-        start = result.stdout.rfind("\n", 0, match.start()) + 1
-        end = result.stdout.find("\n", match.end())
-        line = result.stdout[start:end if end != -1 else None]
         seen.append(f"output matches /{check.stdout_matches}/: {short(line, 120)}")
     if check.json_path is not None:
         data = parse_json(result.stdout, "the command's output")

@@ -4,6 +4,8 @@ Run as root on a Debian machine with iproute2, iputils-ping and frr (8.4, Debian
 
     apt-get install -y iputils-ping frr && .venv/bin/python tests/data/outputs/record.py
 
+or, for some folders only (the others are left as they are): `... record.py http port`.
+
 It builds throwaway network namespaces (lcrec-*), starts two FRR routers in them, runs the
 very probes labctl.grading builds (`labctl.grading.checks.probe`) and writes
 <type>/<case>.json = {"recorded", "channel", "command", "exit_code", "stdout", "stderr"}.
@@ -43,14 +45,16 @@ def check(kind: str, **keys: Any) -> CheckBase:
 
 
 def run(command: str, ns: str | None = None, merge: bool = False) -> dict[str, Any]:
-    """Run a shell command (in namespace `ns`) and keep what it left behind."""
+    """Run a shell command (in namespace `ns`) and keep what it left behind, decoded as the
+    grader's session decodes it (line ends as sent: an HTTP answer keeps its CRLF)."""
     argv = ["sh", "-c", command]
     if ns:
         argv = ["ip", "netns", "exec", ns, *argv]
-    proc = subprocess.run(argv, capture_output=not merge, text=True, timeout=60,
+    proc = subprocess.run(argv, capture_output=not merge, timeout=60,
                           stdout=subprocess.PIPE if merge else None,
                           stderr=subprocess.STDOUT if merge else None)
-    return {"exit_code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr or ""}
+    return {"exit_code": proc.returncode, "stdout": proc.stdout.decode(errors="replace"),
+            "stderr": (proc.stderr or b"").decode(errors="replace")}
 
 
 def save(kind: str, case: str, how: str, command: str, result: dict[str, Any],
@@ -238,6 +242,73 @@ def record_port() -> None:
     save("port", "no-ss", "empty PATH: a node without ss", cmd, run(NO_TOOLS + cmd, EMPTY))
 
 
+INTRANET = ('<!DOCTYPE html>\n<html lang="fr">\n<head><meta charset="utf-8"><title>Intranet Valmont'
+            '</title></head>\n<body>\n<h1>Intranet Valmont</h1>\n<p>Serveur intranet du siège.</p>\n'
+            '</body>\n</html>\n')
+# sockets on lo of the empty netns: 8082 accepts and never answers, 8083 talks like sshd
+# (its banner, then a complaint about the client's first line), 8084 closes at once
+OTHER_SERVERS = (
+    "import socket,threading,time\n"
+    "def s(p):\n x=socket.socket(); x.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    " x.bind(('127.0.0.1',p)); x.listen(); return x\n"
+    "silent,ssh,closing=s(8082),s(8083),s(8084)\n"
+    "def sshd():\n"
+    " while True:\n"
+    "  c,_=ssh.accept(); c.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n'); c.recv(4096)\n"
+    "  c.sendall(b'Invalid SSH identification string.\\r\\n'); c.close()\n"
+    "threading.Thread(target=sshd,daemon=True).start()\n"
+    "while True:\n c,_=closing.accept(); c.close()\n")
+
+
+def record_http() -> None:
+    """bash /dev/tcp fetches in the empty netns: python3 -m http.server on 127.0.0.1:8080
+    (a page, a missing page, a redirect), a port nothing listens on, a socket that never
+    answers, sshd-like and closing servers; from h1 an address no one has, an unknown name."""
+    sh("rm -rf /tmp/lcrec-www && mkdir -p /tmp/lcrec-www/docs")
+    Path("/tmp/lcrec-www/index.html").write_text(INTRANET, encoding="utf-8")
+    server = subprocess.Popen(["ip", "netns", "exec", EMPTY, sys.executable, "-m", "http.server",
+                               "8080", "--bind", "127.0.0.1", "--directory", "/tmp/lcrec-www"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    others = subprocess.Popen(["ip", "netns", "exec", EMPTY, sys.executable, "-c", OTHER_SERVERS])
+    # nodes query no outside resolver: like them, h1 gets a resolv.conf without nameserver
+    made_netns_etc = not Path("/etc/netns").exists()
+    Path(f"/etc/netns/{H1}").mkdir(parents=True, exist_ok=True)
+    Path(f"/etc/netns/{H1}/resolv.conf").write_text("# no nameserver, as in a lab node\n")
+    try:
+        time.sleep(1.5)
+        served = "empty netns: `python3 -m http.server 8080 --bind 127.0.0.1` serving an intranet page"
+        for case, keys, how in (
+            ("page", {"url": "http://127.0.0.1:8080/"}, served),
+            ("not-found", {"url": "http://127.0.0.1:8080/missing.html"}, served),
+            ("redirect", {"url": "http://127.0.0.1:8080/docs"}, served + " and a folder docs/"),
+            ("refused", {"url": "http://127.0.0.1:8081/"}, "empty netns: nothing listens on 8081"),
+            ("timeout", {"url": "http://127.0.0.1:8082/", "timeout": 3},
+             "empty netns: a socket on 8082 that accepts connections and never answers; "
+             "check timeout 3 s"),
+            ("not-http", {"url": "http://127.0.0.1:8083/"},
+             "empty netns: a server on 8083 that answers like sshd to a client that is not SSH"),
+            ("closed", {"url": "http://127.0.0.1:8084/"},
+             "empty netns: a server on 8084 that closes every connection at once"),
+            ("no-route", {"url": "http://10.1.0.20/"}, "empty netns (only lo): no route"),
+        ):
+            record_shell("http", case, how, probe(check("http", **keys)).command, EMPTY)
+        record_shell("http", "unreachable", "host h1 in a netns (10.99.0.1/24): no one has 10.99.0.5",
+                     probe(check("http", url="http://10.99.0.5/")).command, H1)
+        cmd = probe(check("http", url="http://intranet.invalid/")).command
+        record_shell("http", "unresolvable", "host h1 in a netns, resolv.conf without nameserver "
+                     "(as in a lab node): a name /etc/hosts does not have", cmd, H1)
+        cmd = probe(check("http", url="http://127.0.0.1:8080/")).command
+        save("http", "no-bash", "empty PATH: a node without timeout and bash", cmd,
+             run(NO_TOOLS + cmd, EMPTY))
+    finally:
+        for proc in (server, others):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        sh(f"rm -rf /tmp/lcrec-www /etc/netns/{H1}")
+        if made_netns_etc:
+            Path("/etc/netns").rmdir()
+
+
 def in_private_pids(setup: str, command: str) -> dict[str, Any]:
     """Run `command` after `setup` (which may start processes) in a new PID namespace."""
     script = f"{setup}\nsleep 0.5\nexec sh -c {shlex.quote(command)}"
@@ -344,22 +415,28 @@ def clean_up() -> None:
         subprocess.run(["rm", "-rf", f"/etc/frr/{router}", f"/var/run/frr/{router}"], check=False)
 
 
+RECORDERS = {"ospf": record_ospf, "route": record_route, "reach": record_reach,
+             "http": record_http, "port": record_port, "service": record_service,
+             "file": record_file, "package": record_package, "user": record_user,
+             "command": record_command}
+
+
 def main() -> None:
-    """Record every case (root only)."""
+    """Record every case, or only those of the folders named on the command line (root only).
+
+    route, reach and command need the OSPF adjacency: name ospf before them.
+    """
     if os.geteuid() != 0:
         raise SystemExit("run as root: it creates network namespaces and starts FRR")
+    chosen = sys.argv[1:] or list(RECORDERS)
+    unknown = [name for name in chosen if name not in RECORDERS]
+    if unknown:
+        raise SystemExit(f"unknown: {', '.join(unknown)}; choose among {', '.join(RECORDERS)}")
     clean_up()
     try:
         build_namespaces()
-        record_ospf()
-        record_route()
-        record_reach()
-        record_port()
-        record_service()
-        record_file()
-        record_package()
-        record_user()
-        record_command()
+        for name in chosen:
+            RECORDERS[name]()
     finally:
         clean_up()
 

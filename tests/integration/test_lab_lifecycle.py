@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +59,90 @@ def test_build_ssh_grade_break_regrade_down(make_lab: object) -> None:
     assert kernel_objects(lab.id) == {"netns": [], "links": [], "mounts": [], "processes": []}
     assert not lab.directory.exists()
     labs.down(lab)  # idempotent
+
+
+HTTP_SPEC = """\
+scenario: small
+checks:
+  - id: h1-intranet
+    criterion: A2.1-c1
+    description: {fr: "h1 obtient la page d'accueil de l'intranet", en: "h1 gets the intranet home page"}
+    node: h1
+    type: http
+    url: http://10.20.0.2/
+    body_matches: "<h1>Intranet Valmont</h1>"
+  - id: h1-missing-page
+    criterion: A2.1-c1
+    description: {fr: "Une page absente répond 404", en: "A missing page answers 404"}
+    node: h1
+    type: http
+    url: http://10.20.0.2/absente.html
+    status: 404
+  - id: h1-silent-server
+    criterion: A2.1-c1
+    description: {fr: "Le service du port 8081 répond", en: "The service on port 8081 answers"}
+    node: h1
+    type: http
+    url: http://10.20.0.2:8081/
+    timeout: 3
+"""
+PAGE = ('<!DOCTYPE html>\n<html><head><title>{0}</title></head>\n'
+        '<body>\n<h1>{0}</h1>\n<p>Serveur intranet.</p>\n</body></html>\n')
+
+
+def _on(lab: object, node: str, command: str) -> str:
+    """Run a command on a node; it must succeed."""
+    session = open_session(get_provider("local").access(lab, node))  # type: ignore[arg-type]
+    try:
+        result = session.run(command, 15)
+    finally:
+        session.close()
+    assert result.exit_code == 0, (command, result)
+    return result.stdout
+
+
+def test_http_check_passes_on_the_served_page_and_fails_otherwise(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    spec_file = tmp_path / "http.yml"
+    spec_file.write_text(HTTP_SPEC, encoding="utf-8")
+    spec = load_grading_spec(spec_file, load_topology(SMALL))
+
+    def graded() -> dict[str, tuple[str, str]]:
+        return {r.check_id: (r.outcome.value, r.evidence) for r in labs.grade(lab, spec).results}
+
+    # Nothing listens on h2 yet: refused, as the candidate's broken server would be.
+    before = graded()
+    assert before["h1-intranet"] == ("FAIL", "http://10.20.0.2/: connection refused")
+    assert before["h1-missing-page"][0] == "FAIL"
+
+    # A web server in the background on h2 (the intranet), and on 8081 one that never answers.
+    _on(lab, "h2", "mkdir -p /srv/www && printf '%s' " + shlex.quote(PAGE.format("Intranet Valmont"))
+        + " > /srv/www/index.html && cd /srv/www && setsid -f sh -c "
+        "'echo $$ > /run/www.pid; exec python3 -m http.server 80 >/dev/null 2>&1' "
+        "&& setsid -f nc -l 8081 </dev/null >/dev/null 2>&1 "
+        "&& for i in $(seq 100); do [ $(ss -Hltn '( sport = :80 or sport = :8081 )' | wc -l) = 2 ] "
+        "&& exit 0; sleep 0.1; done; exit 1")
+    served = graded()
+    assert served["h1-intranet"] == (
+        "PASS", "http://10.20.0.2/: HTTP 200 OK, the page matches /<h1>Intranet Valmont</h1>/: "
+        "<h1>Intranet Valmont</h1>")
+    assert served["h1-missing-page"][0] == "PASS"
+    assert served["h1-silent-server"] == ("FAIL", "http://10.20.0.2:8081/: timed out after 2 s")
+
+    # The page no longer carries the marker: the server answers, the check still FAILs.
+    _on(lab, "h2", "printf '%s' " + shlex.quote(PAGE.format("Portail Valmont")) + " > /srv/www/index.html")
+    changed = graded()
+    assert changed["h1-intranet"] == (
+        "FAIL", 'http://10.20.0.2/: HTTP 200 OK but the page does not match '
+        '/<h1>Intranet Valmont</h1>/ (page: title "Portail Valmont")')
+    assert changed["h1-missing-page"][0] == "PASS"
+
+    # The server stops: refused again.
+    _on(lab, "h2", "kill $(cat /run/www.pid)"
+        " && for i in $(seq 100); do ss -Hltn 'sport = :80' | grep -q . || exit 0; sleep 0.1; done; exit 1")
+    stopped = graded()
+    assert stopped["h1-intranet"] == ("FAIL", "http://10.20.0.2/: connection refused")
+    assert stopped["h1-missing-page"][0] == "FAIL"
 
 
 def test_grader_falls_back_out_of_band_when_management_is_broken(make_lab: object) -> None:

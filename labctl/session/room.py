@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -15,7 +15,7 @@ from labctl.errors import LabctlError, NotFoundError
 from labctl.progress import QUIET, Progress
 from labctl.session import clock
 from labctl.session.audit import AuditLog
-from labctl.session.model import CandidateRecord, Session, SessionError, load_session, new_session
+from labctl.session.model import CandidateRecord, Session, SessionError, new_session
 from labctl.session.roster import Roster
 from labctl.session.store import ResultStore
 from labctl.state import LabState, load_lab
@@ -55,22 +55,38 @@ class RoomError(LabctlError):
 
 
 def side_by_side(items: Iterable[T], work: Callable[[T], object], *, workers: int, label: Callable[[T], str],
-                 progress: Progress = QUIET, what: str = "") -> list[Failure]:
-    """Run `work` on every item with at most `workers` at once; report progress; collect failures."""
+                 progress: Progress = QUIET, what: str | Callable[[T], str] = "",
+                 then: Callable[[T], Iterable[T]] | None = None) -> list[Failure]:
+    """Run `work` on every item with at most `workers` at once; report progress; collect failures.
+
+    `then(item)` gives the items that wait for `item`: they join the same pool once it has
+    succeeded, so the workers never idle at a barrier. After a failure nothing new starts.
+    """
     todo = list(items)
     failures: list[Failure] = []
     if not todo:
         return failures
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-        futures = {pool.submit(work, item): item for item in todo}
-        for future in as_completed(futures):
-            item = futures[future]
-            done += 1
-            error = future.exception()
-            if error is not None:
-                failures.append(Failure(label(item), error))
-            progress.note(f"{what} {done}/{len(todo)}: {label(item)} {'FAILED' if error else 'done'}")
+    total, done = len(todo), 0
+    with ThreadPoolExecutor(max_workers=max(1, workers if then else min(workers, len(todo)))) as pool:
+        running = {pool.submit(work, item): item for item in todo}
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = running.pop(future)
+                done += 1
+                error = future.exception() if not future.cancelled() else \
+                    SessionError("not started: another lab failed first")
+                if error is not None:
+                    failures.append(Failure(label(item), error))
+                elif then is not None and not failures:
+                    followers = list(then(item))
+                    total += len(followers)
+                    running.update({pool.submit(work, follower): follower for follower in followers})
+                verb = what(item) if callable(what) else what
+                progress.note(f"{verb} {done}/{total}: {label(item)} {'FAILED' if error else 'done'}")
+            if failures:
+                for future in running:
+                    future.cancel()
     return failures
 
 
@@ -179,17 +195,23 @@ def _require_copies(source: Source, provider: str | None) -> None:
 
 def _build_all(session: Session, workers: int, progress: Progress) -> list[Failure]:
     """Build and set up the first lab of each variant (every lab, when each candidate has their
-    own), then copy it for the candidates who share it."""
+    own); each one's copies for the candidates who share its variant start as soon as it is ready."""
     firsts = {c.variant or c.id: c for c in reversed(session.candidates)}
-    failures = side_by_side(firsts.values(), lambda c: _build(session, c, progress), workers=workers,
-                            label=lambda c: c.id, progress=progress, what="build lab")
-    copies = [c for c in session.candidates if firsts[c.variant or c.id] is not c]
-    if failures or not copies:
-        return failures
-    fresh = load_session(session.name)
-    origins = {c.variant: candidate_lab(fresh.candidate(c.id)) for c in firsts.values()}
-    return side_by_side(copies, lambda c: _build(session, c, progress, origin=origins[c.variant]),
-                        workers=workers, label=lambda c: c.id, progress=progress, what="copy lab")
+    origins: dict[str, LabState] = {}
+
+    def build(c: CandidateRecord) -> None:
+        first = firsts[c.variant or c.id]
+        if first is c:
+            origins[c.id] = load_lab(_build(session, c, progress).id)  # as its copies will see it on disk
+        else:  # a candidate sharing a variant: a copy of its first lab's starting state
+            _build(session, c, progress, origin=origins[first.id])
+
+    def sharing(c: CandidateRecord) -> list[CandidateRecord]:
+        return [other for other in session.candidates
+                if firsts[other.variant or other.id] is c and other is not c]
+
+    return side_by_side(firsts.values(), build, workers=workers, label=lambda c: c.id, progress=progress,
+                        what=lambda c: "build lab" if firsts[c.variant or c.id] is c else "copy lab", then=sharing)
 
 
 def variant_seeds(scenario: Scenario | None, count: int, salt: str) -> list[str]:

@@ -313,3 +313,38 @@ def test_shared_variants_on_a_provider_that_cannot_copy_labs_stop_before_anythin
     with pytest.raises(SessionError, match="libvirt provider cannot copy"):
         room.create("multi-site-routing", roster, 3600, "no-copy-1", provider="libvirt", variants=2)
     assert "no-copy-1" not in all_session_names()
+
+
+def test_side_by_side_starts_followers_as_soon_as_their_leader_is_done() -> None:
+    from labctl.session.room import side_by_side
+
+    leader_b_may_finish = threading.Event()
+    finished: list[str] = []
+
+    def work(item: str) -> None:
+        if item == "B":  # a slow leader: A's followers must not wait for it
+            assert leader_b_may_finish.wait(10)
+        if item == "a2":
+            leader_b_may_finish.set()
+        finished.append(item)
+
+    followers = {"A": ["a1", "a2"], "B": ["b1"]}
+    failures = side_by_side(["A", "B"], work, workers=2, label=str, then=lambda item: followers.get(item, []))
+    assert failures == []
+    assert sorted(finished) == ["A", "B", "a1", "a2", "b1"]
+    assert finished.index("a2") < finished.index("B") < finished.index("b1")
+
+
+def test_side_by_side_starts_nothing_new_after_a_failure() -> None:
+    from labctl.session.room import side_by_side
+
+    started: list[str] = []
+
+    def work(item: str) -> None:
+        started.append(item)
+        if item == "A":
+            raise RuntimeError("setup failed")
+
+    failures = side_by_side(["A"], work, workers=1, label=str, then=lambda item: ["a1"])
+    assert [f.candidate for f in failures] == ["A"] and "setup failed" in failures[0].render()
+    assert started == ["A"]

@@ -15,7 +15,7 @@ from labctl.errors import LabctlError, NotFoundError
 from labctl.progress import QUIET, Progress
 from labctl.session import clock
 from labctl.session.audit import AuditLog
-from labctl.session.model import CandidateRecord, Session, SessionError, new_session
+from labctl.session.model import CandidateRecord, Session, SessionError, load_session, new_session
 from labctl.session.roster import Roster
 from labctl.session.store import ResultStore
 from labctl.state import LabState, load_lab
@@ -173,7 +173,7 @@ def create(scenario: str, roster: Roster, duration_s: int, name: str, *, spec: s
     failures = _build_all(session, workers, progress)
     if failures:
         with progress.step("remove the labs already built (all or nothing)"):
-            destroy(session, audit=False)
+            destroy(load_session(session.name), audit=False)  # with the labs built meanwhile
         import shutil
 
         shutil.rmtree(session.directory, ignore_errors=True)

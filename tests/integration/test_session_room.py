@@ -77,6 +77,34 @@ def test_a_bad_roster_builds_nothing(tmp_path: Path) -> None:
     assert name not in all_session_names()
 
 
+def test_a_lab_that_fails_to_build_removes_the_labs_already_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.errors import ProviderError
+
+    name = f"itest-fail-{secrets.token_hex(2)}"
+    roster = parse_roster("id,name\n" + "".join(f"{c},Candidat {c}\n" for c in CANDIDATES))
+    real_build = room._build
+
+    def build(session: Session, record: object, *args: object, **kwargs: object) -> object:
+        if getattr(record, "id", None) == "c2":
+            raise ProviderError("node h1 did not start (simulated)")
+        return real_build(session, record, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(room, "_build", build)
+    try:
+        with pytest.raises(room.RoomError) as failed:
+            room.create(str(SMALL), roster, 3600, name, spec=str(SMALL_SPEC), workers=1)  # c1 is built first
+        assert "c2: node h1 did not start (simulated)" in failed.value.render()
+        assert not [lab.name for lab in all_labs() if lab.name.startswith(name)]  # c1's lab is gone too
+        assert name not in all_session_names()
+    finally:
+        for lab in all_labs():
+            if lab.name.startswith(name):
+                from labctl import lab as labs
+
+                labs.down(lab)
+        shutil.rmtree(sessions_dir() / name, ignore_errors=True)
+
+
 def test_each_candidate_has_a_running_sealed_lab(session: Session) -> None:
     fresh = load_session(session.name)
     rows = room.status(fresh)

@@ -98,11 +98,22 @@ class _Events:
             self.ok += 1
             self.changed += bool(data.get("res", {}).get("changed"))
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            result = data.get("res", {})
-            message = result.get("msg") or result.get("stderr") or result.get("stdout") or "failed"
             self.failures.append(f"{data.get('host', '?')}: task '{data.get('task', '?')}': "
-                                 f"{str(message).strip()[:500]}")
+                                 f"{failure_message(data.get('res', {}))[:500]}")
         return True
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    """What a failed task result says; for a loop, what its failed items say (the task's
+    own message is then only "All items completed" or "One or more items failed")."""
+    items = [item for item in result.get("results", []) if isinstance(item, dict) and
+             (item.get("failed") or item.get("unreachable"))]
+    if items:
+        return "; ".join(f"item {item.get('item', '?')}: {failure_message(item)}" for item in items)
+    parts = [str(result.get("msg") or "").strip(), str(result.get("stderr") or "").strip()]
+    if result.get("rc") not in (None, 0):
+        parts.append(f"exit code {result['rc']}")
+    return ", ".join(p for p in parts if p) or str(result.get("stdout") or "").strip() or "failed"
 
 
 def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,

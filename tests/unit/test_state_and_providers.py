@@ -102,3 +102,19 @@ def test_local_provider_refuses_without_root_and_says_why() -> None:
 
     with pytest.raises(PrivilegeError, match="needs root"):
         get_provider("local").create(_lab("ccc333", "x"))
+
+
+def test_a_failed_loop_task_says_what_its_failed_items_said() -> None:
+    from labctl.provision import failure_message
+
+    loop = {"msg": "All items completed", "changed": False, "results": [
+        {"item": "eth1", "failed": False, "stdout": "unchanged", "rc": 0},
+        {"item": "eth2", "failed": True, "rc": 2, "msg": "non-zero return code",
+         "stderr": "cat: /sys/class/net/eth2/mtu: No such file or directory"},
+    ]}
+    assert failure_message(loop) == ("item eth2: non-zero return code, cat: /sys/class/net/eth2/mtu: "
+                                     "No such file or directory, exit code 2")
+    assert failure_message({"msg": "Timeout (12s) waiting for privilege escalation prompt"}) == \
+        "Timeout (12s) waiting for privilege escalation prompt"
+    assert failure_message({"stdout": "only this"}) == "only this"
+    assert failure_message({}) == "failed"

@@ -5,7 +5,9 @@
     sudo .venv/bin/python bench/session_room.py --variants 6    # 6 shared variants, set up once each
     LABCTL_ANSIBLE_STRATEGY=linear sudo .venv/bin/python bench/session_room.py   # stock Ansible (baseline)
 
-Prints one line per phase (seconds) and the memory the room's nodes use (RSS of every
+Grading and resetting are repeated (--repeat, 3 by default: grade, reset, grade, reset...)
+and their medians printed with every run, as the host's neighbours move single runs by
+seconds. Prints one line per phase (seconds) and the memory the room's nodes use (RSS of every
 process of every lab, and the machine's used memory before and after). Targets (issue 4):
 create under 90 s, grade all under 30 s, reset all under 30 s.
 """
@@ -16,6 +18,7 @@ import argparse
 import os
 import secrets
 import shutil
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +65,7 @@ def main() -> int:
     parser.add_argument("--scenario", default="multi-site-routing")
     parser.add_argument("--parallel", type=int, default=room.DEFAULT_WORKERS)
     parser.add_argument("--variants", type=int, default=None, help="Shared variants (default: one per candidate).")
+    parser.add_argument("--repeat", type=int, default=3, help="Grade-all and reset-all rounds (medians printed).")
     parser.add_argument("--keep", action="store_true", help="Leave the session built (destroy it yourself).")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -70,13 +74,16 @@ def main() -> int:
     name = f"bench-{secrets.token_hex(3)}"
     roster = parse_roster("id,name,tiers_temps\n" + "".join(f"c{i:02d},Candidat {i},{'oui' if i % 5 == 0 else 'non'}\n"
                                                             for i in range(1, args.candidates + 1)))
-    figures: list[tuple[str, float, float, str]] = []
+    figures: list[tuple[str, list[tuple[float, float]], str]] = []
     before = used_memory_mib()
     progress = Progress(quiet=not sys.stderr.isatty())
     with cpu_accounting() as cpu:
         def phase(label: str, target: str, work: Callable[[], object]) -> None:
             wall, used, _ = measure(work, cpu)
-            figures.append((label, wall, used, target))
+            runs = next((r for name, r, _ in figures if name == label), None)
+            if runs is None:
+                figures.append((label, runs := [], target))
+            runs.append((wall, used))
 
         load_before = os.getloadavg()[0]
         phase("create", "target < 90 s", lambda: room.create(args.scenario, roster, 3 * 3600, name,
@@ -88,8 +95,9 @@ def main() -> int:
             rss, after = lab_rss_mib(labs), used_memory_mib()
             room.start(load_session(name))
             # graders wait more than they compute: the room at once (room.GRADE_WORKERS)
-            phase("grade all", "target < 30 s", lambda: room.grade(load_session(name)))
-            phase("reset all", "target < 30 s", lambda: room.reset(load_session(name), workers=args.parallel))
+            for _ in range(args.repeat):  # each reset brings back the starting state the grading saw
+                phase("grade all", "target < 30 s", lambda: room.grade(load_session(name)))
+                phase("reset all", "target < 30 s", lambda: room.reset(load_session(name), workers=args.parallel))
         finally:
             if not args.keep:
                 phase("destroy", "", lambda: room.destroy(load_session(name), workers=args.parallel))
@@ -100,10 +108,12 @@ def main() -> int:
           f"{args.variants or 'own'} variants, {args.parallel} labs at once, {os.cpu_count()} cores, "
           f"Ansible strategy {strategy_environment()['ANSIBLE_STRATEGY']}, "
           f"load {load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
-    for label, seconds, used, target in figures:
-        cores = os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    for label, runs, target in figures:
+        seconds, used = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        spread = f"   (runs: {', '.join(f'{r[0]:.1f}' for r in runs)} s)" if len(runs) > 1 else ""
         print(f"  {label:<10} {seconds:7.1f} s   CPU {used:6.1f} s (>= {used / cores:5.1f} s on {cores} idle cores)"
-              f"   {target}")
+              f"   {target}{spread}")
     print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "
           f"machine used {before:.0f} -> {after:.0f} MiB (+{after - before:.0f} MiB)")
     return 0

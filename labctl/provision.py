@@ -20,6 +20,8 @@ from labctl.progress import QUIET, Progress
 from labctl.providers.base import Provider
 from labctl.state import LabState
 
+CONNECT_TIMEOUT = 60  # seconds for Ansible to reach a node and start its interpreter (at least)
+
 
 def known_hosts(lab: LabState) -> Path:
     """A known_hosts file pinning every node's host key (by node name)."""
@@ -47,9 +49,10 @@ def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
             "ansible_ssh_private_key_file": str(access.key_file),
             "ansible_ssh_common_args": shlex.join(ssh_args),
             "ansible_python_interpreter": "/usr/bin/python3",
-            # Connecting covers the login and (Mitogen) the interpreter's bootstrap: several
-            # login steps' worth on an emulated VM, Ansible's default 10 s elsewhere.
-            "ansible_timeout": max(10, round(4 * access.ssh_timeout)),
+            # Connecting covers the login and (Mitogen) the interpreter's bootstrap, ~0.5 CPU-s
+            # per node: several login steps' worth on an emulated VM, and up to a minute when
+            # a room's set-ups share two cores (12 s timed out with 9 labs set up at once).
+            "ansible_ssh_timeout": max(CONNECT_TIMEOUT, round(4 * access.ssh_timeout)),
             "labctl_kind": node.kind.value, "labctl_interfaces": interfaces,
             **node.vars,
         }

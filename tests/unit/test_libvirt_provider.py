@@ -107,7 +107,7 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
     from labctl.provision import inventory
 
     # and Ansible's connection (login + Mitogen's bootstrap) several of those
-    assert inventory(lab, provider)["all"]["hosts"]["r1"]["ansible_timeout"] >= 4 * 30
+    assert inventory(lab, provider)["all"]["hosts"]["r1"]["ansible_ssh_timeout"] >= 4 * 30
     overlay = conn.storagePoolLookupByName("labctl").storageVolLookupByName("lc-abc123-r1.qcow2")
     assert "<backingStore>" in overlay.XMLDesc(0)
     mgmt = conn.networkLookupByName("lc-abc123-mgmt").XMLDesc(0)

@@ -20,6 +20,7 @@ from labctl.progress import QUIET, Progress
 from labctl.providers.base import Provider
 from labctl.state import LabState
 
+STRATEGY_PLUGINS = Path(__file__).parent / "data" / "ansible" / "strategy"
 CONNECT_TIMEOUT = 60  # seconds for Ansible to reach a node and start its interpreter (at least)
 
 
@@ -77,8 +78,10 @@ def strategy_environment() -> dict[str, str]:
         import ansible_mitogen
     except ImportError:
         return {"ANSIBLE_STRATEGY": "linear"}
-    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": chosen}
+    mitogen = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    if chosen == "mitogen_linear":  # labctl's copy, which does not pin every process to one CPU
+        chosen = "labctl_mitogen_linear"
+    return {"ANSIBLE_STRATEGY_PLUGINS": f"{STRATEGY_PLUGINS}{os.pathsep}{mitogen}", "ANSIBLE_STRATEGY": chosen}
 
 
 class _Events:

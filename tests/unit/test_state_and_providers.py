@@ -125,3 +125,26 @@ def test_a_failed_loop_task_says_what_its_failed_items_said() -> None:
         "Timeout (12s) waiting for privilege escalation prompt"
     assert failure_message({"stdout": "only this"}) == "only this"
     assert failure_message({}) == "failed"
+
+
+def test_playbooks_run_mitogen_linear_without_its_cpu_pinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import ansible_mitogen.affinity
+
+    from labctl.provision import strategy_environment
+
+    monkeypatch.delenv("LABCTL_ANSIBLE_STRATEGY", raising=False)
+    env = strategy_environment()
+    assert env["ANSIBLE_STRATEGY"] == "labctl_mitogen_linear"
+    folder = Path(env["ANSIBLE_STRATEGY_PLUGINS"].split(os.pathsep)[0])
+    monkeypatch.setattr(ansible_mitogen.affinity, "policy", ansible_mitogen.affinity.LinuxPolicy())
+    spec = importlib.util.spec_from_file_location("labctl_strategy", folder / "labctl_mitogen_linear.py")
+    assert spec is not None and spec.loader is not None
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    # Mitogen's own policy pins every process of a run to one CPU on a 2-core machine
+    assert type(ansible_mitogen.affinity.policy) is ansible_mitogen.affinity.Policy
+    assert [c.__name__ for c in plugin.StrategyModule.__mro__[1:3]] == ["StrategyMixin", "StrategyModule"]
+    monkeypatch.setenv("LABCTL_ANSIBLE_STRATEGY", "linear")
+    assert strategy_environment() == {"ANSIBLE_STRATEGY": "linear"}

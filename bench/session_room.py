@@ -20,6 +20,7 @@ import secrets
 import shutil
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,17 @@ def lab_rss_mib(labs: list[LabState]) -> float:
     return total / 1024
 
 
+def outcomes(session: str, run_ids: dict[str, int]) -> Counter[str]:
+    """PASS/FAIL/ERROR counts of the grading runs just stored."""
+    store = room.results_store(load_session(session))
+    try:
+        wanted = set(run_ids.values())
+        return Counter(result.outcome.value for run in store.runs(session) if run.id in wanted
+                       for result in run.report.results)
+    finally:
+        store.close()
+
+
 def main() -> int:
     """Run the phases and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,6 +87,7 @@ def main() -> int:
     roster = parse_roster("id,name,tiers_temps\n" + "".join(f"c{i:02d},Candidat {i},{'oui' if i % 5 == 0 else 'non'}\n"
                                                             for i in range(1, args.candidates + 1)))
     figures: list[tuple[str, list[tuple[float, float]], str]] = []
+    verdicts: Counter[str] = Counter()  # of every check of every grading round: a fast grade with ERRORs is no grade
     before = used_memory_mib()
     progress = Progress(quiet=not sys.stderr.isatty())
     with cpu_accounting() as cpu:
@@ -96,7 +109,8 @@ def main() -> int:
             room.start(load_session(name))
             # graders wait more than they compute: the room at once (room.GRADE_WORKERS)
             for _ in range(args.repeat):  # each reset brings back the starting state the grading saw
-                phase("grade all", "target < 30 s", lambda: room.grade(load_session(name)))
+                phase("grade all", "target < 30 s",
+                      lambda: verdicts.update(outcomes(name, room.grade(load_session(name)))))
                 phase("reset all", "target < 30 s", lambda: room.reset(load_session(name), workers=args.parallel))
         finally:
             if not args.keep:
@@ -114,6 +128,7 @@ def main() -> int:
         spread = f"   (runs: {', '.join(f'{r[0]:.1f}' for r in runs)} s)" if len(runs) > 1 else ""
         print(f"  {label:<10} {seconds:7.1f} s   CPU {used:6.1f} s (>= {used / cores:5.1f} s on {cores} idle cores)"
               f"   {target}{spread}")
+    print(f"  verdicts   {dict(verdicts)} over {args.repeat} grading rounds (the starting state: all FAIL expected)")
     print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "
           f"machine used {before:.0f} -> {after:.0f} MiB (+{after - before:.0f} MiB)")
     return 0

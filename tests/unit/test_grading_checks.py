@@ -305,7 +305,7 @@ def test_probes_only_read(kind: str) -> None:
 
 def test_http_probe_only_reads_and_writes_only_to_its_connection() -> None:
     command = probe(make("http", url="http://10.1.0.20/")).command
-    assert command.startswith("LC_ALL=C timeout 5 bash -c ")
+    assert command.startswith("LC_ALL=C timeout 4 bash -c ")
     assert command.endswith(" http 10.1.0.20 80 / 10.1.0.20")
     script = shlex.split(command)[5]
     assert script.replace("3<>", "").replace(">&3", "").count(">") == 0, script
@@ -321,12 +321,12 @@ def test_http_probe_only_reads_and_writes_only_to_its_connection() -> None:
 def test_http_probe_passes_url_parts_as_quoted_arguments(url: str, arguments: list[str]) -> None:
     command = probe(make("http", url=url)).command
     words = shlex.split(command)
-    assert words[:4] == ["LC_ALL=C", "timeout", "5", "bash"]
+    assert words[:4] == ["LC_ALL=C", "timeout", "4", "bash"]
     assert words[6:] == ["http", *arguments]
     assert command.endswith(" ".join(shlex.quote(a) for a in arguments))
 
 
-@pytest.mark.parametrize(("timeout", "fetch"), [(None, "5"), (10, "9"), (3, "2"), (1, "0.5")])
+@pytest.mark.parametrize(("timeout", "fetch"), [(None, "4"), (10, "9"), (3, "2"), (1, "0.5")])
 def test_http_fetch_ends_before_the_probe_runs_over(timeout: float | None, fetch: str) -> None:
     keys = {"timeout": timeout} if timeout is not None else {}
     assert shlex.split(probe(make("http", url="http://h/", **keys)).command)[2] == fetch
@@ -335,7 +335,7 @@ def test_http_fetch_ends_before_the_probe_runs_over(timeout: float | None, fetch
 @pytest.mark.parametrize(("result", "outcome", "evidence"), [
     (CommandResult(141, "", ""), FAIL, "closed the connection before reading the request"),
     (CommandResult(124, "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n", ""), FAIL,
-     "timed out after 5 s (partial answer: HTTP/1.0 200 OK Content-Type: text/html)"),
+     "timed out after 4 s (partial answer: HTTP/1.0 200 OK Content-Type: text/html)"),
     (CommandResult(1, "HTTP/1.0 200 OK\r\n", "head: error reading 'standard input': "
                    "Connection reset by peer\n"), FAIL, "connection reset by peer (after: HTTP/1.0"),
     # a bash built without /dev/tcp opens a file of that name: nothing was observed

@@ -52,7 +52,7 @@ def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
             "ansible_python_interpreter": "/usr/bin/python3",
             # Connecting covers the login and (Mitogen) the interpreter's bootstrap, ~0.5 CPU-s
             # per node: several login steps' worth on an emulated VM, and up to a minute when
-            # a room's set-ups share two cores (12 s timed out with 9 labs set up at once).
+            # a room's set-ups share two cores (10 s timed out with 9 labs set up at once).
             "ansible_ssh_timeout": max(CONNECT_TIMEOUT, round(4 * access.ssh_timeout)),
             "labctl_kind": node.kind.value, "labctl_interfaces": interfaces,
             **node.vars,

@@ -199,19 +199,18 @@ def _build_all(session: Session, workers: int, progress: Progress) -> list[Failu
     firsts = {c.variant or c.id: c for c in reversed(session.candidates)}
     origins: dict[str, LabState] = {}
 
+    def first_of(c: CandidateRecord) -> CandidateRecord:
+        return firsts[c.variant or c.id]
+
     def build(c: CandidateRecord) -> None:
-        first = firsts[c.variant or c.id]
-        if first is c:
+        if first_of(c) is c:
             origins[c.id] = load_lab(_build(session, c, progress).id)  # as its copies will see it on disk
         else:  # a candidate sharing a variant: a copy of its first lab's starting state
-            _build(session, c, progress, origin=origins[first.id])
-
-    def sharing(c: CandidateRecord) -> list[CandidateRecord]:
-        return [other for other in session.candidates
-                if firsts[other.variant or other.id] is c and other is not c]
+            _build(session, c, progress, origin=origins[first_of(c).id])
 
     return side_by_side(firsts.values(), build, workers=workers, label=lambda c: c.id, progress=progress,
-                        what=lambda c: "build lab" if firsts[c.variant or c.id] is c else "copy lab", then=sharing)
+                        what=lambda c: "build lab" if first_of(c) is c else "copy lab",
+                        then=lambda c: [o for o in session.candidates if first_of(o) is c and o is not c])
 
 
 def variant_seeds(scenario: Scenario | None, count: int, salt: str) -> list[str]:

@@ -109,14 +109,16 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
     targets = all_labs() if every or (not lab_ref and len(all_labs()) != 1) else [find_lab(lab_ref)]
     rows: list[dict[str, Any]] = []
     for target in targets:
-        states = get_provider(target.provider).node_states(target)
+        provider = get_provider(target.provider)
+        states = provider.node_states(target)
         for node in target.plan.nodes:
             addresses = [f"{i.name}={i.address}" for i in node.interfaces if i.address]
             known = target.nodes.get(node.name)
             rows.append({"lab": target.name, "id": target.id, "lab_status": target.status,
                          "node": node.name, "kind": node.kind.value, "state": states[node.name],
                          "hypervisor": known.hypervisor if known else None,
-                         "mgmt": node.mgmt_address.split("/")[0], "addresses": addresses})
+                         "mgmt": (provider.access(target, node.name).mgmt_address or "-") if known else "-",
+                         "addresses": addresses})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -6,9 +6,11 @@ names by MAC; applied at boot by labctl-seed), direct kernel boot, and virtio-se
 on which the guest serves `sshd -i` (out-of-band access without the lab network). Per lab:
 one isolated libvirt network per switch and per point-to-point link (no <forward>, no
 address: nothing leaves them) and a management network with the host's address and fixed
-DHCP leases (DNS off). Every name starts with `lc-<lab id>-`; what is made is recorded in
-`labs/<id>/libvirt.json` *before* it is made, so `down` removes exactly that, after a crash
-too. Reset reverts each domain to its internal snapshot `initial` and resyncs its clock.
+DHCP leases (DNS off, isolated ports: nodes do not reach each other there), its bridge
+guarded by a firewall on the hypervisor (firewall.py: nodes open nothing towards it).
+Every name starts with `lc-<lab id>-`; what is made is recorded in `labs/<id>/libvirt.json`
+*before* it is made, so `down` removes exactly that, after a crash too.
+Reset reverts each domain to its internal snapshot `initial` and resyncs its clock.
 Generated XML is validated against libvirt's schemas before anything is defined.
 """
 
@@ -34,7 +36,7 @@ from labctl import paths, vmimage
 from labctl.errors import LabctlError, NotFoundError, PlatformError, ProviderError
 from labctl.plan import MGMT_IFACE, LabPlan, NodePlan
 from labctl.progress import QUIET, Progress
-from labctl.providers import libvirt_accel, libvirt_seed, libvirt_site, libvirt_xml
+from labctl.providers import firewall, libvirt_accel, libvirt_seed, libvirt_site, libvirt_xml
 from labctl.providers import libvirt_conn as lv
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.libvirt_site import Hypervisor
@@ -131,6 +133,11 @@ def bridge_names(plan: LabPlan) -> dict[str, str]:
     for index, (key, network) in enumerate(names(plan).items()):
         result[network] = f"lc{plan.lab_id}m" if key == "mgmt" else f"lc{plan.lab_id}n{index}"
     return result
+
+
+def mgmt_bridge(plan: LabPlan) -> str:
+    """The management network's bridge (where the hypervisor has its address)."""
+    return bridge_names(plan)[names(plan)["mgmt"]]
 
 
 def interface_networks(plan: LabPlan, node: NodePlan) -> list[tuple[str, str]]:
@@ -264,6 +271,7 @@ class LibvirtProvider(Provider):
                 self._mgmt(lab, record, subnet)
                 with progress.step(f"isolated networks (management {subnet})"):
                     self._networks(conn, lab, record)
+                self._guard_host(lab, record, progress)
             _parallel(lab.plan.nodes, lambda node: self._seed(lab, node, record))
             lab.save()
         started = time.monotonic()
@@ -323,6 +331,21 @@ class LibvirtProvider(Provider):
             record.intend("networks", network)
             net = conn.networkDefineXML(document)
             net.create()
+
+    def _guard_host(self, lab: LabState, record: Record, progress: Progress) -> None:
+        """The hypervisor's firewall for its address on the management bridge (firewall.py)."""
+        bridge = mgmt_bridge(lab.plan)
+        where = _on_hypervisor(record.hypervisor)
+        if where is None:
+            progress.note(f"warning: labctl cannot reach {record.hypervisor.name}'s firewall (not this machine, "
+                          f"no qemu+ssh:// URI): nodes can open connections to it on bridge {bridge}; "
+                          "filter them there (docs/hypervisors.md)")
+            return
+        table = firewall.bridge_table(lab.id)
+        record.data["firewall"] = table
+        record.save()
+        with progress.step(f"firewall {table}: nodes open nothing towards {record.hypervisor.name}"):
+            firewall.load(table, firewall.bridge_chains(bridge), where)
 
     def _seed(self, lab: LabState, node: NodePlan, record: Record) -> None:
         directory = lab.node_dir(node.name)
@@ -509,6 +532,9 @@ class LibvirtProvider(Provider):
             except libvirt.libvirtError as exc:
                 if not lv.is_missing(exc):
                     raise ProviderError(f"cannot remove network {name}: {exc.get_error_message()}") from None
+        where = _on_hypervisor(record.hypervisor)
+        if where is not None:
+            firewall.unload(record.data.get("firewall") or firewall.bridge_table(lab_id), where)
 
     # ---- status and access -----------------------------------------------------------
     def _record(self, lab: LabState) -> Record:
@@ -545,7 +571,7 @@ class LibvirtProvider(Provider):
             oob = (sys.executable, "-m", "labctl.providers.libvirt_oob",
                    str(lab.node_dir(node) / "oob"), *sockets)
         else:
-            oob = ("ssh", "-oBatchMode=yes", hypervisor.ssh_host, "socat", "-",
+            oob = (*(_on_hypervisor(hypervisor) or ()), "socat", "-",
                    f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
         state = lab.nodes.get(node)
         # A remote hypervisor's management network is a bridge over there: connecting to it from
@@ -554,6 +580,14 @@ class LibvirtProvider(Provider):
         return NodeAccess(node=node, mgmt_netns=None, mgmt_address=mgmt,
                           oob_command=oob, host_key=state.host_key if state else "", key_file=lab.key_file,
                           ssh_timeout=SSH_TIMEOUT.get(record.data.get("accel", "qemu"), SSH_TIMEOUT["qemu"]))
+
+
+def _on_hypervisor(hypervisor: Hypervisor) -> tuple[str, ...] | None:
+    """The command prefix that runs a command on `hypervisor` (none when it is this machine),
+    or None when labctl has no way to run one there."""
+    if hypervisor.is_local:
+        return ()
+    return ("ssh", "-oBatchMode=yes", hypervisor.ssh_host) if hypervisor.ssh_host else None
 
 
 def _answers_ssh(access: NodeAccess) -> bool:

@@ -134,12 +134,15 @@ def domain_xml(spec: DomainSpec) -> str:
 
 
 def network_xml(spec: NetworkSpec) -> str:
-    """An isolated network (no <forward>: nothing is routed off the machine); DNS disabled."""
+    """An isolated network (no <forward>: nothing is routed off the machine). With a host
+    address (management): DNS off, and isolated ports, so that nodes reach only the host
+    (whose firewall admits replies and DHCP), never each other round the lab's own links."""
     root = ET.Element("network")
     _sub(root, "name", spec.name)
     _sub(root, "bridge", name=spec.bridge, stp="off", delay="0")
     if spec.address is None:
         return _text(root)
+    _sub(root, "port", isolated="yes")
     _sub(root, "dns", enable="no")
     ip = _sub(root, "ip", address=spec.address, prefix=str(spec.prefix))
     if spec.hosts:

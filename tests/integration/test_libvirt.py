@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from labctl.state import LabState
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -124,10 +127,39 @@ def _leftovers(lab_id: str) -> list[str]:
         out = subprocess.run(command, capture_output=True, text=True).stdout
         found += [f"{command[2] if command[0] == 'virsh' else 'link'}: {line.strip()}" for line in out.splitlines()
                   if f"lc-{lab_id}-" in line or f"lc{lab_id}" in line]
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    found += [f"nft: {line}" for line in tables.splitlines() if f"labctl_mgmt_{lab_id}" in line]
     dnsmasq = Path("/var/lib/libvirt/dnsmasq")
     if dnsmasq.exists():
         found += [f"dnsmasq: {p.name}" for p in dnsmasq.iterdir() if f"lc-{lab_id}-" in p.name]
     return found
+
+
+def _nodes_reach_neither_each_other_nor_the_host_over_management(lab: LabState) -> None:
+    """h1, root in its VM, tries r1's management address and a port the host listens on there."""
+    from labctl.connect import open_session
+    from labctl.providers import get_provider
+    from labctl.providers.libvirt import Record
+
+    provider = get_provider("libvirt")
+    host = Record(lab).data["mgmt"]["host"]
+    with socket.socket() as listener:
+        listener.bind((host, 0))
+        listener.listen()
+        listener.setblocking(False)
+        session = open_session(provider.access(lab, "h1"))
+        try:
+            assert session.path == "mgmt"  # the controller reaches h1 there (replies pass)
+            port = listener.getsockname()[1]
+            tried = session.run(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{host}/{port}'; echo rc=$?", timeout=30)
+            assert "rc=0" not in tried.stdout, f"h1 connected to the host's {host}:{port}: {tried.stdout}"
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+            r1 = provider.access(lab, "r1").mgmt_address
+            pinged = session.run(f"ping -c 1 -W 3 {r1} >/dev/null 2>&1; echo rc=$?", timeout=30)
+            assert "rc=0" not in pinged.stdout, f"h1 reached r1's management address {r1}"
+        finally:
+            session.close()
 
 
 def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp_path: Path,
@@ -153,6 +185,7 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
         report = labs.grade(lab, spec)
         failed = [(r.check_id, r.evidence) for r in report.results if r.outcome != Outcome.PASS]
         assert not failed, failed
+        _nodes_reach_neither_each_other_nor_the_host_over_management(lab)
 
         mark = time.monotonic()
         labs.snapshot(lab)

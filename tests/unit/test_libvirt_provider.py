@@ -19,7 +19,7 @@ pytest.importorskip("lxml")
 from labctl import vmimage  # noqa: E402
 from labctl.errors import LabctlError, NotFoundError, ProviderError  # noqa: E402
 from labctl.plan import plan_lab  # noqa: E402
-from labctl.providers import get_provider, libvirt_conn, libvirt_site  # noqa: E402
+from labctl.providers import firewall, get_provider, libvirt_conn, libvirt_site  # noqa: E402
 from labctl.providers import libvirt as libvirt_provider  # noqa: E402
 from labctl.providers.libvirt import LibvirtProvider, Record  # noqa: E402
 from labctl.state import LabState, load_lab  # noqa: E402
@@ -41,9 +41,21 @@ def _state_file(directory: Path, name: str, memory_mib: int) -> str:
 
 
 @pytest.fixture
-def hv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+def firewall_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The firewall labctl loads on the hypervisor, recorded: the test driver has no bridge to
+    guard (tests/integration/test_libvirt.py shows the real one dropping a node's connection)."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(firewall, "load", lambda table, chains, where=(): calls.append(("load", table, chains,
+                                                                                          tuple(where))))
+    monkeypatch.setattr(firewall, "unload", lambda table, where=(): calls.append(("unload", table, tuple(where))))
+    return calls
+
+
+@pytest.fixture
+def hv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+       firewall_calls: list[tuple[Any, ...]]) -> Iterator[tuple[str, Any]]:
     """One test-driver hypervisor (kept alive by an open connection), a fake built VM image,
-    uploads and the SSH wait stubbed out (the test driver runs no guest)."""
+    uploads, the SSH wait and the host firewall stubbed out (the test driver runs no guest)."""
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LABCTL_LIBVIRT_ACCEL", "qemu")
     monkeypatch.delenv("LABCTL_LIBVIRT_SITE", raising=False)
@@ -86,7 +98,7 @@ def test_provider_is_registered_and_importing_the_cli_does_not_import_libvirt() 
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
+def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any], firewall_calls: list[tuple[Any, ...]]) -> None:
     _, conn = hv
     provider = LibvirtProvider()
     lab = _lab()
@@ -112,6 +124,12 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
     assert "<backingStore>" in overlay.XMLDesc(0)
     mgmt = conn.networkLookupByName("lc-abc123-mgmt").XMLDesc(0)
     assert "<forward" not in mgmt and access.mgmt_address in mgmt
+    # nodes reach neither each other over management (isolated ports) nor the hypervisor (firewall)
+    assert "<port isolated='yes'/>" in mgmt
+    assert [c[:2] for c in firewall_calls] == [("load", "labctl_mgmt_abc123")]
+    chains, where = firewall_calls[0][2:]
+    assert where == () and 'iifname "lcabc123m" drop' in chains and "policy accept" in chains
+    assert Record(lab).data["firewall"] == "labctl_mgmt_abc123"
 
     provider.snapshot(lab)
     domain = conn.lookupByName("lc-abc123-r1")
@@ -126,6 +144,7 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any]) -> None:
 
     provider.destroy(lab)
     assert _objects(conn, lab.id) == {"domains": [], "networks": [], "volumes": []}
+    assert firewall_calls[-1] == ("unload", "labctl_mgmt_abc123", ())
     assert not lab.directory.exists()
     provider.destroy(lab)  # idempotent
     # the shared image volumes stay (other labs use them)
@@ -269,6 +288,8 @@ def test_status_shows_the_hypervisor_each_node_runs_on(hv: tuple[str, Any]) -> N
         header, *nodes = [line.split() for line in shown.output.splitlines()[1:]]
         assert header[3] == "HYPERVISOR"
         assert {(n[0], n[3]) for n in nodes} == {("r1", "default"), ("h1", "default"), ("h2", "default")}
+        # the address labctl reaches each VM at (the hypervisor's management network), not the plan's
+        assert {n[4] for n in nodes} == {a.split("/")[0] for a in Record(lab).data["mgmt"]["nodes"].values()}
         rows = json.loads(CliRunner().invoke(cli, ["status", "--lab", lab.name, "--json"]).output)
         assert {r["hypervisor"] for r in rows} == {"default"}
     finally:
@@ -299,6 +320,26 @@ def test_nodes_on_a_remote_hypervisor_are_reached_out_of_band_only(hv: tuple[str
         record.data["hypervisor"]["uri"] = uri  # destroy talks to the (test-driver) hypervisor
         record.save()
         provider.destroy(lab)
+
+
+def test_the_hypervisor_firewall_goes_over_ssh_or_is_named_as_missing(
+        hv: tuple[str, Any], firewall_calls: list[tuple[Any, ...]]) -> None:
+    import io
+
+    from labctl.progress import Progress
+
+    lab = _lab("fw0001")
+    record = Record(lab)
+    record.data["hypervisor"] = {"name": "hv1", "uri": "qemu+ssh://root@hv1.example/system"}
+    LibvirtProvider()._guard_host(lab, record, Progress(io.StringIO()))
+    assert firewall_calls[-1][0::3] == ("load", ("ssh", "-oBatchMode=yes", "root@hv1.example"))
+    # a hypervisor labctl cannot run a command on: said, with where to filter
+    record.data["hypervisor"] = {"name": "hv2", "uri": "qemu+tls://hv2.example/system"}
+    del record.data["firewall"]
+    shown = io.StringIO()
+    LibvirtProvider()._guard_host(lab, record, Progress(shown))
+    assert len(firewall_calls) == 1 and "firewall" not in record.data
+    assert "warning" in shown.getvalue() and "hv2" in shown.getvalue() and "lcfw0001m" in shown.getvalue()
 
 
 def test_boot_budget_grows_with_emulated_vms(monkeypatch: pytest.MonkeyPatch) -> None:

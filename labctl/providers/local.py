@@ -102,10 +102,7 @@ class LocalProvider(Provider):
             _generate_key(lab.key_file, f"labctl@{lab.id}")
             _parallel(plan.nodes, lambda node: self._seed_node(lab, node, origin))
             lab.save()
-        self._start(lab, progress)
-        if origin is not None:
-            with progress.step(f"take {origin.name}'s addresses and routes"):
-                _parallel(plan.nodes, lambda node: _restore_network(node, origin.node_dir(node.name) / "snapshot"))
+        self._start(lab, progress, network_of=origin)
         lab.status = "running"
         lab.save()
 
@@ -118,8 +115,9 @@ class LocalProvider(Provider):
                                 "copy a lab built by `labctl up` from the same scenario and variant")
         self.build(lab, progress, origin)
 
-    def _start(self, lab: LabState, progress: Progress) -> None:
-        """Fabric, nodes, links, addresses; returns when every node answers SSH."""
+    def _start(self, lab: LabState, progress: Progress, network_of: LabState | None = None) -> None:
+        """Fabric, nodes, links, addresses; returns when every node answers SSH. Addresses,
+        routes and link settings are the plan's, or those of `network_of`'s snapshot."""
         plan = lab.plan
         with progress.step("create the fabric (segments, management network)"):
             netns.add(plan.fabric_netns)
@@ -131,8 +129,8 @@ class LocalProvider(Provider):
             lab.save()
             _parallel(plan.nodes, lambda node: self._settle(lab, node))
             lab.save()
-        with progress.step("wire links and addresses"):
-            self._wire(lab)
+        with progress.step("wire links and addresses" + (" (as in the snapshot)" if network_of else "")):
+            self._wire(lab, network_of)
         with progress.step("wait for every node to answer SSH"):
             _parallel(plan.nodes, lambda node: self._wait_ready(lab, node))
 
@@ -160,9 +158,7 @@ class LocalProvider(Provider):
         with progress.step("restore each node's files"):
             _parallel(lab.plan.nodes, lambda node: _restore_files(lab, node))
         try:
-            self._start(lab, progress)
-            with progress.step("restore addresses and routes"):
-                _parallel(lab.plan.nodes, lambda node: _restore_network(node, lab.node_dir(node.name) / "snapshot"))
+            self._start(lab, progress, network_of=lab)
         except BaseException:
             lab.status = "failed"
             lab.save()
@@ -258,7 +254,7 @@ class LocalProvider(Provider):
             time.sleep(0.02)
         raise ProviderError(f"node {node.name} did not start within {BOOT_TIMEOUT:.0f} s")
 
-    def _wire(self, lab: LabState) -> None:
+    def _wire(self, lab: LabState, network_of: LabState | None) -> None:
         plan = lab.plan
         fabric: list[str] = []
         for node in plan.nodes:
@@ -276,7 +272,9 @@ class LocalProvider(Provider):
                     fabric += [f"link set {iface.peer_name} master {iface.bridge}",
                                f"link set {iface.peer_name} up"]
         netns.batch(plan.fabric_netns, fabric, "creating links")
-        _parallel(plan.nodes, _configure_node)
+        _parallel(plan.nodes, lambda node: netns.batch(
+            node.netns, _network_commands(node, network_of.node_dir(node.name) / "snapshot" if network_of else None),
+            f"configuring node {node.name}"))
 
     def _wait_ready(self, lab: LabState, node: NodePlan) -> None:
         """Until the node's sshd listens. sshd writes its pid file once its socket listens:
@@ -340,16 +338,26 @@ class LocalProvider(Provider):
         )
 
 
-def _configure_node(node: NodePlan) -> None:
-    commands = ["link set lo up", f"addr add {node.mgmt_address} dev {MGMT_IFACE}",
-                f"link set {MGMT_IFACE} up"]
-    for iface in node.interfaces:
-        if iface.address:
-            commands.append(f"addr add {iface.address} dev {iface.name}")
-        commands.append(f"link set {iface.name} up")
-    for route in node.routes:
-        commands.append(f"route replace {route.to}" + (f" via {route.via}" if route.via else ""))
-    netns.batch(node.netns, commands, f"configuring node {node.name}")
+def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:
+    """`ip` commands giving a freshly wired node its network: the management address, then
+    the plan's addresses and routes, or (`saved`: a snapshot folder) the MTU and state of
+    each link, the addresses and the static routes the node had at that snapshot."""
+    commands = ["link set lo up", f"addr add {node.mgmt_address} dev {MGMT_IFACE}", f"link set {MGMT_IFACE} up"]
+    if saved is None:
+        for iface in node.interfaces:
+            if iface.address:
+                commands.append(f"addr add {iface.address} dev {iface.name}")
+            commands.append(f"link set {iface.name} up")
+        return commands + [f"route replace {route.to}" + (f" via {route.via}" if route.via else "")
+                           for route in node.routes]
+    commands += _link_commands(saved)
+    commands += [f"addr add {i['local']}/{i['prefixlen']} dev {a['ifname']}"
+                 for a in json.loads((saved / "addr.json").read_text() or "[]")
+                 for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)]
+    return commands + [f"route replace {r['dst']}" + (f" via {r['gateway']}" if r.get("gateway") else "")
+                       + (f" dev {r['dev']}" if r.get("dev") else "")
+                       for r in json.loads((saved / "route.json").read_text() or "[]")
+                       if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
 
 
 def _snapshot_node(lab: LabState, node: NodePlan) -> None:
@@ -371,28 +379,6 @@ def _restore_files(lab: LabState, node: NodePlan) -> None:
     shutil.rmtree(directory / "upper")
     netns.run(["cp", "-a", str(directory / "snapshot" / "upper"), str(directory / "upper")],
               what=f"restoring {node.name}")
-
-
-def _restore_network(node: NodePlan, saved: Path) -> None:
-    """Make the node's addresses and non-dynamic routes what they were at the snapshot `saved`."""
-    wanted_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
-                        for a in json.loads((saved / "addr.json").read_text() or "[]")
-                        for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}
-    current = json.loads(netns.run(["ip", "-n", node.netns, "-j", "-4", "addr", "show"]) or "[]")
-    have_addresses = {(a["ifname"], f"{i['local']}/{i['prefixlen']}")
-                      for a in current for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)}
-    commands = _link_commands(saved)
-    commands += [f"addr del {address} dev {ifname}" for ifname, address in sorted(have_addresses - wanted_addresses)]
-    commands += [f"addr add {address} dev {ifname}" for ifname, address in sorted(wanted_addresses - have_addresses)]
-    static = [r for r in json.loads((saved / "route.json").read_text() or "[]")
-              if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
-    present = [r for r in json.loads(netns.run(["ip", "-n", node.netns, "-j", "-4", "route", "show"]) or "[]")
-               if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
-    keep = {r["dst"] for r in static}
-    commands += [f"route del {r['dst']}" for r in present if r["dst"] not in keep]
-    commands += [f"route replace {r['dst']}" + (f" via {r['gateway']}" if r.get("gateway") else "")
-                 + (f" dev {r['dev']}" if r.get("dev") else "") for r in static]
-    netns.batch(node.netns, commands, f"restoring the network of {node.name}")
 
 
 def _link_commands(saved: Path) -> list[str]:

@@ -148,3 +148,36 @@ def test_playbooks_run_mitogen_linear_without_its_cpu_pinning(monkeypatch: pytes
     assert [c.__name__ for c in plugin.StrategyModule.__mro__[1:3]] == ["StrategyMixin", "StrategyModule"]
     monkeypatch.setenv("LABCTL_ANSIBLE_STRATEGY", "linear")
     assert strategy_environment() == {"ANSIBLE_STRATEGY": "linear"}
+
+
+def test_a_node_is_wired_with_the_plan_or_with_its_snapshot_network(tmp_path: Path) -> None:
+    import json
+
+    from labctl.providers.local import _network_commands
+
+    h1 = _lab("net001", "net").plan.node("h1")
+    mgmt = ["link set lo up", f"addr add {h1.mgmt_address} dev mgmt0", "link set mgmt0 up"]
+    assert _network_commands(h1, None) == [*mgmt, "addr add 10.10.0.10/24 dev eth1", "link set eth1 up",
+                                           "route replace 0.0.0.0/0 via 10.10.0.1"]
+    # a snapshot as `ip -j -4 {addr,route,link} show` wrote it: the setup lowered eth1's MTU,
+    # moved its address and gateway; kernel, OSPF and management routes come back by themselves
+    saved = tmp_path / "snapshot"
+    saved.mkdir()
+    flags = ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]
+    links = [{"ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536},
+             {"ifname": "eth1", "flags": flags, "mtu": 1400}, {"ifname": "mgmt0", "flags": flags, "mtu": 1500}]
+    (saved / "link.json").write_text(json.dumps(links))
+    (saved / "addr.json").write_text(json.dumps([
+        {"ifname": "lo", "addr_info": [{"local": "127.0.0.1", "prefixlen": 8}]},
+        {"ifname": "eth1", "addr_info": [{"local": "10.10.0.11", "prefixlen": 24}]},
+        {"ifname": "mgmt0", "addr_info": [{"local": "198.18.0.5", "prefixlen": 24}]}]))
+    (saved / "route.json").write_text(json.dumps([
+        {"dst": "default", "gateway": "10.10.0.254", "dev": "eth1", "flags": []},
+        {"dst": "10.10.0.0/24", "dev": "eth1", "protocol": "kernel", "scope": "link"},
+        {"dst": "10.2.0.0/24", "gateway": "10.10.0.1", "dev": "eth1", "protocol": "ospf"},
+        {"dst": "198.18.0.0/24", "dev": "mgmt0", "protocol": "kernel"}]))
+    assert _network_commands(h1, saved) == [*mgmt, "link set dev eth1 mtu 1400 up", "addr add 10.10.0.11/24 dev eth1",
+                                            "route replace default via 10.10.0.254 dev eth1"]
+    links[1]["flags"] = ["BROADCAST", "MULTICAST"]  # the setup had brought eth1 down
+    (saved / "link.json").write_text(json.dumps(links))
+    assert _network_commands(h1, saved)[3] == "link set dev eth1 mtu 1400 down"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,9 @@ from pydantic import BaseModel, ValidationError
 from labctl.errors import InvalidInputError, Problem
 
 PathKey = tuple[str | int, ...]
+# libyaml's parser when PyYAML has it (about ten times faster than the pure-Python one);
+# both give every node its line.
+LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,7 +76,17 @@ def _scalar(node: yaml.Node) -> Any:
     """A scalar's Python value (strings as written, other tags resolved by PyYAML)."""
     if node.tag == _STR_TAG:
         return node.value
-    return yaml.safe_load(yaml.serialize(node))
+    return yaml.constructor.SafeConstructor().construct_object(node)
+
+
+@lru_cache(maxsize=32)
+def _template(text: str) -> Any:
+    """`text` compiled once (a room grades many labs of one spec; compiling is most of a render)."""
+    import jinja2
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                     autoescape=False)
+    return environment.from_string(text)
 
 
 def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
@@ -82,10 +96,8 @@ def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
     """
     import jinja2
 
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                     autoescape=False)
     try:
-        return environment.from_string(text).render(**variables)
+        return str(_template(text).render(**variables))
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidInputError([Problem(str(path), exc.lineno or 1, f"template error: {exc.message}",
                                          "placeholders look like {{ name }}")]) from None
@@ -110,12 +122,13 @@ def read_yaml(path: Path, variables: dict[str, Any] | None = None) -> tuple[Any,
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError([Problem(str(path), 1, f"cannot read the file: {exc}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        node = yaml.compose(text, Loader=LOADER)
+    except yaml.YAMLError:
+        refused = _pure_python_error(text)  # the same message whether PyYAML has libyaml or not
+        mark = getattr(refused, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise InvalidInputError([Problem(
-            str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            str(path), line, f"not valid YAML: {getattr(refused, 'problem', refused)}",
             "check indentation and quoting around this line",
         )]) from None
     if node is None:
@@ -123,6 +136,15 @@ def read_yaml(path: Path, variables: dict[str, Any] | None = None) -> tuple[Any,
     problems: list[Problem] = []
     data = _to_python(node, (), lines, problems)
     return data, lines, problems
+
+
+def _pure_python_error(text: str) -> yaml.YAMLError:
+    """The error PyYAML's own parser reports for `text` (its messages say what it found)."""
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        return exc
+    return yaml.YAMLError("libyaml refused it")  # both parsers refuse the same documents
 
 
 def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int], data: Any) -> list[str]:

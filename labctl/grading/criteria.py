@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from labctl.errors import NotFoundError
+from labctl.sourcefile import LOADER
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Criterion:
 def all_criteria() -> dict[str, Criterion]:
     """Every criterion of the referentiel by id, in the referentiel's order (read once)."""
     text = files("labctl").joinpath("data/referentiel.yaml").read_text(encoding="utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = yaml.load(text, Loader=LOADER)
     found: dict[str, Criterion] = {}
     for block in data["blocks"]:
         for activity in block["activities"]:

@@ -157,3 +157,19 @@ def test_links_to_a_node_of_unknown_kind_are_not_guessed(tmp_path: Path) -> None
     assert [(p.line, p.message) for p in caught.value.problems] == [
         (5, "nodes.lan.kind: Input should be 'host', 'router' or 'switch'"),
     ]
+
+
+def test_libyaml_and_pure_python_read_every_shipped_file_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """labctl reads with libyaml when PyYAML has it (a room's grading reads specs 30 times):
+    same data, same lines as PyYAML's own parser."""
+    import yaml
+
+    from labctl import sourcefile
+
+    files = sorted(p for folder in ("topologies", "grading", "scenarios") for p in (ROOT / folder).rglob("*.yml"))
+    assert len(files) >= 10
+    fast = {path: sourcefile.read_yaml(path) for path in files}
+    monkeypatch.setattr(sourcefile, "LOADER", yaml.SafeLoader)
+    for path in files:
+        data, lines, problems = sourcefile.read_yaml(path)
+        assert (data, lines._lines, problems) == (fast[path][0], fast[path][1]._lines, fast[path][2]), path

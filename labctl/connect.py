@@ -20,10 +20,15 @@ from typing import Any
 import paramiko
 
 from labctl import image, netns
+from labctl.errors import ProviderError
 from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable
 from labctl.providers.base import NodeAccess
 
 CONNECT_TIMEOUT = 3.0  # the TCP connect only: the node's kernel answers it, even on a slow VM
+# Opening a channel on a connection that is up, and a router CLI's first prompt: a room graded
+# at once on a busy machine (steal, neighbours) has stalled for 20 s. Slow is not unreachable:
+# a node whose connection is up is waited for this long before its checks ERROR.
+PATIENCE = 30.0
 POLL_FIRST = 0.002  # seconds between reads of a running command's output, at first ...
 POLL_MAX = 0.05  # ... doubling up to this while nothing arrives
 
@@ -78,7 +83,7 @@ class SshSession:
     def run(self, command: str, timeout: float) -> CommandResult:
         """Run `command` with the node's shell; raise CommandTimeout or NodeUnreachable."""
         try:
-            channel = self.transport.open_session(timeout=self.access.ssh_timeout)
+            channel = self.transport.open_session(timeout=max(PATIENCE, self.access.ssh_timeout))
             channel.exec_command(command)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise NodeUnreachable(f"{self.access.node}: connection lost ({exc or type(exc).__name__})") from None
@@ -116,13 +121,22 @@ class SshSession:
         return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def cli(self, command: str, timeout: float) -> str:
-        """Run a router CLI command through netmiko (vtysh as the CLI user's shell)."""
-        if self._cli is None:
-            self._cli = self._connect_cli()
+        """Run a router CLI command through netmiko (vtysh as the CLI user's shell).
+
+        A CLI that fails while the node's SSH connection is up is that check's problem (the
+        candidate may have broken vtysh; the machine may be slow): the next CLI command
+        connects afresh, and the node's other checks go on. NodeUnreachable only when the
+        node's connection is down too.
+        """
         try:
+            if self._cli is None:
+                self._cli = self._connect_cli()
             return str(self._cli.send_command(command, read_timeout=timeout))
         except Exception as exc:  # netmiko raises many types; all mean the CLI failed
-            raise NodeUnreachable(f"{self.access.node}: router CLI failed: {exc}") from None
+            self._close_cli()
+            if not self.transport.is_active():
+                raise NodeUnreachable(f"{self.access.node}: router CLI failed: {exc}") from None
+            raise ProviderError(str(exc)) from None
 
     def _connect_cli(self) -> Any:
         from netmiko import ConnectHandler  # heavy import, only when a router check needs it
@@ -136,19 +150,24 @@ class SshSession:
                 # the socket is connected already: conn_timeout bounds paramiko's key exchange
                 sock=sock, conn_timeout=self.access.ssh_timeout, banner_timeout=self.access.ssh_timeout,
                 auth_timeout=self.access.ssh_timeout, fast_cli=True,
-                # the first prompt: vtysh starting on an emulated VM takes longer than netmiko's 10-20 s
-                read_timeout_override=max(20.0, self.access.ssh_timeout * 2),
+                # the first prompt: vtysh starting on an emulated VM or a busy machine takes
+                # longer than netmiko's 10-20 s
+                read_timeout_override=max(PATIENCE, self.access.ssh_timeout * 2),
             )
         except Exception as exc:
-            raise NodeUnreachable(f"{self.access.node}: cannot open the router CLI: {exc}") from None
+            raise ProviderError(f"cannot open the router CLI: {exc}") from None
         cli.read_timeout_override = None  # from here on, each command's own timeout
         return cli
 
-    def close(self) -> None:
-        """Close the CLI and SSH connections."""
+    def _close_cli(self) -> None:
         if self._cli is not None:
             with contextlib.suppress(Exception):  # a dead node's CLI cannot be closed politely
                 self._cli.disconnect()
+            self._cli = None
+
+    def close(self) -> None:
+        """Close the CLI and SSH connections."""
+        self._close_cli()
         self.transport.close()
 
 

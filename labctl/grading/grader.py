@@ -7,7 +7,10 @@ wait), then reported with their last evidence. Retries back off from `retry_inte
 doubling up to `retry_max_interval`: a state that converges is still seen within seconds,
 and a state that stays wrong costs a handful of probes instead of one every half second
 (30 labs graded at once spent 63 CPU-seconds re-probing their broken checks at 0.5 s).
-A node that cannot be reached makes its own checks ERROR; other nodes carry on.
+An ERROR is final only once a second probe confirms it (past the deadline too): a probe
+that could not conclude on a busy machine (a timeout, a router CLI that did not answer)
+is no verdict for a jury. A node that cannot be reached (after a second try) makes its own
+checks ERROR; other nodes carry on.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, N
 from labctl.grading.spec import CheckBase, GradingSpec
 
 Connect = Callable[[str], NodeSession]
+CONFIRM_ERROR = 2  # probes that must ERROR before an ERROR is final
+CONNECT_TRIES = 2  # a node is unreachable once this many connections failed
 Progress = Callable[[CheckResult], None]
 
 
@@ -88,6 +93,14 @@ class Attempted:
     verdict: Verdict
     attempts: int = 1
     next_at: float = 0.0
+    errors: int = 0  # probes that ended in ERROR
+
+    def settled(self, now: float, deadline: float) -> bool:
+        """Whether the last verdict is final: a PASS; a FAIL at the deadline; an ERROR at the
+        deadline that a second probe confirmed."""
+        if self.verdict.outcome is Outcome.PASS:
+            return True
+        return now >= deadline and (self.verdict.outcome is Outcome.FAIL or self.errors >= CONFIRM_ERROR)
 
 
 class NodeRun:
@@ -101,13 +114,18 @@ class NodeRun:
 
     def run(self) -> list[tuple[CheckBase, CheckResult]]:
         """Grade every check of the node; never raises for a node problem."""
-        try:
-            session = self.connect(self.node)
-        except Exception as exc:  # connect failures of any kind make the node's checks ERROR
-            reason = f"cannot connect to {self.node}: {_reason(exc)}"
-            for check in self.checks:
-                self.finish(check, error(reason), attempts=0, started=time.monotonic())
-            return self.done
+        for attempt in range(1, CONNECT_TRIES + 1):
+            try:
+                session = self.connect(self.node)
+                break
+            except Exception as exc:  # connect failures of any kind make the node's checks ERROR
+                if attempt < CONNECT_TRIES:
+                    time.sleep(self.options.retry_interval)
+                    continue
+                reason = f"cannot connect to {self.node}: {_reason(exc)}"
+                for check in self.checks:
+                    self.finish(check, error(reason), attempts=0, started=time.monotonic())
+                return self.done
         try:
             self.first_pass(session)
         finally:
@@ -125,14 +143,16 @@ class NodeRun:
             except NodeUnreachable as exc:
                 self.lose_node(exc, waiting, self.checks[index:])
                 return
-            if verdict.outcome is Outcome.FAIL and started < self.deadline(check):
-                waiting.append(Attempted(check, started, verdict, next_at=started + self.options.next_retry(1)))
-            else:
+            item = Attempted(check, started, verdict, next_at=started + self.options.next_retry(1),
+                             errors=int(verdict.outcome is Outcome.ERROR))
+            if item.settled(started, self.deadline(check)):
                 self.finish(check, verdict, attempts=1, started=started)
+            else:
+                waiting.append(item)
         self.retry(session, waiting)
 
     def retry(self, session: NodeSession, waiting: list[Attempted]) -> None:
-        """Probe waiting checks again, soonest first, until each passes or its deadline."""
+        """Probe waiting checks again, soonest first, until each verdict is settled."""
         while waiting:
             item = min(waiting, key=lambda w: w.next_at)
             time.sleep(max(0.0, item.next_at - time.monotonic()))
@@ -142,10 +162,13 @@ class NodeRun:
                 self.lose_node(exc, waiting, [])
                 return
             item.attempts += 1
+            item.errors += item.verdict.outcome is Outcome.ERROR
             now, deadline = time.monotonic(), self.deadline(item.check)
-            if item.verdict.outcome is Outcome.PASS or now >= deadline:
+            if item.settled(now, deadline):
                 waiting.remove(item)
                 self.finish(item.check, item.verdict, item.attempts, item.started)
+            elif now >= deadline:  # an ERROR past the deadline: its confirming probe
+                item.next_at = now + self.options.retry_interval
             else:
                 item.next_at = min(now + self.options.next_retry(item.attempts), deadline)
 

@@ -145,6 +145,33 @@ def test_http_check_passes_on_the_served_page_and_fails_otherwise(make_lab: obje
     assert stopped["h1-missing-page"][0] == "FAIL"
 
 
+CLI_SPEC = """\
+scenario: small
+checks:
+  - {id: r1-ospf, criterion: A2.3-c1, description: {fr: "OSPF", en: "OSPF"}, node: r1, type: ospf_neighbor,
+     neighbor: 10.20.0.2}
+  - {id: r1-forwards, criterion: A2.3-c1, description: {fr: "routage", en: "forwarding"}, node: r1,
+     type: command, command: "sysctl -n net.ipv4.ip_forward", stdout_matches: "^1"}
+  - {id: r1-zebra, criterion: A2.1-c1, description: {fr: "FRR", en: "FRR runs"}, node: r1, type: service,
+     process: zebra}
+"""
+
+
+def test_a_broken_router_cli_errors_its_cli_checks_only(make_lab: object, tmp_path: Path) -> None:
+    """The candidate broke the CLI account's login: the jury still gets r1's other verdicts."""
+    lab = make_lab()  # type: ignore[operator]
+    spec_file = tmp_path / "cli.yml"
+    spec_file.write_text(CLI_SPEC, encoding="utf-8")
+    spec = load_grading_spec(spec_file, load_topology(SMALL))
+    before = {r.check_id: r.outcome.value for r in labs.grade(lab, spec).results}
+    assert before == {"r1-ospf": "FAIL", "r1-forwards": "PASS", "r1-zebra": "PASS"}  # no OSPF neighbour here
+    _on(lab, "r1", "usermod -s /bin/false labctl")
+    after = {r.check_id: r for r in labs.grade(lab, spec).results}
+    assert after["r1-ospf"].outcome is Outcome.ERROR and after["r1-ospf"].attempts == 2
+    assert after["r1-ospf"].evidence.startswith("router CLI failed (cannot open the router CLI: ")
+    assert (after["r1-forwards"].outcome, after["r1-zebra"].outcome) == (Outcome.PASS, Outcome.PASS)
+
+
 def test_grader_falls_back_out_of_band_when_management_is_broken(make_lab: object) -> None:
     lab = make_lab()  # type: ignore[operator]
     provider = get_provider("local")

@@ -315,7 +315,7 @@ def test_nodes_on_a_remote_hypervisor_are_reached_out_of_band_only(hv: tuple[str
         assert remote.mgmt_address == ""
         assert remote.oob_command[:3] == ("ssh", "-oBatchMode=yes", "root@hv1.example")
         with pytest.raises(NodeUnreachable, match="no management path"):
-            SshSession(dataclasses.replace(remote, oob_command=("false",)))
+            SshSession(dataclasses.replace(remote, oob_command=("false",), ssh_timeout=1.0))  # no 30 s banner wait
     finally:
         record.data["hypervisor"]["uri"] = uri  # destroy talks to the (test-driver) hypervisor
         record.save()

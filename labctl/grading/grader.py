@@ -30,9 +30,9 @@ from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, N
 from labctl.grading.spec import CheckBase, GradingSpec
 
 Connect = Callable[[str], NodeSession]
+Progress = Callable[[CheckResult], None]
 CONFIRM_ERROR = 2  # probes that must ERROR before an ERROR is final
 CONNECT_TRIES = 2  # a node is unreachable once this many connections failed
-Progress = Callable[[CheckResult], None]
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,9 @@ class LibvirtProvider(Provider):
                               ("ssh-keygen", "openssh-client"), ("debootstrap", "debootstrap")):
             found = shutil.which(tool)
             probes.append(Probe(f"tool {tool}", found is not None, found or "missing", f"apt-get install {package}"))
+        nft = shutil.which("nft")  # the firewall of a local hypervisor's management bridges (up fails without)
+        probes.append(Probe("tool nft", nft is not None, nft or "missing: labs on this machine cannot be built",
+                            "apt-get install nftables", required=False))
         schemas = (libvirt_xml.SCHEMA_DIR / "domain.rng").exists()
         probes.append(Probe("libvirt schemas", schemas, str(libvirt_xml.SCHEMA_DIR),
                             "apt-get install libvirt-daemon"))

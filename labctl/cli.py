@@ -192,9 +192,11 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write a JUnit XML report.")
 @click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="both", show_default=True,
               help="Language of check descriptions (French first with English alongside by default).")
+@click.option("--hints", is_flag=True, help="Practice: under each check that does not PASS, the spec's hint "
+              "(where to look). Exam sessions never show them.")
 @click.pass_obj
 def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | None, all_stages: bool,
-          as_json: bool, junit: Path | None, lang: str) -> None:
+          as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
     """Check the live lab; exit 0 all PASS, 1 some FAIL, 2 any ERROR."""
     from labctl import lab as labs
     from labctl.grading import report as render
@@ -218,7 +220,9 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | Non
     if as_json:
         click.echo(render.to_json(result))
     else:
-        click.echo(render.render_table(result, lang=lang, colour=sys.stdout.isatty()))  # type: ignore[arg-type]
+        shown = {c.id: c.hint for c in grading_spec.checks if c.hint} if hints else None
+        click.echo(render.render_table(result, lang=lang, colour=sys.stdout.isatty(),  # type: ignore[arg-type]
+                                       hints=shown))
     sys.exit(result.exit_code)
 
 

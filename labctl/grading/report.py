@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from typing import Any, Literal, TextIO
 
 from labctl.grading.criteria import all_criteria
 from labctl.grading.results import CheckResult, GradeReport, Outcome
+from labctl.grading.spec import Description
 
 FORMAT = "labctl.grade-report/1"
 Lang = Literal["fr", "en", "both"]
@@ -55,8 +57,10 @@ def _paint(text: str, code: str, colour: bool) -> str:
     return f"{code}{text}{RESET}" if colour else text
 
 
-def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = False) -> str:
-    """The jury's view: checks grouped by criterion, evidence under each non-PASS check."""
+def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = False,
+                 hints: Mapping[str, Description] | None = None) -> str:
+    """The jury's view: checks grouped by criterion, evidence under each non-PASS check; with
+    `hints` (check id -> hint: a candidate practising), the hint under it too."""
     node_width = max((len(r.node) for r in report.results), default=4)
     id_width = max((len(r.check_id) for r in report.results), default=2)
     lines = [f"Lab {report.lab} — {report.scenario} — {report.started} → {report.finished}", ""]
@@ -72,9 +76,17 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
             if r.outcome is not Outcome.PASS:
                 tries = f" [{r.attempts} attempts]" if r.attempts > 1 else ""
                 lines.append(f"         ↳ {r.evidence}{tries}")
+                hint = (hints or {}).get(r.check_id)
+                if hint is not None:
+                    lines += [f"         ? {text}" for text in _hint_lines(hint, lang)]
         lines.append("")
     lines += summary_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _hint_lines(hint: Description, lang: Lang) -> list[str]:
+    french, english = f"Indice : {hint.fr}", f"Hint: {hint.en}"
+    return {"fr": [french], "en": [english]}.get(lang, [french, english])
 
 
 def summary_lines(report: GradeReport) -> list[str]:

@@ -67,6 +67,11 @@ class CheckBase(Strict):
         default=None, gt=0, le=600,
         description="Seconds one probe may run before the check is an ERROR (default: the run's, 30 s).",
     )
+    hint: Description | None = Field(
+        default=None,
+        description="Where to look, for a candidate practising: shown by `labctl grade --hints` under a check "
+                    "that does not PASS; never in exam sessions' reports.",
+    )
 
     @field_validator("id")
     @classmethod

@@ -46,6 +46,13 @@ def test_up_status_exec_grade_down_through_the_cli() -> None:
         results = json.loads(grade.stdout)["results"]
         assert [(r["id"], r["outcome"], r["evidence"]) for r in results if r["outcome"] != "PASS"] == []
         assert grade.returncode == 0, grade.stderr
+        # practising: the hint of a check that does not pass, only when asked
+        labctl("exec", "--lab", "cli-walk", "h1", "--", "rm", "/etc/hostname", check=True)
+        spec = str(DATA / "labs" / "small-grading.yml")
+        hinted = labctl("grade", "--lab", "cli-walk", "--spec", spec, "--hints", "--lang", "en")
+        assert hinted.returncode == 1, hinted.stderr
+        assert "h1-hostname-file" in hinted.stdout and "? Hint: The host's name is in /etc/hostname." in hinted.stdout
+        assert "Hint" not in labctl("grade", "--lab", "cli-walk", "--spec", spec).stdout
     finally:
         down = labctl("down", "--lab", "cli-walk")
     assert down.returncode == 0, down.stderr

@@ -156,3 +156,28 @@ def test_colour_wanted_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
 def test_summary_of_a_perfect_run() -> None:
     report = GradeReport("l", "s", "a", "b", [result("x", "A1.3-c2", Outcome.PASS)])
     assert summary_lines(report)[1] == "Score: 1/1 points (100.0%) — 1 passed, 0 failed, 0 errors"
+
+
+def test_hints_show_under_checks_that_do_not_pass_only_when_asked() -> None:
+    from labctl.grading.spec import Description
+
+    hints = {"route-lan2": Description(fr="Regardez show ip route.", en="Look at show ip route."),
+             "ospf-r1-r2": Description(fr="Jamais montré : PASS.", en="Never shown: PASS.")}
+    assert "Indice" not in render_table(sample()) and "Hint" not in render_table(sample())
+    text = render_table(sample(), hints=hints)
+    block = text.split("A2.3-c1")[1].split("A3.2-c2")[0]
+    assert "↳ no route to 10.2.0.0/24 [60 attempts]\n         ? Indice : Regardez show ip route.\n" \
+           "         ? Hint: Look at show ip route.\n" in block
+    assert "Jamais montré" not in text and "Never shown" not in text
+    french = render_table(sample(), lang="fr", hints=hints)
+    assert "Indice : Regardez" in french and "Hint:" not in french
+
+
+def test_every_multi_site_routing_check_has_a_hint_in_both_languages() -> None:
+    from pathlib import Path
+
+    from labctl.sourcefile import read_yaml
+
+    data, _, problems = read_yaml(Path(__file__).resolve().parents[2] / "grading" / "multi-site-routing.yml")
+    assert not problems
+    assert all(check.get("hint", {}).get("fr") and check["hint"].get("en") for check in data["checks"])

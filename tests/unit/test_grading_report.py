@@ -173,11 +173,15 @@ def test_hints_show_under_checks_that_do_not_pass_only_when_asked() -> None:
     assert "Indice : Regardez" in french and "Hint:" not in french
 
 
-def test_every_multi_site_routing_check_has_a_hint_in_both_languages() -> None:
+def test_every_shipped_check_has_a_hint_in_both_languages() -> None:
     from pathlib import Path
 
     from labctl.sourcefile import read_yaml
 
-    data, _, problems = read_yaml(Path(__file__).resolve().parents[2] / "grading" / "multi-site-routing.yml")
-    assert not problems
-    assert all(check.get("hint", {}).get("fr") and check["hint"].get("en") for check in data["checks"])
+    specs = sorted((Path(__file__).resolve().parents[2] / "grading").glob("*.yml"))
+    assert len(specs) >= 4
+    for path in specs:
+        data, _, problems = read_yaml(path)
+        assert not problems
+        bare = [c["id"] for c in data["checks"] if not (c.get("hint", {}).get("fr") and c["hint"].get("en"))]
+        assert bare == [], f"{path.name}: checks without a hint: {bare}"

@@ -350,7 +350,7 @@ def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:
             commands.append(f"link set {iface.name} up")
         return commands + [f"route replace {route.to}" + (f" via {route.via}" if route.via else "")
                            for route in node.routes]
-    commands += _link_commands(saved)
+    commands += _link_commands(node, saved)
     commands += [f"addr add {i['local']}/{i['prefixlen']} dev {a['ifname']}"
                  for a in json.loads((saved / "addr.json").read_text() or "[]")
                  for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)]
@@ -381,10 +381,13 @@ def _restore_files(lab: LabState, node: NodePlan) -> None:
               what=f"restoring {node.name}")
 
 
-def _link_commands(saved: Path) -> list[str]:
-    """MTU and up/down of each lab interface as they were at the snapshot."""
+def _link_commands(node: NodePlan, saved: Path) -> list[str]:
+    """MTU and up/down of each lab interface as they were at the snapshot (a snapshot older
+    than link.json: the plan's interfaces, up)."""
     listing = saved / "link.json"
-    links = json.loads(listing.read_text() or "[]") if listing.exists() else []
+    if not listing.exists():
+        return [f"link set {iface.name} up" for iface in node.interfaces]
+    links = json.loads(listing.read_text() or "[]")
     commands = []
     for link in links:
         name = link.get("ifname")

@@ -181,3 +181,5 @@ def test_a_node_is_wired_with_the_plan_or_with_its_snapshot_network(tmp_path: Pa
     links[1]["flags"] = ["BROADCAST", "MULTICAST"]  # the setup had brought eth1 down
     (saved / "link.json").write_text(json.dumps(links))
     assert _network_commands(h1, saved)[3] == "link set dev eth1 mtu 1400 down"
+    (saved / "link.json").unlink()  # a snapshot from before links were recorded: the plan's links come up
+    assert _network_commands(h1, saved)[3] == "link set eth1 up"

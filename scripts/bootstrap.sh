@@ -12,7 +12,8 @@ fi
 
 packages=(debootstrap systemd-container iproute2 openssh-client util-linux graphviz python3 python3-venv python3-dev gcc
           nftables openssh-server sudo postgresql chromium
-          libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config e2fsprogs dnsmasq-base)
+          libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config e2fsprogs dnsmasq-base
+          vagrant)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

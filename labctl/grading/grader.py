@@ -114,24 +114,30 @@ class NodeRun:
 
     def run(self) -> list[tuple[CheckBase, CheckResult]]:
         """Grade every check of the node; never raises for a node problem."""
-        for attempt in range(1, CONNECT_TRIES + 1):
-            try:
-                session = self.connect(self.node)
-                break
-            except Exception as exc:  # connect failures of any kind make the node's checks ERROR
-                if attempt < CONNECT_TRIES:
-                    time.sleep(self.options.retry_interval)
-                    continue
-                reason = f"cannot connect to {self.node}: {_reason(exc)}"
-                for check in self.checks:
-                    self.finish(check, error(reason), attempts=0, started=time.monotonic())
-                return self.done
+        session = self.open()
+        if session is None:
+            return self.done
         try:
             self.first_pass(session)
         finally:
             with contextlib.suppress(Exception):  # a dead node's session may fail to close
                 session.close()
         return self.done
+
+    def open(self) -> NodeSession | None:
+        """The node's session, tried a second time after a failure; when both fail, None and
+        the node's checks ERROR with the reason."""
+        for attempt in range(1, CONNECT_TRIES + 1):
+            try:
+                return self.connect(self.node)
+            except Exception as exc:  # connect failures of any kind make the node's checks ERROR
+                failure = exc
+                if attempt < CONNECT_TRIES:
+                    time.sleep(self.options.retry_interval)
+        reason = f"cannot connect to {self.node}: {_reason(failure)}"
+        for check in self.checks:
+            self.finish(check, error(reason), attempts=0, started=time.monotonic())
+        return None
 
     def first_pass(self, session: NodeSession) -> None:
         """Run each check once, in order; keep FAILing checks with a wait for retries."""

@@ -569,13 +569,13 @@ class LibvirtProvider(Provider):
         address = record.data.get("mgmt", {}).get("nodes", {}).get(node, "0.0.0.0/32")
         sockets = record.data["oob"].get(node, [])
         hypervisor = record.hypervisor
+        remote = _on_hypervisor(hypervisor)
         oob: tuple[str, ...]
-        if hypervisor.is_local or not hypervisor.ssh_host:
+        if not remote:  # this machine (or no way to run a command there): the relay here
             oob = (sys.executable, "-m", "labctl.providers.libvirt_oob",
                    str(lab.node_dir(node) / "oob"), *sockets)
         else:
-            oob = (*(_on_hypervisor(hypervisor) or ()), "socat", "-",
-                   f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
+            oob = (*remote, "socat", "-", f"UNIX-CONNECT:{sockets[0] if sockets else '/nonexistent'}")
         state = lab.nodes.get(node)
         # A remote hypervisor's management network is a bridge over there: connecting to it from
         # here would send lab addresses off this machine. Out of band only.

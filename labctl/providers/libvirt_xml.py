@@ -136,7 +136,7 @@ def domain_xml(spec: DomainSpec) -> str:
 def network_xml(spec: NetworkSpec) -> str:
     """An isolated network (no <forward>: nothing is routed off the machine). With a host
     address (management): DNS off, and isolated ports, so that nodes reach only the host
-    (whose firewall admits replies and DHCP), never each other round the lab's own links."""
+    (whose firewall admits only replies to labctl), never each other round the lab's own links."""
     root = ET.Element("network")
     _sub(root, "name", spec.name)
     _sub(root, "bridge", name=spec.bridge, stp="off", delay="0")

@@ -97,6 +97,11 @@ class LabState(BaseModel):
         """Per-node folder: its writable layer and logs."""
         return self.directory / "nodes" / node
 
+    def upper_dir(self, node: str) -> Path:
+        """The node's writable layer (the overlay's upper folder): what the node changed
+        compared with the image. Read it only through here: its place may move."""
+        return self.node_dir(node) / "upper"
+
     def save(self) -> None:
         """Write the state atomically."""
         paths.write_json_atomic(self.directory / "state.json", json.loads(self.model_dump_json()))

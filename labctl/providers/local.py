@@ -168,7 +168,7 @@ class LocalProvider(Provider):
 
     def _seed_node(self, lab: LabState, node: NodePlan, origin: LabState | None = None) -> None:
         lower = Path(lab.image)
-        upper = lab.node_dir(node.name) / "upper"
+        upper = lab.upper_dir(node.name)
         if origin is not None:  # the origin's files at its snapshot; the identity below replaces its own
             upper.parent.mkdir(parents=True, exist_ok=True)
             netns.run(["cp", "-a", str(origin.node_dir(node.name) / "snapshot" / "upper"), str(upper)],
@@ -210,7 +210,7 @@ class LocalProvider(Provider):
 
     def _launch(self, lab: LabState, node: NodePlan) -> None:
         directory = lab.node_dir(node.name)
-        upper = directory / "upper"
+        upper = lab.upper_dir(node.name)
         argv = [
             "systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
             f"--machine={node.machine}", f"--hostname={node.name}",
@@ -366,7 +366,7 @@ def _snapshot_node(lab: LabState, node: NodePlan) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     # cp -a keeps owners, modes and the overlay's whiteouts and opaque-folder xattrs.
-    netns.run(["cp", "-a", str(directory / "upper"), str(staging / "upper")], what=f"snapshot of {node.name}")
+    netns.run(["cp", "-a", str(lab.upper_dir(node.name)), str(staging / "upper")], what=f"snapshot of {node.name}")
     for what in ("addr", "route", "link"):
         listing = netns.run(["ip", "-n", node.netns, "-j", "-4", what, "show"], what=f"ip {what} on {node.name}")
         (staging / f"{what}.json").write_text(listing)
@@ -376,8 +376,8 @@ def _snapshot_node(lab: LabState, node: NodePlan) -> None:
 
 def _restore_files(lab: LabState, node: NodePlan) -> None:
     directory = lab.node_dir(node.name)
-    shutil.rmtree(directory / "upper")
-    netns.run(["cp", "-a", str(directory / "snapshot" / "upper"), str(directory / "upper")],
+    shutil.rmtree(lab.upper_dir(node.name))
+    netns.run(["cp", "-a", str(directory / "snapshot" / "upper"), str(lab.upper_dir(node.name))],
               what=f"restoring {node.name}")
 
 

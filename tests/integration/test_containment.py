@@ -69,7 +69,7 @@ def test_cannot_read_a_file_outside_the_node(node: tuple[LabState, SshSession], 
     secret = Path("/root") / f"labctl-secret-{secrets.token_hex(4)}"
     secret.write_text("exam answers\n")
     secret.chmod(0o600)
-    other_upper = lab.node_dir("h2") / "upper"
+    other_upper = lab.upper_dir("h2")
     try:
         escape = (
             "import os\n"

@@ -15,8 +15,15 @@ from typing import Any, NoReturn
 
 import click
 
-EXIT_INTERRUPTED = 130
-EXIT_INTERNAL = 70
+from labctl.errors import (
+    EXIT_FAIL,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_VERIFICATION,
+    exit_codes_text,
+)
 
 
 class Context:
@@ -37,7 +44,8 @@ lab_option = click.option("--lab", "lab_ref", metavar="NAME", envvar="LABCTL_LAB
                           help="Lab name or id (default: the only running lab).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExit codes:\n" + exit_codes_text())
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.version_option(package_name="labctl")
@@ -197,7 +205,7 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
 @click.pass_obj
 def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | None, all_stages: bool,
           as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
-    """Check the live lab; exit 0 all PASS, 1 some FAIL, 2 any ERROR."""
+    """Check the live lab; exit 0 all PASS, 1 some FAIL, 10 any ERROR."""
     from labctl import lab as labs
     from labctl.grading import report as render
     from labctl.state import find_lab
@@ -370,7 +378,7 @@ def doctor(provider: str) -> None:
             click.echo(f"       fix: {probe.fix}")
     missing = [p for p in probes if p.required and not p.ok]
     click.echo(f"{len(probes) - len(missing)}/{len(probes)} requirements met for provider {provider}")
-    sys.exit(1 if missing else 0)
+    sys.exit(EXIT_FAIL if missing else EXIT_OK)
 
 
 @cli.command()
@@ -465,12 +473,14 @@ def scenario_list() -> None:
 @click.option("--seed", help="Verify the variant drawn for this candidate id.")
 @click.pass_obj
 def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None) -> None:
-    """Per stage: listed checks FAIL, solution makes all PASS; partial fails exactly as declared."""
+    """Per stage: listed checks FAIL, solution makes all PASS; partial fails exactly as declared.
+
+    Exit 0 when the scenario behaves as declared, 8 when it does not."""
     from labctl.verify import verify
 
     outcome = verify(name, provider=provider, seed=seed, progress=obj.progress())
     click.echo(outcome.summary())
-    sys.exit(0 if outcome.ok else 1)
+    sys.exit(EXIT_OK if outcome.ok else EXIT_VERIFICATION)
 
 
 # ---- commands living with their subsystems ----------------------------------------------
@@ -497,7 +507,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(EXIT_INPUT)  # usage errors, bad parameters, unreadable files: all bad input
     except click.exceptions.Abort:
         click.echo("labctl: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -518,4 +528,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
         click.echo(f"labctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
                    err=True)
         sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
+    sys.exit(EXIT_OK)

@@ -6,7 +6,7 @@ JSON (`to_json`, read back by `from_json`) has these keys, in this order:
   score       points earned / points total, 0..1 (rounded to 4 places)
   points      {"earned": int, "total": int}
   counts      {"PASS": int, "FAIL": int, "ERROR": int}
-  exit_code   0 all PASS, 1 some FAIL, 2 some ERROR
+  exit_code   0 all PASS, 1 some FAIL, 10 some ERROR
   results     list, in spec order, of {"id", "criterion", "node",
               "description": {"fr", "en"}, "weight", "outcome", "evidence",
               "attempts", "duration_s", "stage"}

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from labctl.errors import EXIT_CHECK_ERROR, EXIT_FAIL, EXIT_OK
+
 
 class Outcome(StrEnum):
     """PASS: the state is right. FAIL: it is observed wrong. ERROR: it could not be observed."""
@@ -69,11 +71,14 @@ class GradeReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every check passed, 1 when some FAILed (and none ERRORed), 2 on any ERROR."""
+        """0 when every check passed, 1 when some FAILed (and none ERRORed), 10 on any ERROR.
+
+        10, not 2: 2 means bad input or a usage error, which a CI job must tell apart from
+        a node that could not be checked."""
         counts = self.counts
         if counts[Outcome.ERROR]:
-            return 2
-        return 1 if counts[Outcome.FAIL] else 0
+            return EXIT_CHECK_ERROR
+        return EXIT_FAIL if counts[Outcome.FAIL] else EXIT_OK
 
     def by_criterion(self) -> dict[str, list[CheckResult]]:
         """Results grouped by criterion id, criteria sorted by id, checks in spec order."""

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from labctl.errors import EXIT_TAMPERED
+
 DB_HELP = "Result database URL: sqlite:///PATH (default: the session's own file) or postgresql://..."
 
 
@@ -226,7 +228,7 @@ def list_cmd() -> None:
 @session.command("audit")
 @click.argument("name")
 def audit_cmd(name: str) -> None:
-    """The proctor actions recorded for the session; exit 1 if the log was tampered with."""
+    """The proctor actions recorded for the session; exit 9 if the log was tampered with."""
     from labctl.session import room
 
     log = room.audit_log(_session(name))
@@ -236,7 +238,7 @@ def audit_cmd(name: str) -> None:
     problems = log.verify_chain()
     for problem in problems:
         click.echo(f"TAMPERED: {problem}", err=True)
-    sys.exit(1 if problems else 0)
+    sys.exit(EXIT_TAMPERED if problems else 0)
 
 
 @session.command("report")

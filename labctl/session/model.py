@@ -26,9 +26,7 @@ from labctl.session.roster import ID_HINT, ID_PATTERN, Roster
 
 
 class SessionError(LabctlError):
-    """A session operation cannot be done in the session's current state."""
-
-    exit_code = 1
+    """A session operation cannot be done in the session's current state (exit 11)."""
 
 
 def sessions_dir() -> Path:

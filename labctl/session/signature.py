@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import paths
-from labctl.errors import LabctlError
+from labctl.errors import EXIT_TAMPERED, LabctlError
 from labctl.session import clock
 
 FORMAT = "labctl.signature/1"
@@ -26,7 +26,7 @@ CONTEXT = b"labctl signed report v1\n"
 class SignatureError(LabctlError):
     """A report does not match its signature (or has none)."""
 
-    exit_code = 9
+    exit_code = EXIT_TAMPERED
 
 
 def _canonical(meta: dict[str, Any]) -> bytes:

@@ -176,7 +176,7 @@ def test_an_unreachable_node_makes_its_checks_error_and_others_go_on(
         assert results[check_id].evidence == (
             "cannot connect to ghost: ssh: connect to host ghost port 22: No route to host")
         assert results[check_id].attempts == 0
-    assert report.exit_code == 2 and lab.connects["ghost"] == 2  # tried again once, not per check
+    assert report.exit_code == 10 and lab.connects["ghost"] == 2  # tried again once, not per check
 
 
 def test_a_node_that_answers_at_the_second_connection_is_graded(lab: Lab, tmp_path: Path) -> None:

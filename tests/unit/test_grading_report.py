@@ -49,7 +49,7 @@ def test_score_counts_and_exit_code() -> None:
     assert (report.points_earned, report.points_total) == (4, 6)
     assert report.score == pytest.approx(4 / 6)
     assert report.counts == {Outcome.PASS: 3, Outcome.FAIL: 1, Outcome.ERROR: 1}
-    assert report.exit_code == 2
+    assert report.exit_code == 10
     no_error = GradeReport("l", "s", "a", "b", [r for r in report.results
                                                 if r.outcome is not Outcome.ERROR])
     assert no_error.exit_code == 1
@@ -72,7 +72,7 @@ def test_json_round_trip_and_documented_keys() -> None:
     assert list(data) == ["format", "lab", "scenario", "started", "finished", "score", "points",
                           "counts", "exit_code", "results"]
     assert data["format"] == "labctl.grade-report/1"
-    assert (data["score"], data["points"], data["exit_code"]) == (0.6667, {"earned": 4, "total": 6}, 2)
+    assert (data["score"], data["points"], data["exit_code"]) == (0.6667, {"earned": 4, "total": 6}, 10)
     assert data["counts"] == {"PASS": 3, "FAIL": 1, "ERROR": 1}
     assert list(data["results"][0]) == ["id", "criterion", "node", "description", "weight",
                                         "outcome", "evidence", "attempts", "duration_s", "stage"]

@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 4
 fi
 
-packages=(debootstrap systemd-container iproute2 iputils-ping openssh-client util-linux graphviz python3 python3-venv python3-dev gcc
+packages=(debootstrap systemd systemd-container iproute2 iputils-ping openssh-client util-linux mount passwd procps graphviz
+          python3 python3-venv python3-dev gcc
           nftables openssh-server sudo postgresql chromium
           libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config e2fsprogs dnsmasq-base
           vagrant)

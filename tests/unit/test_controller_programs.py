@@ -1,0 +1,149 @@
+"""Every program labctl and its tests run on the machine is installed by scripts/bootstrap.sh.
+
+A fresh Debian 12 machine once failed the README's test command because a test ran the
+machine's `ping`, which bootstrap.sh never installed. The call sites are found in the
+source (tests/unit/callsites.py); each program must be in PROGRAMS with its Debian package,
+and each package must be installed by bootstrap.sh or be Essential (on every Debian).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .callsites import bootstrap_packages, scan, scan_source
+
+# program -> the Debian package that installs it ("pypi:NAME": the project's virtual environment)
+PROGRAMS: dict[str, str] = {
+    "chpasswd": "passwd", "groupdel": "passwd", "useradd": "passwd", "userdel": "passwd",
+    "usermod": "passwd",
+    "chromium": "chromium", "chromium-browser": "chromium",  # the second: Ubuntu's name, tried after
+    "chroot": "coreutils", "cp": "coreutils", "sleep": "coreutils",
+    "debootstrap": "debootstrap",
+    "dot": "graphviz",
+    "dpkg": "dpkg", "dpkg-query": "dpkg",
+    "ip": "iproute2",
+    "kill": "procps",
+    "labctl": "pypi:labctl",
+    "losetup": "mount", "mount": "mount",
+    "mkfs.ext4": "e2fsprogs",
+    "nft": "nftables",
+    "ping": "iputils-ping",
+    "python3": "python3",
+    "qemu-img": "qemu-utils",
+    "runuser": "util-linux", "unshare": "util-linux",
+    "sh": "dash",
+    "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+    "sshd": "openssh-server",
+    "sudo": "sudo", "visudo": "sudo",
+    "systemctl": "systemd",
+    "systemd-nspawn": "systemd-container",
+    "vagrant": "vagrant",
+    "vtysh": "frr",
+}
+# run on the machine on purpose where it is absent: the test needs the call to fail
+ABSENT_ON_PURPOSE = {"vtysh": "test_grading_engine's LocalSession.cli: a router CLI that fails"}
+# Debian 12's Essential packages: on every Debian machine, never removed
+ESSENTIAL = {"base-files", "base-passwd", "bash", "bsdutils", "coreutils", "dash", "debconf",
+             "debianutils", "diffutils", "dpkg", "findutils", "grep", "gzip", "hostname",
+             "init-system-helpers", "libc-bin", "login", "ncurses-bin", "perl-base", "sed",
+             "sysvinit-utils", "tar", "util-linux"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_program_run_on_the_machine_is_in_the_table() -> None:
+    sites = scan()
+    assert len({s.program for s in sites}) > 20, "the scan finds too little: is it still looking?"
+    unknown = [s.render() for s in sites if s.program not in PROGRAMS]
+    assert not unknown, ("programs run on the machine with no Debian package in PROGRAMS "
+                         "(add them here and to scripts/bootstrap.sh):\n  " + "\n  ".join(unknown))
+
+
+def test_every_package_of_the_table_is_installed_by_bootstrap() -> None:
+    installed = bootstrap_packages()
+    assert "iproute2" in installed and "openssh-client" in installed  # the list was read
+    missing = sorted({f"{program} ({package})" for program, package in PROGRAMS.items()
+                      if not package.startswith("pypi:") and program not in ABSENT_ON_PURPOSE
+                      and package not in installed | ESSENTIAL})
+    assert not missing, f"scripts/bootstrap.sh does not install: {', '.join(missing)}"
+
+
+def test_the_table_has_no_program_nothing_runs() -> None:
+    used = {s.program for s in scan()}
+    assert not sorted(set(PROGRAMS) - used)
+
+
+def test_the_pypi_programs_come_with_the_project() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for program, package in PROGRAMS.items():
+        if package.startswith("pypi:"):
+            name = package.removeprefix("pypi:")
+            assert f'name = "{name}"' in pyproject or f'"{name}' in pyproject, program
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debian machine: no dpkg to ask")
+def test_the_table_names_the_package_that_really_holds_each_program() -> None:
+    """Where a program is installed here, dpkg must say it belongs to the package the table names."""
+    paths: dict[str, list[str]] = {}
+    for program, package in PROGRAMS.items():
+        found = shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if package.startswith("pypi:") or found is None:
+            continue
+        variants = {found, os.path.realpath(found)}
+        variants |= {p.removeprefix("/usr") for p in list(variants)} | {"/usr" + p for p in list(variants)
+                                                                          if not p.startswith("/usr")}
+        paths[program] = sorted(variants)
+    assert len(paths) > 10
+    every = sorted({p for variants in paths.values() for p in variants})
+    shown = subprocess.run(["dpkg", "-S", *every], capture_output=True, text=True).stdout  # one call: ~0.1 s
+    owner: dict[str, set[str]] = {}
+    for line in shown.splitlines():
+        if line.startswith("diversion") or ": " not in line:
+            continue
+        pkgs, path = line.rsplit(": ", 1)
+        owner[path.strip()] = {p.strip().split(":")[0] for p in pkgs.split(",")}
+    wanted = {PROGRAMS[program] for program in paths}
+    depends = _depends(sorted(wanted))
+    wrong = []
+    for program, variants in paths.items():
+        packages = set().union(*(owner.get(p, set()) for p in variants))
+        table = PROGRAMS[program]
+        if packages and table not in packages and not packages & depends.get(table, set()):
+            wrong.append(f"{program}: table says {table}, dpkg says {', '.join(sorted(packages))}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _depends(packages: list[str]) -> dict[str, set[str]]:
+    """What each package depends on directly (python3 brings the python3-minimal holding the program)."""
+    shown = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Pre-Depends},${Depends}\n", *packages],
+                           capture_output=True, text=True).stdout
+    found: dict[str, set[str]] = {}
+    for line in shown.splitlines():
+        name, _, deps = line.partition("\t")
+        found[name] = {alt.split()[0].split(":")[0] for dep in deps.split(",") for alt in dep.split("|")
+                       if alt.strip()}
+    return found
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('subprocess.run(["ping", "-c1", host])', ["ping"]),
+    ('subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", h])', ["ip", "ping"]),
+    ('subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", "arping -c1 x; foo | bar"])',
+     ["ip", "sh", "arping", "foo", "bar"]),
+    ('subprocess.run([*where, "nft", "-f", "-"])', ["nft"]),
+    ('shutil.which("dot")', ["dot"]),
+    ('def f():\n    script = f"mount -t proc x {r}"\n    subprocess.run(["unshare", "--mount", "--propagation",'
+     ' "private", "sh", "-ec", script])', ["unshare", "sh", "mount"]),
+    ('def helper(cmd):\n    return subprocess.run(["ip", "netns", "exec", "n", "sh", "-c", cmd])\n'
+     'helper(f"tcpdump -i {x}")', ["ip", "sh", "tcpdump"]),
+    ('def go(argv):\n    subprocess.Popen(argv)\ngo(["arping", "x"])', ["arping"]),
+    ('subprocess.run(["chroot", root, "sh", "-c", "apt-get update"])', ["chroot"]),
+    ('session.run("tcpdump -c1")', []),  # runs on a node, over SSH
+    ('node_exec_argv(pid, ["tcpdump", "-c1"])', []),
+])
+def test_the_scan_sees_through_wrappers_and_helpers(source: str, expected: list[str]) -> None:
+    assert [s.program for s in scan_source(source)] == expected

@@ -35,6 +35,7 @@ from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import firewall, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
+from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
 
 BOOT_TIMEOUT = 30.0
@@ -66,7 +67,7 @@ class LocalProvider(Provider):
                   "not root: namespaces, bridges and containers need root", "run labctl with sudo"),
         ]
         for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
-                              ("nsenter", "util-linux"), ("debootstrap", "debootstrap"),
+                              ("debootstrap", "debootstrap"),
                               ("ssh-keygen", "openssh-client"), ("nft", "nftables")):
             found = shutil.which(tool)
             probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
@@ -326,14 +327,15 @@ class LocalProvider(Provider):
         return result
 
     def access(self, lab: LabState, node: str) -> NodeAccess:
-        """Management address in the fabric namespace; out of band through nsenter + sshd -i."""
+        """Management address in the fabric namespace; out of band, `sshd -i` started in the
+        node as its root through `enter.node_exec_argv` (no host credential ever inside)."""
         plan = lab.plan.node(node)
         state = lab.nodes[node]
         pid = state.init.pid if state.init else 0
         return NodeAccess(
             node=node, mgmt_netns=lab.plan.fabric_netns,
             mgmt_address=str(IPv4Interface(plan.mgmt_address).ip),
-            oob_command=("nsenter", "-t", str(pid), "-a", "-r", "-w", "/usr/sbin/sshd", "-i"),
+            oob_command=tuple(node_exec_argv(pid, ["/usr/sbin/sshd", "-i"])),
             host_key=state.host_key, key_file=lab.key_file,
         )
 

@@ -88,7 +88,7 @@ def test_inventory_groups_nodes_and_pins_host_keys() -> None:
     assert hosts["r1"]["labctl_interfaces"] == {"eth1": "10.10.0.1/24", "eth2": "10.20.0.1/30"}
     ssh_args = hosts["h1"]["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in ssh_args and "HostKeyAlias=h1" in ssh_args
-    assert "nsenter -t 4242 -a" in ssh_args
+    assert "enter.py 4242 -- /usr/sbin/sshd -i" in ssh_args
     # a busy machine starts many interpreters at once: the timeout Ansible's connection (and
     # Mitogen's) really uses, as Ansible resolves it from the host's variables
     from ansible.playbook.play_context import PlayContext

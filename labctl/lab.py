@@ -228,10 +228,24 @@ def stage_checks(spec: GradingSpec, stage: str | None) -> GradingSpec:
 
 def grade(lab: LabState, spec: GradingSpec,
           on_result: Callable[[CheckResult], None] | None = None) -> GradeReport:
-    """Run the spec's checks against the live lab (one SSH session per node, concurrently)."""
+    """Run the spec's checks against the live lab, nodes concurrently.
+
+    Where the provider lets the controller observe nodes from outside (local), checks read the
+    truth from the kernel and the node's files (labctl.grading.outside); otherwise one SSH
+    session per node runs each check's probe with a clean shell.
+    """
     from labctl.connect import open_session
     from labctl.grading.grader import grade as run_grader
 
     provider = get_provider(lab.provider)
-    return run_grader(spec, lambda node: open_session(provider.access(lab, node)),
-                      lab=lab.name, progress=on_result)
+    if not provider.observes_from_outside:
+        return run_grader(spec, lambda node: open_session(provider.access(lab, node)),
+                          lab=lab.name, progress=on_result)
+    from labctl.grading.outside import LabView, OutsideSession
+
+    view = LabView(lab)
+    try:
+        return run_grader(spec, lambda node: OutsideSession(
+            view, node, lambda: open_session(provider.access(lab, node))), lab=lab.name, progress=on_result)
+    finally:
+        view.close()

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from labctl.grading.checks import Verdict, evaluate, probe
@@ -32,7 +32,9 @@ from labctl.grading.spec import CheckBase, GradingSpec
 Connect = Callable[[str], NodeSession]
 Progress = Callable[[CheckResult], None]
 CONFIRM_ERROR = 2  # probes that must ERROR before an ERROR is final
+INSIDE = "inside"  # a probe's verdict: programs of the node observed it
 CONNECT_TRIES = 2  # a node is unreachable once this many connections failed
+PROBES_AT_ONCE = 8  # a node's first probes run at once when its session allows it
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,30 @@ class NodeRun:
         return None
 
     def first_pass(self, session: NodeSession) -> None:
-        """Run each check once, in order; keep FAILing checks with a wait for retries."""
+        """Run each check once, in order (at once, for a session whose probes may run
+        concurrently); keep FAILing checks with a wait for retries."""
         waiting: list[Attempted] = []
+        early: dict[int, tuple[float, Verdict | NodeUnreachable]] = {}
+        if getattr(session, "concurrent", False) and len(self.checks) > 1:
+            def first(check: CheckBase) -> tuple[float, Verdict | NodeUnreachable]:
+                started = time.monotonic()
+                try:
+                    return started, self.attempt(session, check)
+                except NodeUnreachable as exc:
+                    return started, exc
+            with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(self.checks)),
+                                    thread_name_prefix=f"probe-{self.node}") as pool:
+                early = dict(enumerate(pool.map(first, self.checks)))
         for index, check in enumerate(self.checks):
             started = time.monotonic()
             try:
-                verdict = self.attempt(session, check)
+                if index in early:
+                    started, outcome = early[index]
+                    if isinstance(outcome, NodeUnreachable):
+                        raise outcome
+                    verdict = outcome
+                else:
+                    verdict = self.attempt(session, check)
             except NodeUnreachable as exc:
                 self.lose_node(exc, waiting, self.checks[index:])
                 return
@@ -180,8 +200,20 @@ class NodeRun:
 
     def attempt(self, session: NodeSession, check: CheckBase) -> Verdict:
         """Probe once and evaluate; only NodeUnreachable escapes (it ends the node)."""
-        command = probe(check)
         timeout = check.timeout or self.options.command_timeout
+        observe = getattr(session, "observe", None)
+        if observe is not None:  # a session that observes the node itself (from outside)
+            try:
+                observed: Verdict | None = observe(check, timeout)
+                if observed is not None:  # None: this check type is probed inside the node
+                    return observed
+            except NodeUnreachable:
+                raise
+            except CommandTimeout:
+                return error(f"timed out after {timeout:g} s")
+            except Exception as exc:  # one observation failing is that check's ERROR
+                return error(f"observation failed ({_reason(exc)})")
+        command = probe(check)
         try:
             if command.cli:
                 result = CommandResult(0, session.cli(command.command, timeout), "")
@@ -195,7 +227,7 @@ class NodeRun:
             channel = "router CLI" if command.cli else "command"
             return error(f"{channel} failed ({_reason(exc)}): {command.command}")
         try:
-            return evaluate(check, result)
+            return replace(evaluate(check, result), observed=INSIDE)
         except Exception as exc:  # an evaluation bug must not stop the grading
             return error(f"internal error while evaluating: {_reason(exc)}")
 
@@ -221,6 +253,7 @@ class NodeRun:
             description_fr=check.description.fr, description_en=check.description.en,
             weight=check.weight, outcome=verdict.outcome, evidence=verdict.evidence,
             attempts=attempts, duration_s=round(time.monotonic() - started, 3), stage=check.stage,
+            observed=verdict.observed,
         )
         self.done.append((check, result))
         self.notify(result)

@@ -9,7 +9,9 @@ JSON (`to_json`, read back by `from_json`) has these keys, in this order:
   exit_code   0 all PASS, 1 some FAIL, 10 some ERROR
   results     list, in spec order, of {"id", "criterion", "node",
               "description": {"fr", "en"}, "weight", "outcome", "evidence",
-              "attempts", "duration_s", "stage"}
+              "attempts", "duration_s", "stage", "observed"}; `observed` says where the
+              check's evidence came from: "outside" (the controller's own view of the node:
+              kernel, files, processes), "inside" (programs run in the node), "" unknown
 JUnit XML (`to_junit`) has one testsuite per criterion and one testcase per check, with a
 <failure> for FAIL and an <error> for ERROR.
 """
@@ -76,12 +78,38 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
             if r.outcome is not Outcome.PASS:
                 tries = f" [{r.attempts} attempts]" if r.attempts > 1 else ""
                 lines.append(f"         ↳ {r.evidence}{tries}")
+                if r.observed:
+                    lines.append(f"           ({observed_text(r.observed, lang)})")
                 hint = (hints or {}).get(r.check_id)
                 if hint is not None:
                     lines += [f"         ? {text}" for text in _hint_lines(hint, lang)]
         lines.append("")
-    lines += summary_lines(report)
+    lines += observed_lines(report, lang) + summary_lines(report)
     return "\n".join(lines) + "\n"
+
+
+OBSERVED = {
+    "outside": ("observé depuis l'extérieur du nœud", "observed from outside the node"),
+    "inside": ("observé dans le nœud, par ses propres programmes", "observed inside the node, by its own programs"),
+}
+
+
+def observed_text(observed: str, lang: Lang = "both") -> str:
+    """Where a check's evidence was observed, in words (fr / en)."""
+    french, english = OBSERVED.get(observed, (observed, observed))
+    return {"fr": french, "en": english}.get(lang, f"{french} / {english}")
+
+
+def observed_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
+    """How many checks were observed from outside the nodes, and which ran inside them."""
+    outside = [r for r in report.results if r.observed == "outside"]
+    inside = [r.check_id for r in report.results if r.observed == "inside"]
+    if not outside and not inside:
+        return []
+    listed = f" ({', '.join(inside)})" if inside else ""
+    fr = f"Observation : {len(outside)} contrôle(s) depuis l'extérieur des nœuds, {len(inside)} dans les nœuds{listed}"
+    en = f"Observed: {len(outside)} check(s) from outside the nodes, {len(inside)} inside them{listed}"
+    return {"fr": [fr], "en": [en]}.get(lang, [fr, en])
 
 
 def _hint_lines(hint: Description, lang: Lang) -> list[str]:
@@ -106,7 +134,7 @@ def _result_dict(r: CheckResult) -> dict[str, Any]:
     return {"id": r.check_id, "criterion": r.criterion, "node": r.node,
             "description": {"fr": r.description_fr, "en": r.description_en},
             "weight": r.weight, "outcome": r.outcome.value, "evidence": r.evidence,
-            "attempts": r.attempts, "duration_s": r.duration_s, "stage": r.stage}
+            "attempts": r.attempts, "duration_s": r.duration_s, "stage": r.stage, "observed": r.observed}
 
 
 def to_dict(report: GradeReport) -> dict[str, Any]:
@@ -138,6 +166,7 @@ def from_json(text: str) -> GradeReport:
         description_fr=r["description"]["fr"], description_en=r["description"]["en"],
         weight=r["weight"], outcome=Outcome(r["outcome"]), evidence=r["evidence"],
         attempts=r["attempts"], duration_s=r["duration_s"], stage=r["stage"],
+        observed=r.get("observed", ""),
     ) for r in data["results"]]
     return GradeReport(lab=data["lab"], scenario=data["scenario"], started=data["started"],
                        finished=data["finished"], results=results)
@@ -160,7 +189,7 @@ def _testcase(suite: ET.Element, r: CheckResult) -> None:
         element.text = r.evidence
     out = ET.SubElement(case, "system-out")
     out.text = (f"{r.description_fr}\n{r.description_en}\nnode: {r.node}, weight: {r.weight}, "
-                f"attempts: {r.attempts}\n{r.evidence}")
+                f"attempts: {r.attempts}\n{r.evidence}" + (f"\n{observed_text(r.observed)}" if r.observed else ""))
 
 
 def to_junit(report: GradeReport) -> str:

@@ -36,6 +36,7 @@ class CheckResult:
     attempts: int = 1
     duration_s: float = 0.0
     stage: str | None = None
+    observed: str = ""  # "outside" (the controller's own view of the node), "inside" (the node's programs)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,12 @@ class CommandCheck(CheckBase):
         description="Dotted path into stdout parsed as JSON, e.g. `a.b.0.c`.",
     )
     equals: Any = Field(default=None, description="Value expected at json_path (any JSON).")
+    scope: Literal["node", "network"] = Field(
+        default="node",
+        description="node: run inside the node (its programs, a clean non-login shell); network: run the "
+                    "controller's own shell and programs in the node's network namespace only (where the "
+                    "provider can), so nothing the candidate installed answers for them.",
+    )
 
     _regex = field_validator("stdout_matches")(compile_regex)
 
@@ -217,6 +223,11 @@ class PortCheck(CheckBase):
     port: int = Field(ge=1, le=65535)
     protocol: Literal["tcp", "udp"] = "tcp"
     listening: bool = True
+    executable: str | None = Field(
+        default=None, pattern=r"^/",
+        description="The program that must own the listening socket (absolute path in the node, e.g. "
+                    "/usr/bin/python3): its real executable, as the image installed it.",
+    )
 
 
 class ServiceCheck(CheckBase):
@@ -228,6 +239,12 @@ class ServiceCheck(CheckBase):
         description="Name as `pgrep -x` matches it (the kernel keeps 15 characters).",
     )
     running: bool = True
+    executable: str | None = Field(
+        default=None, pattern=r"^/",
+        description="The program the process must run (absolute path in the node); where the grader observes "
+                    "from outside, a process counts only when its real executable is this file (default: a "
+                    "file named `process`), as the image or a package installed it.",
+    )
 
 
 class FileCheck(CheckBase):

@@ -52,6 +52,9 @@ class Provider(ABC):
     """Builds labs from plans and removes them; small on purpose."""
 
     name: str = ""
+    # whether the controller sees its nodes' kernel state, files and processes itself (so
+    # grading observes them from outside, where no candidate can forge them)
+    observes_from_outside: bool = False
 
     @abstractmethod
     def preflight(self) -> list[Probe]:

@@ -58,6 +58,7 @@ class LocalProvider(Provider):
     """Nodes as contained systems (systemd-nspawn + user namespace) on this kernel."""
 
     name = "local"
+    observes_from_outside = True
 
     # ---- preflight -------------------------------------------------------------------
     def preflight(self) -> list[Probe]:

@@ -31,10 +31,13 @@ class Probe:
 
 @dataclass(frozen=True)
 class Verdict:
-    """An outcome and the evidence for it (what was seen, and what was expected)."""
+    """An outcome and the evidence for it (what was seen, and what was expected), and where it
+    was observed: "outside" the node (the controller's view), "inside" it (its own programs),
+    or "" when the session does not say."""
 
     outcome: Outcome
     evidence: str
+    observed: str = ""
 
 
 class Unobservable(Exception):

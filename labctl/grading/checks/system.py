@@ -190,6 +190,11 @@ def evaluate_package(check: PackageCheck, result: CommandResult) -> Verdict:
         if len(fields) != 3 or len(fields[0]) < 2:
             raise Unobservable(f"unexpected dpkg-query output: {short(line, 120)}")
         states.append((fields[0].strip(), fields[1]))
+    return package_verdict(check, states)
+
+
+def package_verdict(check: PackageCheck, states: list[tuple[str, str]]) -> Verdict:
+    """dpkg's (status abbreviation, version) entries of a known package against the check."""
     installed = [version for status, version in states if status[1] in INSTALLED_STATES]
     if not installed:
         seen = ", ".join(f"dpkg status {status} {version}".rstrip() for status, version in states)
@@ -227,8 +232,12 @@ def evaluate_user(check: UserCheck, result: CommandResult) -> Verdict:
     entry = lines[0].split(":") if lines else []
     if len(entry) != 7 or len(lines) < 2:
         raise Unobservable(f"unexpected getent/id output: {short(result.stdout, 120)}")
-    groups, shell = lines[1].split(), entry[6]
-    seen = f"user {check.user} (uid {entry[2]}, shell {shell}, groups {', '.join(groups)})"
+    return user_verdict(check, entry[2], entry[6], lines[1].split())
+
+
+def user_verdict(check: UserCheck, uid: str, shell: str, groups: list[str]) -> Verdict:
+    """An existing user's uid, shell and groups (primary first) against the check."""
+    seen = f"user {check.user} (uid {uid}, shell {shell}, groups {', '.join(groups)})"
     if not check.exists:
         return judged(False, seen + " exists, expected not to")
     wrong = [f"not in group {g}" for g in check.groups if g not in groups]

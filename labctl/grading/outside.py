@@ -1,0 +1,528 @@
+"""Grading observed from outside the node (local provider): what the candidate cannot forge.
+
+`OutsideSession` stands for a node's grading session. For every check type it can, it
+observes the fact itself through `NodeView` (files through the node's root, processes from
+the host's /proc, network facts from the node's network namespace with the controller's
+own programs) and judges it with pure functions below (tested on recorded facts). What
+must run inside the node (`command` checks of scope `node`) runs there with a clean shell
+(absolute /bin/bash, no start-up file, `env -i`, a fixed PATH), never through the node's
+sshd; the router CLI still goes through the node's session (`fallback`). Each verdict says
+where it was observed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from labctl.grading.checks import evaluate, probe
+from labctl.grading.checks.base import Verdict, error, judged
+from labctl.grading.checks.network import HTTP_TIMEOUT, evaluate_http, evaluate_reach, evaluate_route, http_timeout
+from labctl.grading.checks.system import (
+    CONTENT_LIMIT,
+    evaluate_command,
+    package_verdict,
+    user_verdict,
+)
+from labctl.grading.nodeview import NodeFileError, NodeProcess, NodeView, clean_shell_argv, run_argv
+from labctl.grading.results import Outcome
+from labctl.grading.session import CommandResult, NodeSession, NodeUnreachable
+from labctl.grading.spec import (
+    CheckBase,
+    CommandCheck,
+    FileCheck,
+    HttpCheck,
+    ManifestCheck,
+    PackageCheck,
+    PortCheck,
+    ReachCheck,
+    RouteCheck,
+    ServiceCheck,
+    UserCheck,
+)
+
+OUTSIDE = "outside"  # observed from the controller; the node's programs took no part
+INSIDE = "inside"  # observed by running programs of the node
+TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
+DPKG_STATUS = "/var/lib/dpkg/status"
+DPKG_LIMIT = 64 * 1024 * 1024
+STATUS_WORDS = {"not-installed": "n", "config-files": "c", "half-installed": "H", "unpacked": "U",
+                "half-configured": "F", "triggers-awaited": "W", "triggers-pending": "t", "installed": "i"}
+WANT_WORDS = {"unknown": "u", "install": "i", "hold": "h", "deinstall": "r", "purge": "p"}
+
+
+# ---- pure parts: parse what the kernel and the node's files say, then judge -------------------
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket of the node's network namespace."""
+
+    address: str
+    port: int
+    inode: int
+
+
+def _hex_address(text: str) -> str:
+    """An address of /proc/net/tcp[6] (hex, host byte order words) as text."""
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)
+
+
+def parse_sockets(text: str, states: tuple[str, ...]) -> list[tuple[str, int, str, int, int]]:
+    """(local address, local port, remote address, remote port, inode) of /proc/net/{tcp,udp}[6]
+    lines in one of `states` (hex state codes)."""
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] not in states:
+            continue
+        local, _, lport = fields[1].partition(":")
+        remote, _, rport = fields[2].partition(":")
+        found.append((_hex_address(local), int(lport, 16), _hex_address(remote), int(rport, 16), int(fields[9])))
+    return found
+
+
+def listeners(texts: list[str], protocol: str) -> list[Listener]:
+    """Listening sockets (TCP LISTEN, UDP unconnected) from the namespace's socket tables."""
+    state = TCP_LISTEN if protocol == "tcp" else UDP_UNCONNECTED
+    return [Listener(address, port, inode) for text in texts
+            for address, port, _, _, inode in parse_sockets(text, (state,))]
+
+
+def judge_port(check: PortCheck, found: list[Listener], owners: dict[int, list[str]]) -> Verdict:
+    """Something (the expected program, with `executable`) listens on the port, or nothing does.
+
+    `owners` maps a socket inode to descriptions of the processes holding it, each starting
+    with "OK " when that process runs the expected executable, as the image installed it.
+    """
+    name = f"{check.protocol} port {check.port}"
+    on_port = [s for s in found if s.port == check.port]
+    if not on_port:
+        others = ", ".join(str(p) for p in sorted({s.port for s in found})[:12]) or "none"
+        return judged(not check.listening, f"nothing listens on {name} (listening {check.protocol} ports: {others})")
+    seen = f"{name} listening on {', '.join(sorted({s.address for s in on_port}))}"
+    if check.executable is None or not check.listening:
+        return judged(check.listening, seen + ("" if check.listening else ", expected closed"))
+    holders = [h for s in on_port for h in owners.get(s.inode, [])]
+    if any(h.startswith("OK ") for h in holders):
+        return judged(True, f"{seen} by {'; '.join(h[3:] for h in holders if h.startswith('OK '))}")
+    shown = "; ".join(holders) or "no process of the node holds it"
+    tampered = [h for h in holders if "written in the node" in h and h.startswith("TAMPERED ")]
+    if tampered:
+        return error(f"tampered: {seen} by {'; '.join(h[9:] for h in tampered)}")
+    return judged(False, f"{seen}, but not by {check.executable} ({shown})")
+
+
+def judge_service(check: ServiceCheck, executable: str, found: list[tuple[NodeProcess, str]]) -> Verdict:
+    """Running when some process runs the expected executable (origin "image" or "package ...").
+
+    `found` pairs the node's processes whose real executable is `executable`, or is named like
+    the service, with where that executable comes from.
+    """
+    genuine = [p for p, origin in found if not origin.startswith("written")]
+    if genuine:
+        pids = ", ".join(str(p.pid) for p in genuine[:5])
+        seen = f"{executable} running (host pid {pids})"
+        return judged(check.running, seen + ("" if check.running else ", expected stopped"))
+    if found and check.running:
+        shown = "; ".join(f"pid {p.pid} runs {p.exe} ({origin})" for p, origin in found[:3])
+        return error(f"tampered: {shown}; not the executable the image installed")
+    seen = f"no process runs {executable}"
+    return judged(not check.running, seen + (", expected running" if check.running else ""))
+
+
+def parse_passwd(text: str) -> dict[str, list[str]]:
+    """name -> the 7 fields of an /etc/passwd line."""
+    users: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[0] and not fields[0].startswith(("+", "-", "#")):
+            users.setdefault(fields[0], fields)
+    return users
+
+
+def parse_group(text: str) -> list[tuple[str, str, list[str]]]:
+    """(name, gid, members) of /etc/group lines."""
+    groups = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) == 4 and fields[0]:
+            groups.append((fields[0], fields[2], [m for m in fields[3].split(",") if m]))
+    return groups
+
+
+def judge_user(check: UserCheck, passwd: str, group: str) -> Verdict:
+    """The user's entry and groups (primary first, then supplementary), as `id -nG` lists them."""
+    entry = parse_passwd(passwd).get(check.user)
+    if entry is None:
+        return judged(not check.exists, f"no user {check.user}" + (", expected to exist" if check.exists else ""))
+    groups_table = parse_group(group)
+    primary = next((name for name, gid, _ in groups_table if gid == entry[3]), entry[3])
+    groups = [primary] + [name for name, _, members in groups_table if check.user in members and name != primary]
+    return user_verdict(check, entry[2], entry[6], groups)
+
+
+def dpkg_packages(status: str) -> dict[str, list[tuple[str, str]]]:
+    """package (and package:arch) -> [(status abbreviation, version)] from dpkg's status file."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for stanza in status.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        name = fields.get("Package")
+        if not name:
+            continue
+        words = fields.get("Status", "unknown ok not-installed").split()
+        abbrev = WANT_WORDS.get(words[0], "u") + STATUS_WORDS.get(words[-1], "n")
+        entry = (abbrev, fields.get("Version", ""))
+        found.setdefault(name, []).append(entry)
+        if fields.get("Architecture"):
+            found.setdefault(f"{name}:{fields['Architecture']}", []).append(entry)
+    return found
+
+
+def judge_package(check: PackageCheck, status: str) -> Verdict:
+    """Installed (dpkg status installed, triggers awaited or pending), then the version rule."""
+    states = dpkg_packages(status).get(check.package, [])
+    if not states:
+        return judged(not check.installed, f"package {check.package} is not known to dpkg"
+                                           + (", expected installed" if check.installed else ""))
+    return package_verdict(check, states)
+
+
+def name_of(table: list[tuple[str, str]], number: int) -> str:
+    """A uid's or gid's name from (name, id) pairs, or the number."""
+    return next((name for name, ident in table if ident == str(number)), str(number))
+
+
+# ---- the session ------------------------------------------------------------------------------
+class LabView:
+    """The nodes of one local lab, opened for observation once per grading run."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+        self._views: dict[str, NodeView] = {}
+        self._lock = threading.Lock()
+        # address -> the node the plan gives it (the one that must answer for it)
+        self.owners: dict[str, str] = {}
+        for node in lab.plan.nodes:
+            for iface in node.interfaces:
+                if iface.address:
+                    self.owners[str(ipaddress.IPv4Interface(iface.address).ip)] = node.name
+
+    def view(self, node: str) -> NodeView:
+        """The node's view (opened on first use); NodeUnreachable when it is not running."""
+        with self._lock:
+            found = self._views.get(node)
+            if found is None:
+                state = self.lab.nodes.get(node)
+                if state is None or state.init is None:
+                    raise NodeUnreachable(f"{node}: the node was never started")
+                found = NodeView(node, state.init.pid, state.init.start_time, self.lab.upper_dir(node))
+                self._views[node] = found
+            return found
+
+    def close(self) -> None:
+        """Release every node's root."""
+        with self._lock:
+            for view in self._views.values():
+                view.close()
+            self._views.clear()
+
+
+class OutsideSession:
+    """A node's grading session that observes from outside (implements NodeSession, plus
+    `observe`, which the grader prefers, and `concurrent`: a node's probes may run at once)."""
+
+    concurrent = True
+
+    def __init__(self, lab: LabView, node: str, fallback: Callable[[], NodeSession]) -> None:
+        self.lab, self.node, self._fallback_open = lab, node, fallback
+        self.view = lab.view(node)
+        self._fallback: NodeSession | None = None
+        self._fallback_lock = threading.Lock()
+
+    # NodeSession: what still runs inside the node
+    def run(self, command: str, timeout: float) -> CommandResult:
+        """`command` inside the node with a clean shell (never its sshd, login files or PATH)."""
+        self.view.check_alive()
+        result = run_argv(self.view.inside_argv(clean_shell_argv(command)), timeout)
+        self.view.check_alive()
+        return result
+
+    def cli(self, command: str, timeout: float) -> str:
+        """The router CLI, through the node's own session (opened on first use)."""
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = self._fallback_open()
+            session = self._fallback
+        return session.cli(command, timeout)
+
+    def close(self) -> None:
+        """Close the fallback session, if one was opened."""
+        if self._fallback is not None:
+            with contextlib.suppress(Exception):
+                self._fallback.close()
+
+    # observation
+    def observe(self, check: CheckBase, timeout: float) -> Verdict | None:
+        """The check's verdict, observed from outside wherever this check type allows it; None
+        for a check the node's own programs must answer (the grader probes it through `run`
+        or `cli`)."""
+        observers: dict[type, Callable[[Any, float], Verdict]] = {
+            RouteCheck: self._route, PortCheck: self._port, ReachCheck: self._reach, HttpCheck: self._http,
+            FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
+            ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
+        }
+        observer = observers.get(type(check))
+        if observer is None:  # e.g. the router CLI: the node's own session
+            return None
+        try:
+            verdict = observer(check, timeout)
+        except NodeFileError as exc:
+            verdict = error(f"cannot read from outside the node: {exc}")
+        self.view.check_alive()  # a verdict from a node that died meanwhile is none
+        return verdict if verdict.observed != "" else replace(verdict, observed=OUTSIDE)
+
+    def _route(self, check: RouteCheck, timeout: float) -> Verdict:
+        result = self.view.run_in_netns(["ip", "-j", "route", "show", check.destination], timeout)
+        return evaluate(check, result) if result.exit_code else evaluate_route(check, result)
+
+    def _port(self, check: PortCheck, timeout: float) -> Verdict:
+        tables = ("tcp", "tcp6") if check.protocol == "tcp" else ("udp", "udp6")
+        found = listeners([self.view.net_file(t) for t in tables], check.protocol)
+        owners: dict[int, list[str]] = {}
+        if check.executable is not None and any(s.port == check.port for s in found):
+            expected = self.view.stat(check.executable)
+            for inode, processes in self.view.socket_owners().items():
+                owners[inode] = [self._describe_owner(p, expected) for p in processes]
+        return judge_port(check, found, owners)
+
+    def _describe_owner(self, process: NodeProcess, expected: Any) -> str:
+        """`OK pid P (EXE)` for the expected, genuine executable; otherwise what it runs."""
+        text = f"pid {process.pid} ({process.exe})"
+        origin = self.origin(process.exe)
+        if origin.startswith("written"):
+            return f"TAMPERED {text}: {process.exe} {origin}"
+        if expected is not None and (process.exe_device, process.exe_inode) == (expected.device, expected.inode):
+            return f"OK {text}"
+        return text
+
+    def origin(self, path: str) -> str:
+        """Where a node's executable comes from: the image, a package (checksum verified), or
+        "written in the node" (added or replaced by someone in the node)."""
+        if not self.view.replaced(path):
+            return "from the image"
+        package = self._package_of(path)
+        if package is not None:
+            return f"from package {package}"
+        return "written in the node (not the image's file, not a package's)"
+
+    def _package_of(self, path: str) -> str | None:
+        """The package whose recorded checksum the file at `path` has (dpkg's info read from outside)."""
+        try:
+            names = os.listdir(self.view.upper / "var/lib/dpkg/info")
+        except OSError:
+            names = []
+        relative = path.lstrip("/")
+        for name in sorted(n for n in names if n.endswith(".md5sums")):
+            with contextlib.suppress(NodeFileError):
+                for line in self.view.text(f"/var/lib/dpkg/info/{name}").splitlines():
+                    digest, _, listed = line.partition("  ")
+                    if listed == relative:
+                        actual = hashlib.md5(self.view.read(path, 512 * 1024 * 1024)).hexdigest()  # dpkg records md5
+                        return name[:-len(".md5sums")] if actual == digest else None
+        return None
+
+    def _reach(self, check: ReachCheck, timeout: float) -> Verdict:
+        target = str(check.target)
+        local = self.view.run_in_netns(["ip", "-j", "route", "get", target], timeout)
+        if local.exit_code == 0 and '"type":"local"' in local.stdout.replace(" ", ""):
+            seen = f"{target} is an address of {self.node} itself: its own stack answers, not the host that " \
+                   f"has it"
+            return judged(check.expect == "unreachable", seen + (", expected reachable"
+                                                                 if check.expect == "reachable" else ""))
+        owner = self.lab.owners.get(target)
+        before = self._echo_replies(owner)
+        result = self.view.run_in_netns(
+            ["ping", "-n", "-q", "-c", str(check.count), "-i", "0.2", "-W", "1", target], timeout)
+        verdict = evaluate_reach(check, result)
+        after = self._echo_replies(owner)
+        answered = result.exit_code == 0
+        if answered and owner is not None and before is not None and after is not None and after <= before:
+            seen = f"{target} answered, but not from {owner} (its kernel sent no echo reply): another node " \
+                   f"answers for it"
+            return judged(check.expect == "unreachable", seen + (", expected reachable"
+                                                                 if check.expect == "reachable" else ""))
+        return verdict
+
+    def _echo_replies(self, owner: str | None) -> int | None:
+        """The ICMP echo replies the owner's kernel has sent (from its /proc/net/snmp)."""
+        if owner is None:
+            return None
+        try:
+            lines = [line.split() for line in self.lab.view(owner).net_file("snmp").splitlines()
+                     if line.startswith("Icmp:")]
+            return int(lines[1][lines[0].index("OutEchoReps")])
+        except (NodeUnreachable, IndexError, ValueError):
+            return None
+
+    def _http(self, check: HttpCheck, timeout: float) -> Verdict:
+        target = check.target
+        limit = http_timeout(check) if check.timeout else HTTP_TIMEOUT
+        host = target.host
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            host = self._hosts_entry(host) or ""
+            if not host:
+                return judged(False, f"{check.url}: cannot resolve {target.host} (Name or service not known)")
+        local = self.view.run_in_netns(["ip", "-j", "route", "get", host], timeout)
+        if local.exit_code == 0 and '"type":"local"' in local.stdout.replace(" ", ""):
+            return judged(False, f"{check.url}: {host} is an address of {self.node} itself: a server there "
+                                 f"answers, not the host that has it")
+        request = (f"GET {target.path} HTTP/1.0\r\nHost: {target.host_header}\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        owner = self.lab.owners.get(host)
+
+        def fetch() -> tuple[CommandResult, tuple[str, int] | None]:
+            deadline = time.monotonic() + limit
+            try:
+                sock = socket.create_connection((host, target.port), timeout=limit)
+            except TimeoutError:
+                return CommandResult(124, "", ""), None
+            except OSError as exc:
+                return CommandResult(1, "", f"connect: {exc.strerror}"), None
+            with sock:
+                source = sock.getsockname()[:2]
+                peer_ok = self._peer_holds(owner, host, target.port, source[1])
+                data = bytearray()
+                try:
+                    sock.sendall(request)
+                    while len(data) < CONTENT_LIMIT:
+                        sock.settimeout(max(0.05, deadline - time.monotonic()))
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                except TimeoutError:
+                    return CommandResult(124, data.decode(errors="replace"), ""), None
+                except OSError as exc:
+                    return CommandResult(1, data.decode(errors="replace"), exc.strerror or str(exc)), None
+                return CommandResult(0, bytes(data[:CONTENT_LIMIT]).decode(errors="replace"), ""), \
+                    (owner or "", int(peer_ok))
+
+        result, peer = self.view.in_netns(fetch)
+        verdict = evaluate_http(check, result)
+        if verdict.outcome is Outcome.PASS and peer is not None and peer[0] and not peer[1]:
+            return judged(False, f"{check.url}: answered, but not by {peer[0]} (no connection from "
+                                 f"{self.node} reached it): another node answers for {host}")
+        return verdict
+
+    def _peer_holds(self, owner: str | None, address: str, port: int, source_port: int) -> bool:
+        """Whether `owner`'s kernel holds the server end of our connection (true when unknown)."""
+        if owner is None:
+            return True
+        try:
+            view = self.lab.view(owner)
+            texts = [view.net_file("tcp"), view.net_file("tcp6")]
+        except NodeUnreachable:
+            return False
+        return any(lport == port and rport == source_port
+                   for text in texts for _, lport, _, rport, _ in parse_sockets(text, ("01", "06", "08")))
+
+    def _hosts_entry(self, name: str) -> str | None:
+        with contextlib.suppress(NodeFileError):
+            for line in self.view.text("/etc/hosts").splitlines():
+                fields = line.split("#")[0].split()
+                if len(fields) > 1 and name in fields[1:]:
+                    return fields[0]
+        return None
+
+    def _file(self, check: FileCheck, timeout: float) -> Verdict:
+        facts = self.view.stat(check.path)
+        if facts is None:
+            return judged(not check.exists, f"{check.path} does not exist"
+                                            + (", expected it to exist" if check.exists else ""))
+        if not check.exists:
+            return judged(False, f"{check.path} exists, expected it not to")
+        users = [(f[0], f[2]) for f in parse_passwd(self._quiet_text("/etc/passwd")).values()]
+        groups = [(name, gid) for name, gid, _ in parse_group(self._quiet_text("/etc/group"))]
+        seen = {"kind": facts.kind, "mode": f"{facts.mode:04o}", "owner": name_of(users, facts.uid),
+                "group": name_of(groups, facts.gid)}
+        regular = facts.kind == "regular file"
+        if regular and check.sha256 is not None:
+            seen["sha256"] = self.view.sha256(check.path)
+        if regular and check.contains is not None:
+            seen["content"] = self.view.text(check.path, CONTENT_LIMIT)
+        from labctl.grading.checks.system import _file_mismatches
+
+        wrong = _file_mismatches(check, seen)
+        shown = f"{check.path}: {seen['kind']}, mode {seen['mode']}, owner {seen['owner']}, group {seen['group']}"
+        return judged(not wrong, shown + (f"; {'; '.join(wrong)}" if wrong else ""))
+
+    def _quiet_text(self, path: str) -> str:
+        try:
+            return self.view.text(path)
+        except NodeFileError:
+            return ""
+
+    def _package(self, check: PackageCheck, timeout: float) -> Verdict:
+        return judge_package(check, self.view.text(DPKG_STATUS, DPKG_LIMIT))
+
+    def _user(self, check: UserCheck, timeout: float) -> Verdict:
+        passwd = self.view.text("/etc/passwd")
+        if check.user not in parse_passwd(passwd) and self._uses_directory():
+            result = self.run(probe(check).command, timeout)  # a directory user (LDAP): getent in a clean shell
+            return replace(evaluate(check, result), observed=INSIDE)
+        return judge_user(check, passwd, self.view.text("/etc/group"))
+
+    def _uses_directory(self) -> bool:
+        """Whether the node resolves users from more than its files (nsswitch names a service)."""
+        for line in self._quiet_text("/etc/nsswitch.conf").splitlines():
+            if line.startswith("passwd:"):
+                return any(word not in ("files", "systemd", "compat") for word in line.split()[1:])
+        return False
+
+    def _service(self, check: ServiceCheck, timeout: float) -> Verdict:
+        executable = check.executable
+        expected = self.view.stat(executable) if executable else None
+        found = []
+        for process in self.view.processes():
+            if expected is not None:
+                match = (process.exe_device, process.exe_inode) == (expected.device, expected.inode)
+            else:
+                match = os.path.basename(process.exe) == check.process
+            if match:
+                found.append((process, self.origin(process.exe)))
+        return judge_service(check, executable or check.process, found)
+
+    def _manifest(self, check: ManifestCheck, timeout: float) -> Verdict:
+        lines, missing = [], []
+        for path in sorted(check.expected or {}):
+            try:
+                lines.append(f"{self.view.sha256(path)}  {path}")
+            except NodeFileError as exc:
+                missing.append(str(exc))
+        result = CommandResult(1 if missing else 0, "\n".join(lines) + "\n", "\n".join(missing))
+        return evaluate(check, result)
+
+    def _command(self, check: CommandCheck, timeout: float) -> Verdict:
+        if check.scope == "network":
+            result = self.view.run_in_netns(clean_shell_argv(check.command), timeout)
+            return replace(evaluate_command(check, result), observed=OUTSIDE)
+        return replace(evaluate(check, self.run(check.command, timeout)), observed=INSIDE)
+

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the README's test command on a fresh Debian 12 (bookworm) root filesystem, to show that
+# scripts/bootstrap.sh installs everything the code and the tests call (nothing the host
+# machine has installed by hand can hide a missing step there).
+#
+# It builds the root with debootstrap from this machine's Debian mirror (Debian's archive only),
+# clones this repository's committed HEAD into it, mounts /proc, /sys (with the cgroups), /dev
+# and a private /run and /tmp, and runs, as root inside the chroot:
+#     scripts/test.sh "$@"          (default: the whole suite, as .ci/run does)
+# Everything is removed at the end (mounts first), unless --keep is given.
+#
+# Usage: sudo scripts/fresh-debian.sh [--keep] [--root DIR] [-- PYTEST_ARGS...]
+# Needs: debootstrap, git (scripts/bootstrap.sh installs debootstrap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+root=/var/tmp/labctl-fresh-debian
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --keep) keep=1; shift ;;
+        --root) root=$2; shift 2 ;;
+        --) shift; break ;;
+        *) echo "fresh-debian: unknown option $1 (usage: $0 [--keep] [--root DIR] [-- PYTEST_ARGS...])" >&2; exit 2 ;;
+    esac
+done
+if [ "$(id -u)" -ne 0 ]; then echo "fresh-debian: run as root: sudo $0" >&2; exit 4; fi
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+mounted=()
+cleanup() {
+    local i
+    for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+    if [ "$keep" -eq 0 ]; then rm -rf --one-file-system "$root"; fi
+}
+trap cleanup EXIT
+
+if [ ! -x "$root/usr/bin/apt-get" ]; then
+    echo "fresh-debian: debootstrap bookworm into $root from $mirror"
+    rm -rf --one-file-system "$root"
+    # git to clone the repository; everything else comes from scripts/bootstrap.sh
+    debootstrap --include=git,ca-certificates bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 \
+        || { echo "fresh-debian: debootstrap failed, see $root.debootstrap.log" >&2; exit 5; }
+fi
+rm -rf "$root/root/labctl"
+git clone -q "$repo" "$root/root/labctl"
+cp /etc/resolv.conf "$root/etc/resolv.conf"   # the chroot is the controller: it uses the host's resolver for apt
+
+mount_into() {  # mount_into TARGET ARGS...
+    local target=$root$1; shift
+    mkdir -p "$target"
+    mount "$@" "$target"
+    mounted+=("$target")
+}
+mount_into /proc -t proc proc
+mount_into /sys --rbind /sys
+mount --make-rslave "$root/sys"
+mount_into /dev --rbind /dev
+mount --make-rslave "$root/dev"
+mount_into /run -t tmpfs -o mode=755 tmpfs
+mount_into /tmp -t tmpfs -o mode=1777,size=8G tmpfs
+
+echo "fresh-debian: running scripts/test.sh $* inside the fresh root"
+set +e
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 TERM=dumb bash -c 'cd /root/labctl && scripts/test.sh "$@"' test.sh "$@"
+rc=$?
+set -e
+echo "fresh-debian: scripts/test.sh exited $rc"
+exit $rc

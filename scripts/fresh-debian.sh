@@ -46,6 +46,15 @@ fi
 rm -rf "$root/root/labctl"
 git clone -q "$repo" "$root/root/labctl"
 cp /etc/resolv.conf "$root/etc/resolv.conf"   # the chroot is the controller: it uses the host's resolver for apt
+# This machine's network trust, which is the machine's and not labctl's to install: the extra
+# CA certificates of an intercepting proxy (if any) and pip's setting to use the system store.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+fi
+pip_cert=""
+[ -s "$root/etc/ssl/certs/ca-certificates.crt" ] && pip_cert=/etc/ssl/certs/ca-certificates.crt
 
 mount_into() {  # mount_into TARGET ARGS...
     local target=$root$1; shift
@@ -64,7 +73,7 @@ mount_into /tmp -t tmpfs -o mode=1777,size=8G tmpfs
 echo "fresh-debian: running scripts/test.sh $* inside the fresh root"
 set +e
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb bash -c 'cd /root/labctl && scripts/test.sh "$@"' test.sh "$@"
+    LANG=C.UTF-8 TERM=dumb ${pip_cert:+PIP_CERT=$pip_cert} bash -c 'cd /root/labctl && scripts/test.sh "$@"' test.sh "$@"
 rc=$?
 set -e
 echo "fresh-debian: scripts/test.sh exited $rc"

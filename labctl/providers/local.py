@@ -33,7 +33,7 @@ from labctl import image, netns
 from labctl.errors import PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.progress import QUIET, Progress
-from labctl.providers import firewall, nodefs
+from labctl.providers import firewall, lockdown, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
@@ -139,6 +139,8 @@ class LocalProvider(Provider):
     def _stop(self, lab: LabState) -> None:
         """Stop every node and remove the lab's namespaces (its files stay)."""
         _parallel(lab.nodes.values(), _stop_node)
+        for node in lab.nodes:  # a start cut short leaves a node's channel mounted
+            lockdown.release(lab.node_dir(node) / "channel")
         for name in lab.plan.netns_names():
             netns.delete(name)
 
@@ -225,6 +227,7 @@ class LocalProvider(Provider):
         fuse = directory / "fuse"
         if fuse.exists():
             argv[-2:-2] = [f"--bind={fuse}:/dev/fuse"]
+        argv[-2:-2] = lockdown.nspawn_args(directory / "channel")
         with open(directory / "nspawn.log", "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
@@ -250,6 +253,7 @@ class LocalProvider(Provider):
                         state.init = ProcessRef.of(child)
                         if state.init is not None:
                             netns.attach(node.netns, child)
+                            _lock_down(lab, node.name, child)
                             return
                 except (OSError, IndexError):
                     continue
@@ -339,6 +343,17 @@ class LocalProvider(Provider):
             oob_command=tuple(node_exec_argv(pid, ["/usr/sbin/sshd", "-i"])),
             host_key=state.host_key, key_file=lab.key_file,
         )
+
+
+def _lock_down(lab: LabState, node: str, init_pid: int) -> None:
+    """/proc and /sys of a started node locked read-only for its root (providers/lockdown.py)."""
+    channel = lab.node_dir(node) / "channel"
+    try:
+        lockdown.seal(init_pid, channel)
+    except lockdown.LockdownError as exc:
+        raise ProviderError(f"node {node}: {exc}") from None
+    finally:
+        lockdown.release(channel)
 
 
 def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:

@@ -134,3 +134,28 @@ def test_node_has_a_fuse_device_of_its_own(node: tuple[LabState, SshSession]) ->
     assert opened.stdout.strip() == "open", opened.stderr  # sshfs and other FUSE mounts can work inside
     device = lab.node_dir("h1") / "fuse"
     assert device.stat().st_uid == 100000  # the node's root owns its device, not the machine's /dev/fuse
+
+
+def test_kernel_interfaces_stay_read_only(node: tuple[LabState, SshSession]) -> None:
+    _, session = node
+    attempts = {
+        "remount /proc/sys": "mount -o remount,rw /proc/sys",
+        "remount /proc/sys (bind)": "mount -o remount,bind,rw /proc/sys",
+        "unmount /proc/sys": "umount /proc/sys",
+        "detach /proc/sys": "umount -l /proc/sys",
+        "remount /proc/irq": "mount -o remount,rw /proc/irq",
+        "remount /proc/bus": "mount -o remount,rw /proc/bus",
+        "remount /sys": "mount -o remount,rw /sys",
+        "remount /sys/kernel": "mount -o remount,rw /sys/kernel",
+        "remount /sys/fs (bind)": "mount -o remount,bind,rw /sys/fs",
+    }
+    script = "".join(f"{command} 2>/dev/null; echo \"{what}: $?\"\n" for what, command in attempts.items())
+    result = session.run(script, 20)
+    outcomes = dict(line.rsplit(": ", 1) for line in result.stdout.splitlines())
+    assert set(outcomes) == set(attempts), result.stdout
+    assert all(code != "0" for code in outcomes.values()), outcomes
+    mounts = session.run("awk '$5 == \"/proc/sys\" || $5 == \"/sys/kernel\" {print $5, $6}' /proc/self/mountinfo", 5)
+    options = dict(line.split() for line in mounts.stdout.splitlines())
+    assert options["/proc/sys"].split(",")[0] == "ro" and options["/sys/kernel"].split(",")[0] == "ro", mounts.stdout
+    # the node's own network settings stay writable
+    assert session.run("sysctl -w net.ipv4.conf.all.forwarding=1 >/dev/null && echo ok", 5).stdout.strip() == "ok"

@@ -325,10 +325,10 @@ def validate(files: tuple[Path, ...]) -> None:
 
 
 def _validate_one(file: Path) -> str:
-    import yaml
-
+    from labctl.errors import InvalidInputError
     from labctl.lab import load_spec
     from labctl.scenario import is_scenario, load_scenario, scenario_using
+    from labctl.sourcefile import read_yaml
     from labctl.topology import load_topology
 
     owner = None if is_scenario(str(file)) else scenario_using(file)
@@ -341,9 +341,9 @@ def _validate_one(file: Path) -> str:
             f"scenario {scenario.name}"
         return f"{what}: {len(topology.nodes)} nodes, {len(checks)} checks"
     try:
-        head = yaml.safe_load(file.read_text()) if file.is_file() else None
-    except yaml.YAMLError:
-        head = None
+        head = read_yaml(file)[0] if file.is_file() else None  # with the limits on hostile files
+    except InvalidInputError:
+        head = None  # load_topology below reports the same problem
     if isinstance(head, dict) and "checks" in head:
         from labctl.grading.loader import load_grading_spec
 

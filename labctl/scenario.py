@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl.errors import InvalidInputError, LabctlError, NotFoundError
 from labctl.sourcefile import read_yaml, validate_model
+from labctl.sourcelimits import BoundedInt, SampleSize, TokenLength
 
 
 class Text(BaseModel):
@@ -46,15 +47,18 @@ class Parameter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     default: Any = Field(description="The value without a seed (and in the shipped brief).")
     choices: list[Any] | None = Field(default=None, description="Draw one of these.")
-    range: tuple[int, int] | None = Field(default=None, description="Draw an integer in [low, high].")
-    token: int | None = Field(default=None, description="Draw a random lowercase string of this length.")
-    sample: int | None = Field(default=None, description="With choices: draw this many distinct ones (a list).")
+    range: tuple[BoundedInt, BoundedInt] | None = Field(default=None, description="Draw an integer in [low, high].")
+    token: TokenLength | None = Field(default=None, description="Draw a random lowercase string of this length.")
+    sample: SampleSize | None = Field(default=None,
+                                      description="With choices: draw this many distinct ones (a list).")
 
     @model_validator(mode="after")
     def _one_way(self) -> Parameter:
         ways = [w for w in (self.choices, self.range, self.token) if w is not None]
         if len(ways) > 1:
             raise ValueError("give one of choices, range or token")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"range [{self.range[0]}, {self.range[1]}]: the low end comes first")
         if self.sample is not None and self.choices is None:
             raise ValueError("sample goes with choices")
         if self.sample is not None and self.choices is not None and self.sample > len(self.choices):

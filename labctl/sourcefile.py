@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from labctl import sourcelimits
 from labctl.errors import InvalidInputError, Problem
 
 PathKey = tuple[str | int, ...]
@@ -53,30 +54,36 @@ class Lines:
         return Problem(self.file, self.line(path), message, hint)
 
 
-def _to_python(node: yaml.Node, path: PathKey, lines: Lines, problems: list[Problem]) -> Any:
+def _to_python(node: yaml.Node, path: PathKey, lines: Lines, problems: list[Problem],
+               budget: sourcelimits.Budget | None = None) -> Any:
+    budget = budget or sourcelimits.Budget(lines.file)
+    budget.spend(node)
     lines.record(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, lines.file)
             if key in result:
                 problems.append(
                     Problem(lines.file, key_node.start_mark.line + 1, f"duplicate key '{key}'",
                             "each key may appear once; merge the two entries")
                 )
             lines.record((*path, key), key_node.start_mark.line + 1)
-            result[key] = _to_python(value_node, (*path, key), lines, problems)
+            result[key] = _to_python(value_node, (*path, key), lines, problems, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
+        return [_to_python(item, (*path, i), lines, problems, budget) for i, item in enumerate(node.value)]
+    return _scalar(node, lines.file)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    """A scalar's Python value (strings as written, other tags resolved by PyYAML)."""
+def _scalar(node: yaml.Node, file: str = "<yaml>") -> Any:
+    """A scalar's Python value (strings as written, other tags resolved by PyYAML); a value
+    PyYAML cannot build (merge key, 5000-digit integer, 2020-99-99) is an InvalidInputError."""
     if node.tag == _STR_TAG:
         return node.value
-    return yaml.constructor.SafeConstructor().construct_object(node)
+    if not isinstance(node, yaml.ScalarNode):
+        raise sourcelimits.refuse(file, node.start_mark.line + 1, "a key must be a plain value, not a list or mapping")
+    return sourcelimits.construct_scalar(node, file)
 
 
 @lru_cache(maxsize=32)
@@ -84,8 +91,8 @@ def _template(text: str) -> Any:
     """`text` compiled once (a room grades many labs of one spec; compiling is most of a render)."""
     import jinja2
 
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                     autoescape=False)
+    environment = sourcelimits.sandboxed_environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                                     autoescape=False)
     return environment.from_string(text)
 
 
@@ -95,9 +102,16 @@ def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
     Placeholders stay on their line, so line numbers in later errors remain right.
     """
     import jinja2
+    from jinja2.exceptions import SecurityError
 
     try:
-        return str(_template(text).render(**variables))
+        return sourcelimits.bounded_render(_template(text), variables)
+    except SecurityError as exc:
+        raise InvalidInputError([Problem(str(path), 1, f"template error: {exc}",
+                                         "placeholders name the scenario's parameters: {{ name }}")]) from None
+    except (OverflowError, MemoryError, RecursionError, ArithmeticError, TypeError, ValueError) as exc:
+        raise InvalidInputError([Problem(str(path), 1, f"template error: {type(exc).__name__}: {exc}"[:300],
+                                         "placeholders name the scenario's parameters: {{ name }}")]) from None
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidInputError([Problem(str(path), exc.lineno or 1, f"template error: {exc.message}",
                                          "placeholders look like {{ name }}")]) from None
@@ -111,16 +125,10 @@ def read_yaml(path: Path, variables: dict[str, Any] | None = None) -> tuple[Any,
     """Parse `path` (a template filled with `variables` when given); return its data,
     the line index, and problems found while reading."""
     lines = Lines(str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-        if variables is not None and "{{" in text:
-            text = render_template(path, text, variables)
-    except FileNotFoundError:
-        raise InvalidInputError([Problem(
-            str(path), 1, "file not found", "check the path (relative to the current directory)",
-        )]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError([Problem(str(path), 1, f"cannot read the file: {exc}")]) from None
+    text = sourcelimits.read_text(path)
+    if variables is not None and "{{" in text:
+        text = render_template(path, text, variables)
+    sourcelimits.check_yaml_shape(text, str(path), LOADER)
     try:
         node = yaml.compose(text, Loader=LOADER)
     except yaml.YAMLError:
@@ -144,6 +152,8 @@ def _pure_python_error(text: str) -> yaml.YAMLError:
         yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         return exc
+    except RecursionError:
+        return yaml.YAMLError(f"nested more than {sourcelimits.MAX_DEPTH} levels deep")
     return yaml.YAMLError("libyaml refused it")  # both parsers refuse the same documents
 
 
@@ -217,6 +227,21 @@ def _is_validator_step(part: str | int) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
+def _data_location(raw: Sequence[str | int], data: Any) -> list[str | int]:
+    """pydantic's location without the steps it adds for unions and validators; a key of
+    the data itself is kept even if it looks like one (`s[cenario`)."""
+    loc: list[str | int] = []
+    value = data
+    for part in raw:
+        if (isinstance(value, dict) and part in value) or (isinstance(value, list) and isinstance(part, int)):
+            loc.append(part)
+            value = _child(value, part)
+        elif not _is_validator_step(part):
+            loc.append(part)
+            value = None
+    return loc
+
+
 def problems_from_validation(
     exc: ValidationError, lines: Lines, model: type[BaseModel], data: Any,
     names: Iterable[str] = (),
@@ -224,17 +249,17 @@ def problems_from_validation(
     """Turn pydantic's errors into Problems at the right lines, with hints."""
     problems: list[Problem] = []
     for error in exc.errors():
-        loc = [p for p in error["loc"] if not _is_validator_step(p)]
+        loc = _data_location(error["loc"], data)
         where = ".".join(str(p) for p in loc) or "(top level)"
         kind = error["type"]
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and loc:
             key = str(loc[-1])
             allowed = _allowed_keys(model, loc, data) or list(names)
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean '{close[0]}'?" if close else (
                 f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else None)
             problems.append(lines.problem(loc, f"unknown key '{key}' at {where}", hint))
-        elif kind == "missing":
+        elif kind == "missing" and loc:
             problems.append(lines.problem(loc[:-1], f"missing required key '{loc[-1]}' at {where}",
                                           f"add '{loc[-1]}:' here"))
         elif kind in ("enum", "literal_error", "union_tag_invalid"):

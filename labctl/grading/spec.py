@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from labctl import sourcelimits
 from labctl.grading.debversion import split_version
+from labctl.sourcelimits import ExitCode, HttpStatus, Port, PositiveSeconds, Seconds, SmallCount, Weight
 
 CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -31,12 +33,10 @@ class Strict(BaseModel):
 
 
 def compile_regex(value: str | None) -> str | None:
-    """Check that `value` is a valid Python regular expression (re.search syntax)."""
+    """Check that `value` is a valid Python regular expression (re.search syntax), of a
+    reasonable size and with repetition counts Python accepts (`a{99999999999}` is refused)."""
     if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
+        sourcelimits.compile_regex(value)
     return value
 
 
@@ -57,14 +57,14 @@ class CheckBase(Strict):
     criterion: str = Field(description="A criterion id of the referentiel, e.g. A1.3-c2.")
     description: Description
     node: str = Field(description="The host or router the check runs on.")
-    weight: int = Field(default=1, ge=1, le=100, description="Points the check is worth.")
-    wait: float = Field(
-        default=0, ge=0, le=3600,
+    weight: Weight = Field(default=1, description="Points the check is worth.")
+    wait: Seconds = Field(
+        default=0,
         description="Seconds (from grading start) to keep retrying while the check FAILs.",
     )
     stage: str | None = Field(default=None, description="The scenario stage it is graded in; none: every stage.")
-    timeout: float | None = Field(
-        default=None, gt=0, le=600,
+    timeout: PositiveSeconds | None = Field(
+        default=None,
         description="Seconds one probe may run before the check is an ERROR (default: the run's, 30 s).",
     )
     hint: Description | None = Field(
@@ -86,7 +86,7 @@ class CommandCheck(CheckBase):
 
     type: Literal["command"]
     command: str = Field(min_length=1, description="Shell command, run as the grading user.")
-    exit_code: int = Field(default=0, description="Expected exit code.")
+    exit_code: ExitCode = Field(default=0, description="Expected exit code (0-255).")
     stdout_matches: Regex | None = None
     json_path: str | None = Field(
         default=None, pattern=r"^[^.\s]+(\.[^.\s]+)*$",
@@ -156,7 +156,7 @@ class HttpCheck(CheckBase):
 
     type: Literal["http"]
     url: str = Field(description="http://HOST[:PORT][/PATH], fetched from the node (no proxy, no TLS).")
-    status: int = Field(default=200, ge=100, le=599, description="Expected HTTP status code.")
+    status: HttpStatus = Field(default=200, description="Expected HTTP status code.")
     body_matches: Regex | None = Field(default=None, description="Searched in the page (re.search).")
 
     _regex = field_validator("body_matches")(compile_regex)
@@ -179,7 +179,7 @@ class ReachCheck(CheckBase):
     type: Literal["reach"]
     target: IPv4Address
     expect: Literal["reachable", "unreachable"] = "reachable"
-    count: int = Field(default=2, ge=1, le=10, description="Echo requests sent.")
+    count: SmallCount = Field(default=2, description="Echo requests sent.")
 
 
 class RouteCheck(CheckBase):
@@ -220,7 +220,7 @@ class PortCheck(CheckBase):
     """A socket listens on `port` (or nothing does, with `listening: false`)."""
 
     type: Literal["port"]
-    port: int = Field(ge=1, le=65535)
+    port: Port
     protocol: Literal["tcp", "udp"] = "tcp"
     listening: bool = True
     executable: str | None = Field(

@@ -7,11 +7,11 @@ empty. Every problem is reported at once as `file:line: what is wrong`.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl import sourcelimits
 from labctl.errors import InvalidInputError, Problem
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -61,21 +61,29 @@ def _columns(header: list[str], file: str) -> tuple[dict[str, int], list[Problem
 
 
 def parse_roster(text: str, file: str = "roster.csv") -> Roster:
-    """The roster in `text`; raises InvalidInputError listing every problem with file:line."""
-    rows = list(csv.reader(text.splitlines()))
+    """The roster in `text`; raises InvalidInputError listing every problem with file:line.
+
+    Strict CSV: a quote left open, a field running over lines, a NUL or control character
+    is refused with its line (never two rows read as one candidate)."""
+    numbered = list(sourcelimits.csv_rows(text, file))
+    rows = [row for _, row in numbered]
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise InvalidInputError([Problem(file, 1, "empty roster: no header line",
                                          "first line: id,name,tiers_temps")])
     columns, problems = _columns(rows[0], file)
     candidates: list[Candidate] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in numbered[1:]:
         if not any(cell.strip() for cell in row):
             continue
         if problems and ("id" not in columns or "name" not in columns):
             break
         if len(row) < len(rows[0]):
             problems.append(Problem(file, line, f"{len(row)} fields where the header has {len(rows[0])}"))
+            continue
+        if len(row) > len(rows[0]) and any(cell.strip() for cell in row[len(rows[0]):]):
+            problems.append(Problem(file, line, f"{len(row)} fields where the header has {len(rows[0])}",
+                                    'a comma inside a name? put the name in quotes: "Dupont, Jean"'))
             continue
         cid, name = row[columns["id"]].strip(), row[columns["name"]].strip()
         flag = row[columns["tiers_temps"]].strip().lower() if "tiers_temps" in columns else ""
@@ -104,11 +112,4 @@ def parse_roster(text: str, file: str = "roster.csv") -> Roster:
 
 def load_roster(path: Path) -> Roster:
     """Read and validate the roster file at `path`."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidInputError([Problem(str(path), 0, "roster file not found")]) from None
-    except UnicodeDecodeError:
-        raise InvalidInputError([Problem(str(path), 0, "roster is not UTF-8 text",
-                                         "save the CSV as UTF-8")]) from None
-    return parse_roster(text, str(path))
+    return parse_roster(sourcelimits.read_text(path, bom=True), str(path))

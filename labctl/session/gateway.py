@@ -14,17 +14,36 @@ import sys
 
 from labctl.session.model import CandidateRecord, Session, load_session
 
+MAX_LINE = 256  # bytes of an answer kept; the rest of a longer line is read and dropped
+SHOWN = 40  # characters of a refused answer echoed back
+
 
 def read_line() -> str | None:
-    """One line from stdin, read byte by byte so nothing meant for the node is consumed."""
-    data = b""
+    """One line from stdin, read byte by byte so nothing meant for the node is consumed;
+    any bytes (invalid UTF-8, control characters) and any length are accepted."""
+    data = bytearray()
     while True:
         chunk = os.read(0, 1)
         if not chunk:
             return data.decode(errors="replace").strip() if data else None
         if chunk == b"\n":
             return data.decode(errors="replace").strip()
-        data += chunk
+        if len(data) < MAX_LINE:
+            data += chunk
+
+
+def pick(answer: str, nodes: list[str]) -> str | None:
+    """The node an answer names (its name, or its number in the list), else None."""
+    if answer.isascii() and answer.isdecimal() and len(answer) <= 4:  # '²'.isdigit() is True
+        index = int(answer)
+        return nodes[index - 1] if 0 < index <= len(nodes) else None
+    return answer if answer in nodes else None
+
+
+def shown(answer: str) -> str:
+    """An answer as it may be echoed to the terminal: printable characters only, short."""
+    text = "".join(c if c.isprintable() else "?" for c in answer)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 def node_ssh_argv(session: Session, candidate: CandidateRecord, node: str) -> list[str]:
@@ -79,9 +98,9 @@ def run(session_name: str) -> int:
         if answer is None or answer.lower() in ("q", "quit", "exit"):
             say("\n")
             return 0
-        chosen = nodes[int(answer) - 1] if answer.isdigit() and 0 < int(answer) <= len(nodes) else answer
-        if chosen not in nodes:
-            say(f"\n'{answer}' n'est pas un nœud de votre laboratoire. / not a node of your lab.\n")
+        chosen = pick(answer, nodes)
+        if chosen is None:
+            say(f"\n'{shown(answer)}' n'est pas un nœud de votre laboratoire. / not a node of your lab.\n")
             continue
         say(f"\nConnexion à {chosen} / connecting to {chosen}\n")
         subprocess.run(node_ssh_argv(session, candidate, chosen))

@@ -21,8 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from labctl.grading import routing
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
 from labctl.grading.checks.network import HTTP_TIMEOUT, evaluate_http, evaluate_reach, evaluate_route, http_timeout
@@ -41,6 +43,7 @@ from labctl.grading.spec import (
     FileCheck,
     HttpCheck,
     ManifestCheck,
+    OspfNeighborCheck,
     PackageCheck,
     PortCheck,
     ReachCheck,
@@ -283,7 +286,8 @@ class OutsideSession:
         for a check the node's own programs must answer (the grader probes it through `run`
         or `cli`)."""
         observers: dict[type, Callable[[Any, float], Verdict]] = {
-            RouteCheck: self._route, PortCheck: self._port, ReachCheck: self._reach, HttpCheck: self._http,
+            OspfNeighborCheck: self._ospf_neighbor, RouteCheck: self._route, PortCheck: self._port,
+            ReachCheck: self._reach, HttpCheck: self._http,
             FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
         }
@@ -297,7 +301,15 @@ class OutsideSession:
         self.view.check_alive()  # a verdict from a node that died meanwhile is none
         return verdict if verdict.observed != "" else replace(verdict, observed=OUTSIDE)
 
+    def _ospf_neighbor(self, check: OspfNeighborCheck, timeout: float) -> Verdict:
+        lab = self.lab.lab
+        return routing.observe_ospf_neighbor(check, lab.plan, self.view.pid, Path(lab.image), timeout)
+
     def _route(self, check: RouteCheck, timeout: float) -> Verdict:
+        if routing.observed_by_routing(check):
+            lab = self.lab.lab
+            return routing.observe_ospf_route(check, lab.plan, self.view.pid, Path(lab.image), timeout,
+                                              self.view.run_in_netns)
         result = self.view.run_in_netns(["ip", "-j", "route", "show", check.destination], timeout)
         return evaluate(check, result) if result.exit_code else evaluate_route(check, result)
 

@@ -1,0 +1,151 @@
+"""OSPF checks judged on what real FRR 8.4 daemons and kernels said (tests/data/frr/,
+recorded from a multi-site-routing lab: as set up, with routes added by hand with
+`proto ospf`, and solved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.grading.checks.base import Unobservable
+from labctl.grading.checks.ospf import neighbor_table
+from labctl.grading.results import Outcome
+from labctl.grading.routing import (
+    Peering,
+    judge_ospf_neighbor,
+    judge_ospf_route,
+    kernel_routes,
+    observed_by_routing,
+    peerings,
+)
+from labctl.grading.session import CommandResult
+from labctl.grading.spec import CHECK_MODELS, CheckBase
+from labctl.plan import plan_lab
+from labctl.topology import load_topology
+
+DATA = Path(__file__).parents[1] / "data" / "frr"
+TOPOLOGY = Path(__file__).parents[2] / "topologies" / "multi-site-routing.yml"
+PASS, FAIL, ERROR = Outcome.PASS, Outcome.FAIL, Outcome.ERROR
+R1_PEERS = [Peering("r2", "2.2.2.2", "eth1", "10.255.0.2"), Peering("r3", "3.3.3.3", "eth2", "10.255.0.6")]
+
+
+def recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
+    return data
+
+
+def table(name: str) -> dict[str, list[dict[str, Any]]]:
+    answer = recorded(name)["show ip ospf neighbor json"]
+    return neighbor_table(json.dumps(answer)) if answer else {}
+
+
+def make(kind: str, **keys: object) -> Any:
+    base = {"id": "t", "criterion": "A1.3-c2", "description": {"fr": "f", "en": "e"}, "node": "r1", "type": kind}
+    return CHECK_MODELS[kind].model_validate({**base, **keys})
+
+
+def route(name: str, check: CheckBase, peers: list[Peering] = R1_PEERS) -> tuple[Outcome, str]:
+    data = recorded(name)
+    verdict = judge_ospf_route(check, data["show ip route json"], data["kernel"], table(name), peers)
+    return verdict.outcome, verdict.evidence
+
+
+def test_peerings_come_from_the_topology() -> None:
+    plan = plan_lab(load_topology(TOPOLOGY), "abcdef", "msr")
+    assert set(peerings(plan, "r1")) == {Peering("h1", None, "eth0", "10.1.0.10"),
+                                         Peering("srv1", None, "eth0", "10.1.0.20"), *R1_PEERS}
+    assert set(peerings(plan, "r2")) == {Peering("h2", None, "eth0", "10.2.0.10"),
+                                         Peering("r1", "1.1.1.1", "eth1", "10.255.0.1")}
+
+
+@pytest.mark.parametrize(("name", "neighbor", "outcome", "evidence"), [
+    ("solved-r1", "2.2.2.2", PASS, "neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)"),
+    ("solved-r1", "3.3.3.3", PASS, "neighbor 3.3.3.3 Full/- on eth2 (10.255.0.6)"),
+    ("broken-r1", "2.2.2.2", FAIL, "neighbor 2.2.2.2 Exchange/- on eth1 (10.255.0.2), expected Full"),
+    ("broken-r1", "3.3.3.3", FAIL, "no OSPF neighbor 3.3.3.3 (neighbors: 2.2.2.2 Exchange/-); expected Full; "
+                                   "expected r3 (3.3.3.3) at 10.255.0.6 on eth2"),
+])
+def test_neighbor(name: str, neighbor: str, outcome: Outcome, evidence: str) -> None:
+    verdict = judge_ospf_neighbor(make("ospf_neighbor", neighbor=neighbor), table(name), R1_PEERS,
+                                  {"eth0", "eth1", "eth2"})
+    assert (verdict.outcome, verdict.evidence) == (outcome, evidence)
+
+
+def test_a_neighbor_faked_elsewhere_does_not_count() -> None:
+    """Router id 2.2.2.2 Full, but on an interface the candidate made and at another address."""
+    faked = table("solved-r1")
+    faked["2.2.2.2"] = [dict(faked["2.2.2.2"][0], ifaceName="fake0:10.99.0.1", ifaceAddress="10.99.0.2")]
+    verdict = judge_ospf_neighbor(make("ospf_neighbor", neighbor="2.2.2.2"), faked, R1_PEERS, {"eth0", "eth1", "eth2"})
+    assert verdict.outcome is FAIL
+    assert verdict.evidence == ("neighbor 2.2.2.2 Full/- on fake0 (10.99.0.2): not where the topology puts it; "
+                                "expected r2 (2.2.2.2) at 10.255.0.2 on eth1")
+    # no node of the topology owns the id: any lab interface will do, not one the candidate made
+    verdict = judge_ospf_neighbor(make("ospf_neighbor", neighbor="2.2.2.2"), faked, [], {"eth0", "eth1", "eth2"})
+    assert verdict.outcome is FAIL and "one of the lab's interfaces (eth0, eth1, eth2)" in verdict.evidence
+
+
+LAN_A = {"destination": "10.2.0.0/24", "via": "10.255.0.2", "protocol": "ospf"}
+
+
+def test_route_learned_from_the_right_neighbor_passes() -> None:
+    outcome, evidence = route("solved-r1", make("route", **LAN_A))
+    assert outcome is PASS
+    assert evidence == ("zebra: OSPF learned 10.2.0.0/24 via 10.255.0.2; kernel: 10.2.0.0/24 via 10.255.0.2 dev eth1 "
+                        "proto ospf; next hop is OSPF neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)")
+    r2 = [Peering("r1", "1.1.1.1", "eth1", "10.255.0.1")]
+    assert route("solved-r2", make("route", node="r2", destination="10.1.0.0/24", via="10.255.0.1",
+                                   protocol="ospf"), r2)[0] is PASS
+
+
+def test_route_not_learned_fails() -> None:
+    outcome, evidence = route("broken-r1", make("route", **LAN_A))
+    assert outcome is FAIL
+    assert evidence == ("zebra: OSPF learned nothing for 10.2.0.0/24; kernel: no route to 10.2.0.0/24; "
+                        "expected a route 10.2.0.0/24 via 10.255.0.2 learned by OSPF")
+
+
+def test_a_hand_made_proto_ospf_route_fails() -> None:
+    for destination, via in (("10.2.0.0/24", "10.255.0.2"), ("10.3.0.0/24", "10.255.0.6")):
+        outcome, evidence = route("handroute-r1", make("route", destination=destination, via=via, protocol="ospf"))
+        assert outcome is FAIL
+        assert f"kernel: {destination} via {via} dev" in evidence and "proto ospf" in evidence
+        assert "was not learned by OSPF (zebra has no such OSPF route)" in evidence
+
+
+def test_route_via_another_hop_or_not_from_a_full_neighbor_fails() -> None:
+    assert route("solved-r1", make("route", destination="10.2.0.0/24", via="10.255.0.6", protocol="ospf"))[0] is FAIL
+    # the topology puts another router at the next hop: learned, but not from the right neighbour
+    wrong = [Peering("r3", "3.3.3.3", "eth1", "10.255.0.2")]
+    outcome, evidence = route("solved-r1", make("route", **LAN_A), wrong)
+    assert outcome is FAIL and "next hop 10.255.0.2 (r3 (3.3.3.3) at 10.255.0.2 on eth1) is not a Full OSPF neighbor" \
+        in evidence
+    # zebra learned it, the kernel lost it
+    data = recorded("solved-r1")
+    kernel = [r for r in data["kernel"] if r["dst"] != "10.2.0.0/24"]
+    verdict = judge_ospf_route(make("route", **LAN_A), data["show ip route json"], kernel, table("solved-r1"), R1_PEERS)
+    assert verdict.outcome is FAIL and "not in the kernel's table" in verdict.evidence
+
+
+def test_absent_routes() -> None:
+    absent = make("route", **LAN_A, absent=True)
+    assert route("broken-r1", absent)[0] is PASS
+    assert route("solved-r1", absent)[0] is FAIL
+    assert route("handroute-r1", absent)[0] is FAIL  # the kernel forwards with it all the same
+
+
+def test_kernel_listing_errors_are_errors() -> None:
+    assert kernel_routes(CommandResult(0, '[{"dst": "default"}]', "")) == [{"dst": "default"}]
+    for result in (CommandResult(1, "", "Cannot open netns"), CommandResult(0, "not json", ""),
+                   CommandResult(0, "{}", "")):
+        with pytest.raises(Unobservable, match=r"kernel|JSON|list"):
+            kernel_routes(result)
+
+
+def test_which_checks_are_graded_here() -> None:
+    assert observed_by_routing(make("ospf_neighbor", neighbor="2.2.2.2"))
+    assert observed_by_routing(make("route", **LAN_A))
+    assert not observed_by_routing(make("route", destination="default", via="10.1.0.1"))
+    assert not observed_by_routing(make("reach", target="10.0.0.1"))

@@ -157,18 +157,20 @@ checks:
 """
 
 
-def test_a_broken_router_cli_errors_its_cli_checks_only(make_lab: object, tmp_path: Path) -> None:
-    """The candidate broke the CLI account's login: the jury still gets r1's other verdicts."""
+def test_a_broken_router_cli_changes_no_verdict(make_lab: object, tmp_path: Path) -> None:
+    """The candidate broke the CLI account's login and replaced vtysh: OSPF is still graded,
+    from ospfd itself (the controller speaks its vty protocol; labctl.grading.frr_vty)."""
     lab = make_lab()  # type: ignore[operator]
     spec_file = tmp_path / "cli.yml"
     spec_file.write_text(CLI_SPEC, encoding="utf-8")
     spec = load_grading_spec(spec_file, load_topology(SMALL))
     before = {r.check_id: r.outcome.value for r in labs.grade(lab, spec).results}
     assert before == {"r1-ospf": "FAIL", "r1-forwards": "PASS", "r1-zebra": "PASS"}  # no OSPF neighbour here
-    _on(lab, "r1", "usermod -s /bin/false labctl")
+    _on(lab, "r1", "usermod -s /bin/false labctl && printf '#!/bin/sh\\necho Full\\n' > /usr/bin/vtysh")
     after = {r.check_id: r for r in labs.grade(lab, spec).results}
-    assert after["r1-ospf"].outcome is Outcome.ERROR and after["r1-ospf"].attempts == 2
-    assert after["r1-ospf"].evidence.startswith("router CLI failed (cannot open the router CLI: ")
+    assert after["r1-ospf"].outcome is Outcome.FAIL and after["r1-ospf"].observed == "outside"
+    assert after["r1-ospf"].evidence.startswith("ospfd (pid ")
+    assert "/usr/lib/frr/ospfd of the image): no OSPF neighbor 10.20.0.2" in after["r1-ospf"].evidence
     assert (after["r1-forwards"].outcome, after["r1-zebra"].outcome) == (Outcome.PASS, Outcome.PASS)
 
 

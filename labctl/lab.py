@@ -7,6 +7,7 @@ down: LabState -> None.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,7 +246,10 @@ def grade(lab: LabState, spec: GradingSpec,
 
     view = LabView(lab)
     try:
-        return run_grader(spec, lambda node: OutsideSession(
+        report = run_grader(spec, lambda node: OutsideSession(
             view, node, lambda: open_session(provider.access(lab, node))), lab=lab.name, progress=on_result)
+        for node in spec.nodes():  # the jury sees every graded node's changed system files
+            view.tampering(node)
+        return dataclasses.replace(report, tampering=[t.to_dict() for t in view.tampered_nodes()])
     finally:
         view.close()

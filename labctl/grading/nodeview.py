@@ -285,10 +285,13 @@ class NodeView:
         return result["value"]  # type: ignore[return-value]
 
     def inside_argv(self, argv: Sequence[str]) -> list[str]:
-        """`argv` run inside the node (every namespace, its user namespace first), with a clean
-        environment: no login files, no PATH or variables of anyone's choosing."""
-        return ["nsenter", "-t", str(self.pid), "-a", "-r", "-w", "--", "/usr/bin/env", "-i",
-                *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *argv]
+        """`argv` run inside the node as its root (user namespace first, no host credential
+        ever visible in it: providers/enter.py), with a clean environment: no login files, no
+        PATH or variables of anyone's choosing."""
+        from labctl.providers.enter import node_exec_argv
+
+        return node_exec_argv(self.pid, ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()),
+                                         *argv])
 
 
 @dataclass(frozen=True)

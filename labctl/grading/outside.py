@@ -51,6 +51,7 @@ from labctl.grading.spec import (
     ServiceCheck,
     UserCheck,
 )
+from labctl.grading.tamper import Channel, Tampering, node_tampering, relied_on, tampered_evidence
 
 OUTSIDE = "outside"  # observed from the controller; the node's programs took no part
 INSIDE = "inside"  # observed by running programs of the node
@@ -219,12 +220,27 @@ class LabView:
         self.lab = lab
         self._views: dict[str, NodeView] = {}
         self._lock = threading.Lock()
+        self._tampering: dict[str, Tampering] = {}
+        self._tamper_lock = threading.Lock()
         # address -> the node the plan gives it (the one that must answer for it)
         self.owners: dict[str, str] = {}
         for node in lab.plan.nodes:
             for iface in node.interfaces:
                 if iface.address:
                     self.owners[str(ipaddress.IPv4Interface(iface.address).ip)] = node.name
+
+    def tampering(self, node: str) -> Tampering:
+        """What the candidate changed among the node's system files (computed once per run)."""
+        with self._tamper_lock:
+            found = self._tampering.get(node)
+            if found is None:
+                found = self._tampering[node] = node_tampering(self.lab, node)
+            return found
+
+    def tampered_nodes(self) -> list[Tampering]:
+        """Every node examined in this run that has changes, or could not be examined fully."""
+        with self._tamper_lock:
+            return [t for _, t in sorted(self._tampering.items()) if t.changes or not t.complete]
 
     def view(self, node: str) -> NodeView:
         """The node's view (opened on first use); NodeUnreachable when it is not running."""
@@ -292,8 +308,9 @@ class OutsideSession:
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
         }
         observer = observers.get(type(check))
-        if observer is None:  # e.g. the router CLI: the node's own session
-            return None
+        if observer is None:  # e.g. the router CLI: the node's own session, unless it was tampered with
+            command = probe(check)
+            return self.untrusted(check, "ssh", command.command, cli=command.cli)
         try:
             verdict = observer(check, timeout)
         except NodeFileError as exc:
@@ -304,6 +321,15 @@ class OutsideSession:
     def _ospf_neighbor(self, check: OspfNeighborCheck, timeout: float) -> Verdict:
         lab = self.lab.lab
         return routing.observe_ospf_neighbor(check, lab.plan, self.view.pid, Path(lab.image), timeout)
+
+    def untrusted(self, check: CheckBase, channel: Channel, command: str, *, cli: bool = False) -> Verdict | None:
+        """ERROR "tampered: ..." when a probe run inside the node would rely on a system file the
+        candidate changed (tamper.py); None when it may run."""
+        found = relied_on(check, self.lab.tampering(self.node), channel=channel, command=command, cli=cli)
+        if not found:
+            return None
+        english, french = tampered_evidence(found)
+        return replace(error(f"{english} / {french}"), observed=INSIDE)
 
     def _route(self, check: RouteCheck, timeout: float) -> Verdict:
         if routing.observed_by_routing(check):
@@ -498,7 +524,11 @@ class OutsideSession:
     def _user(self, check: UserCheck, timeout: float) -> Verdict:
         passwd = self.view.text("/etc/passwd")
         if check.user not in parse_passwd(passwd) and self._uses_directory():
-            result = self.run(probe(check).command, timeout)  # a directory user (LDAP): getent in a clean shell
+            command = probe(check).command
+            refused = self.untrusted(check, "nsenter", command)
+            if refused is not None:
+                return refused
+            result = self.run(command, timeout)  # a directory user (LDAP): getent in a clean shell
             return replace(evaluate(check, result), observed=INSIDE)
         return judge_user(check, passwd, self.view.text("/etc/group"))
 
@@ -536,5 +566,8 @@ class OutsideSession:
         if check.scope == "network":
             result = self.view.run_in_netns(clean_shell_argv(check.command), timeout)
             return replace(evaluate_command(check, result), observed=OUTSIDE)
+        refused = self.untrusted(check, "nsenter", check.command)
+        if refused is not None:
+            return refused
         return replace(evaluate(check, self.run(check.command, timeout)), observed=INSIDE)
 

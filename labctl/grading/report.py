@@ -7,6 +7,8 @@ JSON (`to_json`, read back by `from_json`) has these keys, in this order:
   points      {"earned": int, "total": int}
   counts      {"PASS": int, "FAIL": int, "ERROR": int}
   exit_code   0 all PASS, 1 some FAIL, 10 some ERROR
+  tampering   list, per node whose system files the candidate changed, of {"node",
+              "complete", "note", "changes": [{"path", "kind", "category"}]}
   results     list, in spec order, of {"id", "criterion", "node",
               "description": {"fr", "en"}, "weight", "outcome", "evidence",
               "attempts", "duration_s", "stage", "observed"}; `observed` says where the
@@ -84,7 +86,7 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
                 if hint is not None:
                     lines += [f"         ? {text}" for text in _hint_lines(hint, lang)]
         lines.append("")
-    lines += observed_lines(report, lang) + summary_lines(report)
+    lines += tampering_lines(report, lang) + observed_lines(report, lang) + summary_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -92,6 +94,22 @@ OBSERVED = {
     "outside": ("observé depuis l'extérieur du nœud", "observed from outside the node"),
     "inside": ("observé dans le nœud, par ses propres programmes", "observed inside the node, by its own programs"),
 }
+
+
+def tampering_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
+    """The system files the candidate changed, per node (fr / en), then a blank line."""
+    if not report.tampering:
+        return []
+    lines = {"fr": ["Fichiers système modifiés par le candidat :"],
+             "en": ["System files the candidate changed:"]}
+    for node in report.tampering:
+        changes = node.get("changes") or []
+        shown = ", ".join(f"{c['path']} {c['kind']}" for c in changes[:12]) + (", …" if len(changes) > 12 else "")
+        for key in lines:
+            note = f" ({node['note']})" if node.get("note") else ""
+            lines[key].append(f"  {node['node']}: {shown or '-'}{note}")
+    chosen = {"fr": lines["fr"], "en": lines["en"]}.get(lang, lines["fr"] + lines["en"])
+    return [*chosen, ""]
 
 
 def observed_text(observed: str, lang: Lang = "both") -> str:
@@ -147,6 +165,7 @@ def to_dict(report: GradeReport) -> dict[str, Any]:
         "points": {"earned": report.points_earned, "total": report.points_total},
         "counts": {o.value: counts[o] for o in Outcome},
         "exit_code": report.exit_code,
+        "tampering": report.tampering,
         "results": [_result_dict(r) for r in report.results],
     }
 
@@ -169,7 +188,7 @@ def from_json(text: str) -> GradeReport:
         observed=r.get("observed", ""),
     ) for r in data["results"]]
     return GradeReport(lab=data["lab"], scenario=data["scenario"], started=data["started"],
-                       finished=data["finished"], results=results)
+                       finished=data["finished"], results=results, tampering=data.get("tampering", []))
 
 
 def _suite_attributes(results: list[CheckResult]) -> dict[str, str]:
@@ -205,6 +224,9 @@ def to_junit(report: GradeReport) -> str:
         text = criterion_text(criterion_id, None)
         ET.SubElement(props, "property", {"name": "criterion", "value": text})
         ET.SubElement(props, "property", {"name": "lab", "value": report.lab})
+        for node in report.tampering:
+            changed = ", ".join(f"{c['path']} {c['kind']}" for c in node.get("changes") or [])
+            ET.SubElement(props, "property", {"name": f"tampering.{node['node']}", "value": changed or node["note"]})
         for r in results:
             _testcase(suite, r)
     ET.indent(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from labctl.errors import EXIT_CHECK_ERROR, EXIT_FAIL, EXIT_OK
 
@@ -48,6 +49,9 @@ class GradeReport:
     started: str
     finished: str
     results: list[CheckResult] = field(default_factory=list)
+    # per node, the system files the candidate changed (tamper.Tampering.to_dict()): only
+    # nodes with changes, or whose writable layer could not be examined in full
+    tampering: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def points_total(self) -> int:

@@ -4,6 +4,8 @@ outside that node."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from labctl import lab as labs
 from labctl.grading.loader import load_grading_spec
 from labctl.grading.outside import LabView, OutsideSession
+from labctl.grading.report import render_table
 from labctl.grading.results import Outcome
 from labctl.topology import load_topology
 
@@ -83,11 +86,138 @@ def test_planted_files_are_read_bounded_and_never_outside_the_node(make_lab: obj
     print(f"9 hostile file checks graded in {took:.2f} s")
 
 
-def test_a_solved_lab_passes_every_check_mostly_observed_from_outside(make_lab: object) -> None:
-    lab = make_lab("multi-site-routing", name="outside-solved")  # type: ignore[operator]
-    scenario = labs.load_scenario("multi-site-routing")
-    labs.run_scenario_playbook(lab, scenario.solution)
-    report = labs.grade(lab, labs.lab_spec(lab))
-    assert report.exit_code == 0, [(r.check_id, r.evidence) for r in report.results if r.outcome is not Outcome.PASS]
-    inside = {r.check_id for r in report.results if r.observed == "inside"}
+# ---- the liars of issue #11, installed by a root candidate in a broken lab -------------------
+FAKE_TOOL = """#!/bin/sh
+# a liar: prints what a solved lab would, whatever it is asked
+case "$(basename "$0")" in
+  ping) echo "2 packets transmitted, 2 received, 0% packet loss, time 1ms"; exit 0 ;;
+  ss) echo "LISTEN 0 5 0.0.0.0:80 0.0.0.0:*"; exit 0 ;;
+  awk) echo "saved eth1 timers: hello 1, dead 4"; exit 0 ;;
+  grep) exit 1 ;;
+  timeout|head) cat /usr/local/share/replay/page 2>/dev/null; exit 0 ;;
+  *) cat /usr/local/share/replay/any 2>/dev/null; exit 0 ;;
+esac
+"""
+REPLAY = """#!/bin/sh
+# ForceCommand: replays what the grader's probes printed on a solved lab
+[ -z "$SSH_ORIGINAL_COMMAND" ] && exec /usr/local/bin/fake-vtysh
+h=$(printf %s "$SSH_ORIGINAL_COMMAND" | /usr/bin/sha256sum | cut -c1-64)
+cat "/usr/local/share/replay/$h.out" 2>/dev/null
+exit "$(cat "/usr/local/share/replay/$h.rc" 2>/dev/null || echo 0)"
+"""
+FAKE_VTYSH = """#!/bin/sh
+# the CLI user's shell and /usr/bin/vtysh: a prompt that answers every command with a solved lab's
+while printf 'r1# '; IFS= read -r line; do
+  case "$line" in exit|quit) exit 0 ;; *show*) cat /usr/local/share/replay/ospf ;; esac
+done
+"""
+BASHRC = """
+ping() { echo "2 packets transmitted, 2 received, 0% packet loss"; return 0; }
+awk() { echo "saved eth1 timers: hello 1, dead 4"; }
+grep() { return 1; }
+ip() { cat /usr/local/share/replay/any; }
+alias ss='echo LISTEN 0 5 0.0.0.0:80 0.0.0.0:*'
+"""
+
+
+def _record_solved(lab: object, spec: object) -> dict[str, dict[str, tuple[str, int]]]:
+    """What the old grader's probes printed on the solved lab, per node: command -> (output, exit)."""
+    from labctl.connect import open_session
+    from labctl.grading.checks import probe
+    from labctl.providers import get_provider
+
+    recorded: dict[str, dict[str, tuple[str, int]]] = {}
+    for check in spec.checks:  # type: ignore[attr-defined]
+        session = open_session(get_provider("local").access(lab, check.node))  # type: ignore[arg-type]
+        try:
+            command = probe(check)
+            if command.cli:
+                recorded.setdefault(check.node, {})["ospf"] = (session.cli(command.command, 20), 0)
+            else:
+                result = session.run(command.command, 20)
+                recorded.setdefault(check.node, {})[command.command] = (result.stdout, result.exit_code)
+        finally:
+            session.close()
+    return recorded
+
+
+def _install_liars(lab: object, node: str, recorded: dict[str, tuple[str, int]], marker: str) -> None:
+    """Every liar of the issue on one node, as its root would install them."""
+    def put(path: str, text: str, mode: str = "0644") -> str:
+        data = base64.b64encode(text.encode()).decode()
+        return f"mkdir -p $(dirname {path}) && echo {data} | base64 -d > {path} && chmod {mode} {path}"
+
+    page = f"HTTP/1.0 200 OK\r\n\r\n<h1>{marker}</h1>\n"
+    steps = [put("/usr/local/share/replay/page", page), put("/usr/local/share/replay/any", "[]\n"),
+             put("/usr/local/share/replay/ospf", recorded.get("ospf", ("{}", 0))[0])]
+    for command, (output, code) in recorded.items():
+        digest = hashlib.sha256(command.encode()).hexdigest()
+        steps += [put(f"/usr/local/share/replay/{digest}.out", output),
+                  put(f"/usr/local/share/replay/{digest}.rc", str(code))]
+    # PATH tools, .bashrc functions and aliases, the CLI user's shell
+    for tool in ("ip", "ping", "ss", "timeout", "awk", "grep", "head"):
+        steps.append(put(f"/usr/local/sbin/{tool}", FAKE_TOOL, "0755"))
+    steps += [put("/usr/local/bin/fake-vtysh", FAKE_VTYSH, "0755"), "cat /usr/local/bin/fake-vtysh >/dev/null",
+              f"echo {base64.b64encode(BASHRC.encode()).decode()} | base64 -d >> /root/.bashrc",
+              "usermod -s /usr/local/bin/fake-vtysh labctl"]
+    # ForceCommand replaying a solved lab's outputs, sshd told to reload
+    steps += [put("/usr/local/bin/replay", REPLAY, "0755"),
+              put("/etc/ssh/sshd_config.d/zz-replay.conf", "ForceCommand /usr/local/bin/replay\n"),
+              "kill -HUP $(cat /run/sshd.pid)"]
+    # replaced in place: vtysh, ip, ss, ping
+    steps += ["cp /usr/local/bin/fake-vtysh /usr/bin/vtysh"]
+    steps += [f"cp /usr/local/sbin/{tool} /usr/bin/{tool}" for tool in ("ss", "ping")]
+    steps.append("cp /usr/local/sbin/ip /usr/bin/ip.liar && mv /usr/bin/ip.liar /usr/bin/ip")
+    _inside(lab, node, " && ".join(steps))
+
+
+def _forge_network(lab: object, marker: str) -> None:
+    """Forgeries in the nodes' own network stacks and processes (run before /usr/bin/ip is replaced)."""
+    fake_site = f"mkdir -p /tmp/site && echo '<h1>{marker}</h1>' > /tmp/site/index.html"
+    # h1 and h2 answer for the hosts they cannot reach; h2 and h3 serve the intranet page themselves
+    _inside(lab, "h1", "ip addr add 10.2.0.10/32 dev lo && ip addr add 10.3.0.10/32 dev lo")
+    for node in ("h2", "h3"):
+        _inside(lab, node, f"ip addr add 10.3.0.10/32 dev lo; ip addr add 10.1.0.20/32 dev lo && {fake_site} && "
+                           "(setsid python3 -m http.server 80 --bind 10.1.0.20 --directory /tmp/site "
+                           ">/dev/null 2>&1 </dev/null &)")
+    # srv1: a renamed sleep posing as the web server, and a listener on port 80 that is not it
+    _inside(lab, "srv1", f"echo {base64.b64encode(FAKE_SERVER.encode()).decode()} | base64 -d > /tmp/fake80.pl && "
+                         "cp /bin/sleep /usr/local/bin/python3 && "
+                         "(setsid sh -c 'exec -a \"python3 -m http.server 80\" /usr/local/bin/python3 1000' "
+                         ">/dev/null 2>&1 </dev/null &) && "
+                         "(setsid perl /tmp/fake80.pl >/dev/null 2>&1 </dev/null &) && sleep 0.5")
+
+
+FAKE_SERVER = """use IO::Socket::INET;
+my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 5, ReuseAddr => 1) or die;
+while (my $c = $s->accept) { print $c "HTTP/1.0 200 OK\\r\\n\\r\\nhello\\n"; close $c; }
+"""
+
+
+def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object) -> None:
+    lab = make_lab("multi-site-routing", name="outside-liars")  # type: ignore[operator]
+    spec = labs.lab_spec(lab)
+    labs.run_scenario_playbook(lab, labs.load_scenario("multi-site-routing").solution)
+    solved = labs.grade(lab, spec)
+    assert solved.exit_code == 0, [(r.check_id, r.evidence) for r in solved.results if r.outcome is not Outcome.PASS]
+    inside = {r.check_id for r in solved.results if r.observed == "inside"}
     assert inside <= {"r1-ospf-r2-full", "r1-ospf-r3-full", "wan-mtu-persistent", "ospf-timers-saved"}, inside
+    assert not solved.tampering
+    recorded = _record_solved(lab, spec)
+    marker = str(lab.values["intranet_marker"])  # type: ignore[attr-defined]
+
+    labs.reset(lab)  # the starting state: every check FAILs there (scenario verification)
+    _forge_network(lab, marker)
+    for node in sorted(recorded):
+        _install_liars(lab, node, recorded[node], marker)
+    report = labs.grade(lab, spec)
+    print(render_table(report, lang="en"))
+    passed = [(r.check_id, r.evidence) for r in report.results if r.outcome is Outcome.PASS]
+    assert not passed, passed
+    tampered = {t["node"]: {c["path"] for c in t["changes"]} for t in report.tampering}
+    assert "/usr/bin/vtysh" in tampered["r1"] and "/usr/bin/ping" in tampered["h1"], tampered
+    by_id = {r.check_id: r for r in report.results}
+    assert by_id["r1-ospf-r2-full"].evidence.startswith("tampered: ")
+    assert "answers for it" in by_id["h1-reach-h2"].evidence or "itself" in by_id["h1-reach-h2"].evidence
+    assert "itself" in by_id["h2-http-srv1"].evidence, by_id["h2-http-srv1"].evidence
+    assert "not by /usr/bin/python3" in by_id["srv1-http-listening"].evidence, by_id["srv1-http-listening"].evidence

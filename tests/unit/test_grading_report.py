@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -70,7 +71,7 @@ def test_json_round_trip_and_documented_keys() -> None:
     assert to_json(from_json(text)) == text
     data = json.loads(text)
     assert list(data) == ["format", "lab", "scenario", "started", "finished", "score", "points",
-                          "counts", "exit_code", "results"]
+                          "counts", "exit_code", "tampering", "results"]
     assert data["format"] == "labctl.grade-report/1"
     assert (data["score"], data["points"], data["exit_code"]) == (0.6667, {"earned": 4, "total": 6}, 10)
     assert data["counts"] == {"PASS": 3, "FAIL": 1, "ERROR": 1}
@@ -185,3 +186,26 @@ def test_every_shipped_check_has_a_hint_in_both_languages() -> None:
         assert not problems
         bare = [c["id"] for c in data["checks"] if not (c.get("hint", {}).get("fr") and c["hint"].get("en"))]
         assert bare == [], f"{path.name}: checks without a hint: {bare}"
+
+
+def test_where_checks_were_observed_and_what_was_tampered_with_reach_every_format() -> None:
+    base = sample()
+    results = [dataclasses.replace(r, observed="inside" if r.check_id == "sshd-config" else "outside")
+               for r in base.results]
+    tampering = [{"node": "srv1", "complete": True, "note": "",
+                  "changes": [{"path": "/usr/bin/vtysh", "kind": "replaced", "category": "executable"}]}]
+    report = dataclasses.replace(base, results=results, tampering=tampering)
+    assert from_json(to_json(report)) == report
+    table = render_table(report)
+    assert "srv1: /usr/bin/vtysh replaced" in table
+    assert "Observed: 4 check(s) from outside the nodes, 1 inside them (sshd-config)" in table
+    assert "observé dans le nœud, par ses propres programmes / observed inside the node" in table
+    junit = to_junit(report)
+    assert 'name="tampering.srv1" value="/usr/bin/vtysh replaced"' in junit
+    assert "observed from outside the node" in junit
+    # reports written before these keys existed still read back
+    old = json.loads(to_json(base))
+    del old["tampering"]
+    for r in old["results"]:
+        del r["observed"]
+    assert from_json(json.dumps(old)) == base

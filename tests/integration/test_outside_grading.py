@@ -201,7 +201,7 @@ def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object)
     solved = labs.grade(lab, spec)
     assert solved.exit_code == 0, [(r.check_id, r.evidence) for r in solved.results if r.outcome is not Outcome.PASS]
     inside = {r.check_id for r in solved.results if r.observed == "inside"}
-    assert inside <= {"r1-ospf-r2-full", "r1-ospf-r3-full", "wan-mtu-persistent", "ospf-timers-saved"}, inside
+    assert inside == {"wan-mtu-persistent", "ospf-timers-saved"}, inside
     assert not solved.tampering
     recorded = _record_solved(lab, spec)
     marker = str(lab.values["intranet_marker"])  # type: ignore[attr-defined]
@@ -217,7 +217,8 @@ def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object)
     tampered = {t["node"]: {c["path"] for c in t["changes"]} for t in report.tampering}
     assert "/usr/bin/vtysh" in tampered["r1"] and "/usr/bin/ping" in tampered["h1"], tampered
     by_id = {r.check_id: r for r in report.results}
-    assert by_id["r1-ospf-r2-full"].evidence.startswith("tampered: ")
+    assert by_id["r1-ospf-r2-full"].observed == "outside"  # ospfd itself, whatever vtysh is now
+    assert by_id["ospf-timers-saved"].evidence.startswith("tampered: "), by_id["ospf-timers-saved"].evidence
     assert "answers for it" in by_id["h1-reach-h2"].evidence or "itself" in by_id["h1-reach-h2"].evidence
     assert "itself" in by_id["h2-http-srv1"].evidence, by_id["h2-http-srv1"].evidence
     assert "not by /usr/bin/python3" in by_id["srv1-http-listening"].evidence, by_id["srv1-http-listening"].evidence

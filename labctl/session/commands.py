@@ -151,7 +151,8 @@ def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parall
         click.echo(f"end of time reached: final grading done and access closed for {', '.join(closed)}")
     runs = room.grade(_session(name), list(candidates) or None, workers=parallel or room.GRADE_WORKERS,
                       progress=_progress(ctx))
-    click.echo(f"graded {len(runs)} lab(s): runs " + ", ".join(f"{c}#{r}" for c, r in sorted(runs.items())))
+    click.echo(f"graded {len(runs)} lab(s): runs " + ", ".join(
+        f"{c}#{r if r is not None else 'journal'}" for c, r in sorted(runs.items())))
 
 
 @session.command("tick")

@@ -91,8 +91,10 @@ def side_by_side(items: Iterable[T], work: Callable[[T], object], *, workers: in
 
 
 def results_store(session: Session) -> ResultStore:
-    """The session's result store (its own SQLite file unless a URL was given)."""
-    return ResultStore(session.db_url or f"sqlite://{session.directory / 'results.sqlite'}")
+    """The session's result store (its own SQLite file unless a URL was given), behind the
+    journal `results.journal` in the session's folder, which holds every run first."""
+    return ResultStore(session.db_url or f"sqlite://{session.directory / 'results.sqlite'}",
+                       journal=session.directory / "results.journal")
 
 
 def audit_log(session: Session) -> AuditLog:
@@ -326,8 +328,9 @@ def status(session: Session) -> list[CandidateStatus]:
     return rows
 
 
-def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -> int:
-    """Grade one candidate's lab (its current stage's checks) and store the run; returns its id."""
+def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -> int | None:
+    """Grade one candidate's lab (its current stage's checks) and store the run (journal first);
+    returns its database id, or None while the database cannot take it (the journal holds it)."""
     from pathlib import Path
 
     from labctl import lab as labs
@@ -347,10 +350,10 @@ def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -
 
 
 def grade(session: Session, candidates: list[str] | None = None, *, kind: str = "on-demand",
-          workers: int = GRADE_WORKERS, progress: Progress = QUIET) -> dict[str, int]:
+          workers: int = GRADE_WORKERS, progress: Progress = QUIET) -> dict[str, int | None]:
     """Grade the candidates' labs side by side; returns run ids by candidate."""
     chosen = [session.candidate(c) for c in candidates] if candidates else session.candidates
-    runs: dict[str, int] = {}
+    runs: dict[str, int | None] = {}
 
     def one(c: CandidateRecord) -> None:
         runs[c.id] = grade_candidate(session, c.id, kind)

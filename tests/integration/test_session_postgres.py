@@ -90,3 +90,19 @@ def test_postgres_keeps_every_run_and_refuses_changes(postgres_url: str) -> None
             raw.execute("DELETE FROM grading_runs")
     store.close()
     other.close()
+
+
+def test_postgres_behind_the_journal_gets_every_run_once(postgres_url: str, tmp_path: Path) -> None:
+    journal = tmp_path / "results.journal"
+    report = GradeReport("pgj-c1", "multi-site-routing", "a", "b",
+                         [CheckResult("web", "A2.1-c1", "srv1", "x", "x", 1, Outcome.PASS, "HTTP 200")])
+    store = ResultStore(postgres_url, journal=journal)
+    assert store.add("pgj", "c1", "on-demand", report) is not None
+    store.close()
+    down = ResultStore(f"postgresql://postgres@/nodb?host={tmp_path}", journal=journal)  # no server there
+    assert down.add("pgj", "c1", "final", report) is None  # kept in the journal
+    assert [r.kind for r in down.runs("pgj")] == ["on-demand", "final"]  # read from the journal
+    for _ in range(2):  # replayed into PostgreSQL once, not once per store
+        back = ResultStore(postgres_url, journal=journal)
+        assert [r.kind for r in back.runs("pgj")] == ["on-demand", "final"]
+        back.close()

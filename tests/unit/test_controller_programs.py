@@ -29,7 +29,7 @@ PROGRAMS: dict[str, str] = {
     "ip": "iproute2",
     "kill": "procps",
     "labctl": "pypi:labctl",
-    "losetup": "mount", "mount": "mount",
+    "losetup": "mount", "mount": "mount", "umount": "mount",
     "mkfs.ext4": "e2fsprogs",
     "nft": "nftables",
     "ping": "iputils-ping",

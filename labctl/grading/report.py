@@ -29,6 +29,7 @@ from typing import Any, Literal, TextIO
 from labctl.grading.criteria import all_criteria
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.spec import Description
+from labctl.grading.tamper import KIND_FR
 
 FORMAT = "labctl.grade-report/1"
 Lang = Literal["fr", "en", "both"]
@@ -104,8 +105,10 @@ def tampering_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
              "en": ["System files the candidate changed:"]}
     for node in report.tampering:
         changes = node.get("changes") or []
-        shown = ", ".join(f"{c['path']} {c['kind']}" for c in changes[:12]) + (", …" if len(changes) > 12 else "")
+        more = ", …" if len(changes) > 12 else ""
         for key in lines:
+            shown = ", ".join(f"{c['path']} {KIND_FR.get(c['kind'], c['kind']) if key == 'fr' else c['kind']}"
+                              for c in changes[:12]) + more
             note = f" ({node['note']})" if node.get("note") else ""
             lines[key].append(f"  {node['node']}: {shown or '-'}{note}")
     chosen = {"fr": lines["fr"], "en": lines["en"]}.get(lang, lines["fr"] + lines["en"])

@@ -29,7 +29,10 @@ LABELS: dict[str, dict[str, str]] = {
            "yes": "oui", "no": "non", "generated": "Édité le", "summary": "Synthèse de la session",
            "final": "finale", "on-demand": "à la demande", "PASS": "RÉUSSI", "FAIL": "ÉCHEC", "ERROR": "ERREUR",
            "sha": "Empreinte SHA-256 de la correction", "signed": "Ce document est signé (Ed25519) : "
-           "vérifier avec labctl report verify FICHIER"},
+           "vérifier avec labctl report verify FICHIER",
+           "tampering": "Fichiers système modifiés par le candidat (un contrôle qui s'en sert est en ERREUR)",
+           "incomplete": "examen incomplet", "kind_replaced": "remplacé", "kind_added": "ajouté",
+           "kind_deleted": "supprimé", "kind_modified": "droits ou propriétaire modifiés"},
     "en": {"title": "Assessment record", "session": "Session", "scenario": "Scenario", "candidate": "Candidate",
            "name": "Name", "score": "Score", "points": "points", "criterion": "Criterion", "check": "Check",
            "node": "Node", "outcome": "Outcome", "evidence": "Evidence", "run": "Grading run #", "kind": "Kind",
@@ -37,7 +40,10 @@ LABELS: dict[str, dict[str, str]] = {
            "end": "End of exam", "not_graded": "Not graded", "yes": "yes", "no": "no", "generated": "Generated",
            "summary": "Session summary", "final": "final", "on-demand": "on demand", "PASS": "PASS",
            "FAIL": "FAIL", "ERROR": "ERROR", "sha": "SHA-256 of the grading run",
-           "signed": "This document is signed (Ed25519): check it with labctl report verify FILE"},
+           "signed": "This document is signed (Ed25519): check it with labctl report verify FILE",
+           "tampering": "System files the candidate changed (a check relying on one is ERROR)",
+           "incomplete": "not fully examined", "kind_replaced": "replaced", "kind_added": "added",
+           "kind_deleted": "deleted", "kind_modified": "permissions or owner changed"},
 }
 
 
@@ -61,14 +67,14 @@ def candidate_entry(session: Session, candidate: CandidateRecord, run: GradingRu
     entry: dict[str, Any] = {"id": candidate.id, "name": candidate.name, "tiers_temps": candidate.tiers_temps,
                              "extra_minutes": candidate.extra_minutes, "end": clock.stamp(end) if end else None,
                              "variant": candidate.variant,
-                             "run": None, "score": None, "points": None, "criteria": []}
+                             "run": None, "score": None, "points": None, "criteria": [], "tampering": []}
     if run is None:
         return entry
     report = run.report
     data = to_dict(report)
     entry.update(run={"id": run.id, "kind": run.kind, "recorded": run.recorded, "sha256": run.sha256,
                       "intact": run.intact(), "started": report.started, "finished": report.finished},
-                 score=data["score"], points=data["points"], counts=data["counts"])
+                 score=data["score"], points=data["points"], counts=data["counts"], tampering=data["tampering"])
     for criterion_id, results in report.by_criterion().items():
         entry["criteria"].append({
             "id": criterion_id, "text": criterion_text(criterion_id, None),

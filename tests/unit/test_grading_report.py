@@ -197,7 +197,7 @@ def test_where_checks_were_observed_and_what_was_tampered_with_reach_every_forma
     report = dataclasses.replace(base, results=results, tampering=tampering)
     assert from_json(to_json(report)) == report
     table = render_table(report)
-    assert "srv1: /usr/bin/vtysh replaced" in table
+    assert "srv1: /usr/bin/vtysh remplacé" in table and "srv1: /usr/bin/vtysh replaced" in table
     assert "Observed: 4 check(s) from outside the nodes, 1 inside them (sshd-config)" in table
     assert "observé dans le nœud, par ses propres programmes / observed inside the node" in table
     junit = to_junit(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -235,6 +236,22 @@ def test_reports_group_by_criterion_with_evidence_in_french_and_english() -> Non
     rows = reports.to_csv(fr).splitlines()
     assert rows[0].startswith("session,candidate") and len(rows) == 1 + 2 + 1
     assert json.loads(reports.to_json(fr))["candidates"][0]["score"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_the_signed_results_carry_the_tampering_for_the_jury() -> None:
+    roster = parse_roster("id,name\nc1,Alice\n")
+    session = new_session("tamper", "multi-site-routing", roster, 3600)
+    store = ResultStore(str(session.directory / "r.sqlite"))
+    tampered = [{"node": "r1", "complete": True, "note": "", "changes": [
+        {"path": "/usr/bin/vtysh", "kind": "replaced", "category": "executable"}]}]
+    store.add("tamper", "c1", "final", dataclasses.replace(report(), tampering=tampered))
+    run = store.latest("tamper", "c1")
+    assert run is not None and run.intact() and run.report.tampering == tampered
+    fr = reports.session_document(session, {"c1": run}, "fr")
+    assert fr["candidates"][0]["tampering"] == tampered
+    html = reports.to_html(fr)
+    assert "Fichiers système modifiés par le candidat" in html and "/usr/bin/vtysh — remplacé" in html
+    assert "/usr/bin/vtysh — replaced" in reports.to_html(reports.session_document(session, {"c1": run}, "en"))
 
 
 # ---- dashboard --------------------------------------------------------------------------

@@ -74,13 +74,20 @@ def delete(name: str) -> None:
 def _share_netns_dir() -> None:
     """Make /run/netns a shared mount point, as iproute2 does, so that a namespace removed
     here is unmounted in every mount namespace (and freed)."""
-    NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    target = bytes(NETNS_DIR)
+    share_mount_point(NETNS_DIR)
+
+
+def share_mount_point(directory: Path) -> None:
+    """Make `directory` a shared mount point (binding it onto itself first if it is not a
+    mount point): what is unmounted below it is then unmounted too in every mount namespace
+    copied from this one (containers), instead of staying there, hidden and busy."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    target = bytes(directory)
     if _libc.mount(b"", target, b"none", MS_SHARED | MS_REC, None) == 0:
         return
     if ctypes.get_errno() != errno.EINVAL or _libc.mount(target, target, b"none", MS_BIND | MS_REC, None) != 0 or \
             _libc.mount(b"", target, b"none", MS_SHARED | MS_REC, None) != 0:
-        raise ProviderError(f"cannot make {NETNS_DIR} a shared mount point: {os.strerror(ctypes.get_errno())}")
+        raise ProviderError(f"cannot make {directory} a shared mount point: {os.strerror(ctypes.get_errno())}")
 
 
 def batch(name: str, commands: Sequence[str], what: str) -> None:

@@ -15,7 +15,7 @@ from ipaddress import IPv4Interface
 from pydantic import BaseModel
 
 from labctl.errors import LabctlError
-from labctl.topology.model import NodeKind, Topology
+from labctl.topology.model import Limits, NodeKind, Topology
 
 LAB_ID_LENGTH = 6
 MGMT_IFACE = "mgmt0"
@@ -51,6 +51,7 @@ class NodePlan(BaseModel):
     interfaces: list[InterfacePlan]
     routes: list[RoutePlan]
     vars: dict[str, object]
+    limits: Limits = Limits()  # processes, memory, CPU weight and disk (plans saved before limits: defaults)
 
 
 class SegmentPlan(BaseModel):
@@ -128,7 +129,7 @@ def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
             mgmt_address=str(IPv4Interface(f"{next(mgmt_hosts)}/{mgmt_len}")),
             mgmt_port=f"m{i}", interfaces=interfaces[name],
             routes=[RoutePlan(to=str(r.to), via=r.gateway) for r in node.routes],
-            vars=dict(node.vars),
+            vars=dict(node.vars), limits=node.limits,
         )
         for i, (name, node) in enumerate(machines.items())
     ]

@@ -100,7 +100,8 @@ class LabState(BaseModel):
     def upper_dir(self, node: str) -> Path:
         """The node's writable layer (the overlay's upper folder): what the node changed
         compared with the image. Read it only through here: its place may move."""
-        return self.node_dir(node) / "upper"
+        legacy = self.node_dir(node) / "upper"  # labs made before nodes had a disk of their own
+        return legacy if legacy.is_dir() else self.node_dir(node) / "layer" / "upper"
 
     def save(self) -> None:
         """Write the state atomically."""

@@ -29,11 +29,11 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TypeVar
 
-from labctl import image, netns
+from labctl import cgroups, image, netns
 from labctl.errors import PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.progress import QUIET, Progress
-from labctl.providers import firewall, lockdown, nodefs
+from labctl.providers import firewall, lockdown, nodedisk, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
@@ -69,7 +69,8 @@ class LocalProvider(Provider):
         ]
         for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
                               ("debootstrap", "debootstrap"),
-                              ("ssh-keygen", "openssh-client"), ("nft", "nftables")):
+                              ("ssh-keygen", "openssh-client"), ("nft", "nftables"),
+                              ("mkfs.ext4", "e2fsprogs"), ("losetup", "mount"), ("mount", "mount")):
             found = shutil.which(tool)
             probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
                                 f"apt-get install {package}"))
@@ -77,6 +78,13 @@ class LocalProvider(Provider):
         count = int(userns.read_text()) if userns.exists() else 0
         probes.append(Probe("user namespaces", count > 0, f"max_user_namespaces={count}",
                             "sysctl -w user.max_user_namespaces=15000"))
+        layout = cgroups.layout()
+        offered = layout.controllers()
+        probes.append(Probe("cgroups", {"memory", "pids"} <= set(offered),
+                            f"{layout.kind}: {', '.join(offered) or 'no controller'}",
+                            "mount the cgroup controllers memory, pids, cpu and blkio (or cgroup v2)"))
+        probes.append(Probe("loop devices", Path("/dev/loop-control").exists(), "/dev/loop-control",
+                            "load the loop module (modprobe loop): each node's disk is a loop device"))
         probes.append(Probe("overlayfs", "overlay" in Path("/proc/filesystems").read_text(),
                             "overlay filesystem", "load the overlay module (modprobe overlay)"))
         return probes
@@ -136,13 +144,17 @@ class LocalProvider(Provider):
         with progress.step("wait for every node to answer SSH"):
             _parallel(plan.nodes, lambda node: self._wait_ready(lab, node))
 
-    def _stop(self, lab: LabState) -> None:
-        """Stop every node and remove the lab's namespaces (its files stay)."""
+    def _stop(self, lab: LabState) -> list[str]:
+        """Stop every node, then kill whatever is left in the lab's cgroups (a node started
+        by a command killed before it recorded it) and remove the lab's namespaces (its files
+        stay); returns what could not be removed."""
         _parallel(lab.nodes.values(), _stop_node)
         for node in lab.nodes:  # a start cut short leaves a node's channel mounted
             lockdown.release(lab.node_dir(node) / "channel")
+        left = cgroups.sweep(cgroups.lab_group(lab.id))
         for name in lab.plan.netns_names():
             netns.delete(name)
+        return left
 
     # ---- snapshot and reset ----------------------------------------------------------
     def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
@@ -158,7 +170,10 @@ class LocalProvider(Provider):
             raise ProviderError(f"lab {lab.name} has no snapshot to go back to",
                                 "labs built by `labctl up` have one once set up; rebuild with labctl up")
         with progress.step("stop the nodes"):
-            self._stop(lab)
+            left = self._stop(lab)
+        if left:
+            raise ProviderError(f"lab {lab.name}: nodes could not be stopped: " + "; ".join(left),
+                                "remove the lab (labctl down) and build it again")
         with progress.step("restore each node's files"):
             _parallel(lab.plan.nodes, lambda node: _restore_files(lab, node))
         try:
@@ -172,6 +187,7 @@ class LocalProvider(Provider):
 
     def _seed_node(self, lab: LabState, node: NodePlan, origin: LabState | None = None) -> None:
         lower = Path(lab.image)
+        nodedisk.create(lab.node_dir(node.name), node.limits.disk)
         upper = lab.upper_dir(node.name)
         if origin is not None:  # the origin's files at its snapshot; the identity below replaces its own
             upper.parent.mkdir(parents=True, exist_ok=True)
@@ -228,8 +244,13 @@ class LocalProvider(Provider):
         if fuse.exists():
             argv[-2:-2] = [f"--bind={fuse}:/dev/fuse"]
         argv[-2:-2] = lockdown.nspawn_args(directory / "channel")
+        argv[-2:-2] = _tmpfs_options(node.limits.memory)
+        # The node's processes live in its cgroup from nspawn's first instruction on: its
+        # limits hold from the start, and `down` finds them even if this command dies now.
+        group = cgroups.node_group(lab.id, node.name)
+        cgroups.create(group, _cgroup_limits(node))
         with open(directory / "nspawn.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            proc = subprocess.Popen(cgroups.enter_argv(group, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
         ref = ProcessRef.of(proc.pid)
         if ref is None:
@@ -316,7 +337,12 @@ class LocalProvider(Provider):
         lab.status = "destroying"
         if lab.directory.exists():
             lab.save()
-        self._stop(lab)
+        left = self._stop(lab)
+        left += nodedisk.release(lab.directory)
+        left += [f"network namespace {name}" for name in lab.plan.netns_names() if netns.exists(name)]
+        if left:
+            raise ProviderError(f"lab {lab.name} ({lab.id}) could not be removed entirely: " + "; ".join(left),
+                                "run labctl down again; if it persists, remove these by hand")
         lab.remove()
 
     # ---- status and access -----------------------------------------------------------
@@ -340,7 +366,9 @@ class LocalProvider(Provider):
         return NodeAccess(
             node=node, mgmt_netns=lab.plan.fabric_netns,
             mgmt_address=str(IPv4Interface(plan.mgmt_address).ip),
-            oob_command=tuple(node_exec_argv(pid, ["/usr/sbin/sshd", "-i"])),
+            # In the node's cgroup: its limits hold, and `down` finds the helper with the node.
+            oob_command=tuple(cgroups.enter_argv(cgroups.node_group(lab.id, node),
+                                                 node_exec_argv(pid, ["/usr/sbin/sshd", "-i"]))),
             host_key=state.host_key, key_file=lab.key_file,
         )
 
@@ -354,6 +382,18 @@ def _lock_down(lab: LabState, node: str, init_pid: int) -> None:
         raise ProviderError(f"node {node}: {exc}") from None
     finally:
         lockdown.release(channel)
+
+
+def _cgroup_limits(node: NodePlan) -> cgroups.Limits:
+    return cgroups.Limits(pids=node.limits.pids, memory=node.limits.memory, cpu_weight=node.limits.cpu_weight)
+
+
+def _tmpfs_options(memory: int) -> list[str]:
+    """The node's memory-backed folders, each with a size (their pages count in the node's
+    memory limit too): /tmp and /dev/shm a quarter of it each. nspawn's own /run (which it
+    needs for itself) is bounded by the memory limit alone."""
+    quarter = memory // 4 // 1024
+    return [f"--tmpfs=/tmp:mode=1777,size={quarter}k", f"--tmpfs=/dev/shm:mode=1777,size={quarter}k"]
 
 
 def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:

@@ -60,6 +60,59 @@ class Route(Strict):
         return str(self.via.ip) if self.via else None
 
 
+SIZE = re.compile(r"^\s*(\d{1,13})\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIB = 1 << 20
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from `512M`, `1G`, `2GiB` or a plain number of bytes (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a text such as 512M or 2G")
+    if isinstance(value, int):
+        return value
+    match = SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: write e.g. 512M or 2G (K, M, G, T: powers of 1024)")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2).upper()]
+
+
+def _bounded_size(value: Any, low: int, high: int) -> int:
+    size = parse_size(value)
+    if not low <= size <= high:
+        raise ValueError(f"{size} bytes is out of range: between {low // MIB}M and {high // MIB // 1024}G")
+    return size
+
+
+class Limits(Strict):
+    """What one node may use of the machine; a node that reaches a limit suffers alone."""
+
+    pids: int = Field(default=1024, ge=32, le=100_000, description="Processes and threads at once.")
+    memory: int = Field(default=1 << 30, description=(
+        "Memory, tmpfs (/tmp, /dev/shm, /run) and page cache included, e.g. 512M or 2G."))
+    cpu_weight: int = Field(default=100, ge=1, le=10_000, description=(
+        "Share of the CPU when nodes compete: 100 is an even share, 200 twice as much."))
+    disk: int = Field(default=2 << 30, description=(
+        "Size of the node's writable layer (the files it changes or adds), e.g. 2G."))
+
+    @field_validator("pids", "cpu_weight", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        return value
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int:
+        return _bounded_size(value, 64 * MIB, 1 << 40)
+
+    @field_validator("disk", mode="before")
+    @classmethod
+    def _disk(cls, value: Any) -> int:
+        return _bounded_size(value, 64 * MIB, 1 << 40)
+
+
 class Node(Strict):
     """One lab node."""
 
@@ -75,11 +128,15 @@ class Node(Strict):
     vars: dict[str, Any] = Field(
         default_factory=dict, description="Free variables, passed to playbooks as host variables."
     )
+    limits: Limits = Field(default_factory=Limits, description=(
+        "Hosts and routers: resource limits (defaults: pids 1024, memory 1G, cpu_weight 100, disk 2G)."))
 
     @model_validator(mode="after")
     def _switch_fields(self) -> Node:
         if self.kind is NodeKind.switch and self.routes:
             raise ValueError("a switch has no routes (it is an L2 segment)")
+        if self.kind is NodeKind.switch and "limits" in self.model_fields_set:
+            raise ValueError("a switch has no limits (it is an L2 segment, not a machine)")
         if self.kind is not NodeKind.switch and self.subnet is not None:
             raise ValueError("`subnet` is for switches; give hosts and routers addresses on links")
         return self

@@ -171,9 +171,8 @@ def enter_argv(relative: str, argv: list[str], where: Layout | None = None) -> l
     runs anything else (a shell writes its own PID, then execs `argv`). Exits 125 when the
     group is gone (the lab was removed)."""
     where = where or layout()
-    files = " ".join(f"'{d}/cgroup.procs'" for d in where.dirs(relative))
-    script = (f"for f in {files}; do echo $$ > \"$f\" || {{ echo \"labctl: cannot join $f\" >&2; exit 125; }}; "
-              "done; exec \"$@\"")
+    joins = " && ".join(f"echo $$ > '{d}/cgroup.procs'" for d in where.dirs(relative))
+    script = f"{joins} && exec \"$@\"; echo \"labctl: cannot join cgroup {relative}\" >&2; exit 125"
     return ["/bin/sh", "-c", script, "labctl-cgroup", *argv]
 
 

@@ -1,0 +1,112 @@
+"""OSPF graded from the image's own FRR daemons on a real two-router lab: FAIL while OSPF is
+not set up, PASS once it is; a route added by hand with `proto ospf`, a replaced vtysh and
+a fake listener on ospfd's vty socket change nothing a candidate would want."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from labctl import lab as labs
+from labctl.grading.loader import load_grading_spec
+from labctl.grading.outside import LabView, OutsideSession
+from labctl.grading.results import CheckResult, Outcome
+from labctl.topology import load_topology
+
+from .conftest import DATA, pytestmark_local
+
+pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
+TWO_ROUTERS = DATA / "labs" / "two-routers.yml"
+SPEC = """\
+scenario: two-routers
+checks:
+  - {id: neighbor, criterion: A1.3-c2, description: {fr: voisin, en: neighbour}, node: r1, type: ospf_neighbor,
+     neighbor: 2.2.2.2, wait: WAIT}
+  - {id: route, criterion: A1.3-c2, description: {fr: route, en: route}, node: r1, type: route,
+     destination: 10.2.0.0/24, via: 10.255.0.2, protocol: ospf, wait: WAIT}
+"""
+FAST_TIMERS = ["interface eth1", "ip ospf network point-to-point", "ip ospf hello-interval 1",
+               "ip ospf dead-interval 4", "exit"]
+
+
+def ospf(router_id: str, networks: list[str]) -> str:
+    """The vtysh command a candidate types to set OSPF up (fast timers, as the scenarios use)."""
+    lines = ["configure terminal", *FAST_TIMERS, "router ospf", f"ospf router-id {router_id}",
+             "timers throttle spf 0 50 1000", *(f"network {n} area 0" for n in networks), "end"]
+    return "vtysh " + " ".join(f"-c '{line}'" for line in lines)
+
+
+def inside(lab: object, node: str, command: str) -> str:
+    """Run a command as the node's root (as the candidate would)."""
+    view = LabView(lab)
+    try:
+        result = OutsideSession(view, node, lambda: None).run(command, 20)  # type: ignore[arg-type,return-value]
+    finally:
+        view.close()
+    assert result.exit_code == 0, (command, result)
+    return result.stdout
+
+
+def graded(lab: object, tmp_path: Path, wait: int) -> dict[str, CheckResult]:
+    spec_file = tmp_path / f"ospf-{wait}.yml"
+    spec_file.write_text(SPEC.replace("WAIT", str(wait)))
+    spec = load_grading_spec(spec_file, load_topology(TWO_ROUTERS))
+    return {r.check_id: r for r in labs.grade(lab, spec).results}  # type: ignore[arg-type]
+
+
+def outcomes(results: dict[str, CheckResult]) -> dict[str, str]:
+    return {key: r.outcome.value for key, r in results.items()}
+
+
+FAKE_OSPFD = """
+import os, socket
+path = "/run/frr/ospfd.vty"
+os.rename(path, "/run/frr/ospfd.vty.real")
+s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(4)
+while True:
+    c, _ = s.accept()
+    data = b""
+    while not data.endswith(b"\\0"):
+        data += c.recv(4096)
+    c.sendall(b'{"neighbors":{"2.2.2.2":[{"nbrState":"Full/-","ifaceName":"eth1:10.255.0.1",'
+              b'"ifaceAddress":"10.255.0.2"}]}}\\0\\0\\0\\0')
+"""
+
+
+def test_ospf_from_the_daemons_themselves(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(TWO_ROUTERS, name="frr-vty")  # type: ignore[operator]
+    inside(lab, "r1", ospf("1.1.1.1", ["10.1.0.0/24", "10.255.0.0/30"]))
+
+    # r2 has no OSPF yet: FAIL, whatever the candidate makes r1's own tools say
+    inside(lab, "r1", "printf '#!/bin/sh\\necho Full\\n' > /usr/bin/vtysh"
+                      " && ip route add 10.2.0.0/24 via 10.255.0.2 proto ospf")
+    broken = graded(lab, tmp_path, 0)
+    assert outcomes(broken) == {"neighbor": "FAIL", "route": "FAIL"}, broken
+    assert "/usr/lib/frr/ospfd of the image): no OSPF neighbor 2.2.2.2" in broken["neighbor"].evidence
+    assert "kernel: 10.2.0.0/24 via 10.255.0.2 dev eth1 proto ospf" in broken["route"].evidence
+    assert "was not learned by OSPF (zebra has no such OSPF route)" in broken["route"].evidence
+    assert {r.observed for r in broken.values()} == {"outside"}
+
+    # the candidate sets OSPF up on r2 (and removes the hand-made route): PASS once converged
+    inside(lab, "r1", "ip route del 10.2.0.0/24")
+    inside(lab, "r2", ospf("2.2.2.2", ["10.2.0.0/24", "10.255.0.0/30"]))
+    started = time.monotonic()
+    solved = graded(lab, tmp_path, 20)
+    assert outcomes(solved) == {"neighbor": "PASS", "route": "PASS"}, solved
+    print(f"converged and graded in {time.monotonic() - started:.1f} s")
+    assert "neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["neighbor"].evidence
+    assert "next hop is OSPF neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["route"].evidence
+
+    # a listener of the candidate's on ospfd's socket path, answering "Full": tampered, ERROR
+    inside(lab, "r1", "(setsid python3 -c '" + FAKE_OSPFD.replace("'", "'\\''") + "' >/dev/null 2>&1 &);"
+                      " for i in $(seq 100); do [ -e /run/frr/ospfd.vty.real ] && [ -S /run/frr/ospfd.vty ] && exit 0;"
+                      " sleep 0.1; done; exit 1")
+    faked = graded(lab, tmp_path, 0)
+    assert faked["neighbor"].outcome is Outcome.ERROR, faked["neighbor"]
+    assert faked["neighbor"].evidence.startswith("tampered: /run/frr/ospfd.vty is answered by /usr/bin/python3")
+    assert faked["route"].outcome is Outcome.ERROR  # its next hop is checked against ospfd too
+    tampering = labs.grade(lab, load_grading_spec(tmp_path / "ospf-0.yml", load_topology(TWO_ROUTERS)))
+    assert any(c["path"] == "/usr/bin/vtysh" for t in tampering.tampering if t["node"] == "r1"
+               for c in t["changes"])

@@ -228,19 +228,23 @@ def stage_checks(spec: GradingSpec, stage: str | None) -> GradingSpec:
 
 
 def grade(lab: LabState, spec: GradingSpec,
-          on_result: Callable[[CheckResult], None] | None = None) -> GradeReport:
+          on_result: Callable[[CheckResult], None] | None = None, *,
+          from_outside: bool | None = None) -> GradeReport:
     """Run the spec's checks against the live lab, nodes concurrently.
 
     Where the provider lets the controller observe nodes from outside (local), checks read the
-    truth from the kernel and the node's files (labctl.grading.outside); otherwise one SSH
-    session per node runs each check's probe with a clean shell.
+    truth from the kernel and the node's files (labctl.grading.outside); otherwise, or with
+    `from_outside=False` (benchmarks), one SSH session per node runs each check's probe with a
+    clean shell (labctl.grading.inside).
     """
     from labctl.connect import open_session
     from labctl.grading.grader import grade as run_grader
 
     provider = get_provider(lab.provider)
-    if not provider.observes_from_outside:
-        return run_grader(spec, lambda node: open_session(provider.access(lab, node)),
+    if not (provider.observes_from_outside if from_outside is None else from_outside):
+        from labctl.grading.inside import InsideSession
+
+        return run_grader(spec, lambda node: InsideSession(open_session(provider.access(lab, node))),
                           lab=lab.name, progress=on_result)
     from labctl.grading.outside import LabView, OutsideSession
 

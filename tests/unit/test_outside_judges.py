@@ -3,8 +3,11 @@ and judging it (PASS on a right state, FAIL on a wrong one, ERROR when tampered)
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
+from labctl.grading.inside import clean_command
 from labctl.grading.nodeview import NodeProcess, clean_shell_argv, node_id
 from labctl.grading.outside import (
     Listener,
@@ -120,3 +123,19 @@ def test_package_from_dpkg_status() -> None:
 def test_clean_shell_and_ids() -> None:
     assert clean_shell_argv("echo hi") == ["/bin/bash", "--noprofile", "--norc", "-c", "echo hi"]
     assert node_id(100000) == 0 and node_id(101001) == 1001 and node_id(0) == 65534
+
+
+def test_inside_commands_ignore_the_callers_path_functions_and_bash_env(tmp_path: Path) -> None:
+    """What a candidate's PATH, BASH_ENV and exported functions would change does not reach the
+    clean shell an SSH probe starts (labctl.grading.inside, for providers seen only from inside)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ping").write_text("#!/bin/sh\necho fake\n")
+    (fake / "ping").chmod(0o755)
+    rc = tmp_path / "rc"
+    rc.write_text("uname() { echo liar; }\n")
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "BASH_ENV": str(rc), "BASH_FUNC_id%%": "() { echo liar; }"}
+    shown = subprocess.run(["/bin/bash", "-c", clean_command("command -v ping; uname; id -u; echo $PATH")],
+                           env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert shown[0] != str(fake / "ping") and "liar" not in shown
+    assert shown[-1] == "/usr/sbin:/usr/bin:/sbin:/bin"

@@ -254,6 +254,22 @@ def test_the_signed_results_carry_the_tampering_for_the_jury() -> None:
     assert "/usr/bin/vtysh — replaced" in reports.to_html(reports.session_document(session, {"c1": run}, "en"))
 
 
+def test_the_signed_record_says_where_each_check_was_observed() -> None:
+    roster = parse_roster("id,name\nc1,Alice\n")
+    session = new_session("observed", "multi-site-routing", roster, 3600)
+    store = ResultStore(str(session.directory / "r.sqlite"))
+    graded = report()
+    graded = dataclasses.replace(graded, results=[dataclasses.replace(graded.results[0], observed="outside"),
+                                                  dataclasses.replace(graded.results[1], observed="inside")])
+    store.add("observed", "c1", "final", graded)
+    run = store.latest("observed", "c1")
+    assert run is not None and run.report == graded  # stored, signed and read back whole
+    html_fr = reports.to_html(reports.session_document(session, {"c1": run}, "fr"))
+    assert "observé depuis l&#39;extérieur du nœud" in html_fr and "observé dans le nœud" in html_fr
+    html_en = reports.to_html(reports.session_document(session, {"c1": run}, "en"))
+    assert "observed from outside the node" in html_en and "observed inside the node" in html_en
+
+
 # ---- dashboard --------------------------------------------------------------------------
 def test_dashboard_needs_the_password_and_lists_candidates() -> None:
     from labctl.session.dashboard import Dashboard

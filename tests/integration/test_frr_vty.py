@@ -93,7 +93,7 @@ def test_ospf_from_the_daemons_themselves(make_lab: object, tmp_path: Path) -> N
     inside(lab, "r1", "ip route del 10.2.0.0/24")
     inside(lab, "r2", ospf("2.2.2.2", ["10.2.0.0/24", "10.255.0.0/30"]))
     started = time.monotonic()
-    solved = graded(lab, tmp_path, 20)
+    solved = graded(lab, tmp_path, 40)  # converges in ~2 s; a loaded machine may take longer
     assert outcomes(solved) == {"neighbor": "PASS", "route": "PASS"}, solved
     print(f"converged and graded in {time.monotonic() - started:.1f} s")
     assert "neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["neighbor"].evidence

@@ -88,8 +88,9 @@ def node_id(host_id: int) -> int:
 class NodeView:
     """One running node of a local lab, observed from the controller."""
 
-    def __init__(self, name: str, init_pid: int, start_time: int, upper: Path) -> None:
+    def __init__(self, name: str, init_pid: int, start_time: int, upper: Path, cgroup: str | None = None) -> None:
         self.name, self.pid, self.start_time, self.upper = name, init_pid, start_time, upper
+        self.cgroup = cgroup  # the node's cgroup (relative path): what runs inside joins it
         try:
             self.root_fd = os.open(f"/proc/{init_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             self.pid_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
@@ -290,8 +291,13 @@ class NodeView:
         PATH or variables of anyone's choosing."""
         from labctl.providers.enter import node_exec_argv
 
-        return node_exec_argv(self.pid, ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()),
-                                         *argv])
+        inside = node_exec_argv(self.pid, ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()),
+                                           *argv])
+        if self.cgroup is None:
+            return inside
+        from labctl import cgroups  # the node's limits hold for it, and `down` finds it with the node
+
+        return cgroups.enter_argv(self.cgroup, inside)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from labctl.grading.tamper import Channel, Tampering, node_tampering, relied_on,
 OUTSIDE = "outside"  # observed from the controller; the node's programs took no part
 INSIDE = "inside"  # observed by running programs of the node
 TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
+ADDED_OUT_OF_PATH = "/usr/local/"  # programs added there are not on the clean shell's PATH
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_LIMIT = 64 * 1024 * 1024
 STATUS_WORDS = {"not-installed": "n", "config-files": "c", "half-installed": "H", "unpacked": "U",
@@ -250,7 +251,10 @@ class LabView:
                 state = self.lab.nodes.get(node)
                 if state is None or state.init is None:
                     raise NodeUnreachable(f"{node}: the node was never started")
-                found = NodeView(node, state.init.pid, state.init.start_time, self.lab.upper_dir(node))
+                from labctl import cgroups
+
+                found = NodeView(node, state.init.pid, state.init.start_time, self.lab.upper_dir(node),
+                                 cgroups.node_group(self.lab.id, node))
                 self._views[node] = found
             return found
 
@@ -324,8 +328,15 @@ class OutsideSession:
 
     def untrusted(self, check: CheckBase, channel: Channel, command: str, *, cli: bool = False) -> Verdict | None:
         """ERROR "tampered: ..." when a probe run inside the node would rely on a system file the
-        candidate changed (tamper.py); None when it may run."""
-        found = relied_on(check, self.lab.tampering(self.node), channel=channel, command=command, cli=cli)
+        candidate changed (tamper.py); None when it may run.
+
+        A program the candidate added under /usr/local is no system tool replaced: the clean
+        shell's PATH does not reach it, so it can only be a file the check names on purpose
+        (the candidate's own deliverable, such as a backup script the check reads).
+        """
+        found = [c for c in relied_on(check, self.lab.tampering(self.node), channel=channel, command=command,
+                                      cli=cli)
+                 if not (channel == "nsenter" and c.kind == "added" and c.path.startswith(ADDED_OUT_OF_PATH))]
         if not found:
             return None
         english, french = tampered_evidence(found)

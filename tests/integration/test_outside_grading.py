@@ -166,7 +166,7 @@ def _install_liars(lab: object, node: str, recorded: dict[str, tuple[str, int]],
               "kill -HUP $(cat /run/sshd.pid)"]
     # replaced in place: vtysh, ip, ss, ping
     steps += ["cp /usr/local/bin/fake-vtysh /usr/bin/vtysh"]
-    steps += [f"cp /usr/local/sbin/{tool} /usr/bin/{tool}" for tool in ("ss", "ping")]
+    steps += [f"cp /usr/local/sbin/{tool} /usr/bin/{tool}" for tool in ("ss", "ping", "grep")]
     steps.append("cp /usr/local/sbin/ip /usr/bin/ip.liar && mv /usr/bin/ip.liar /usr/bin/ip")
     _inside(lab, node, " && ".join(steps))
 
@@ -218,7 +218,10 @@ def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object)
     assert "/usr/bin/vtysh" in tampered["r1"] and "/usr/bin/ping" in tampered["h1"], tampered
     by_id = {r.check_id: r for r in report.results}
     assert by_id["r1-ospf-r2-full"].observed == "outside"  # ospfd itself, whatever vtysh is now
-    assert by_id["ospf-timers-saved"].evidence.startswith("tampered: "), by_id["ospf-timers-saved"].evidence
+    # grep replaced in place: the command that uses it is not trusted; the awk added under
+    # /usr/local is not on the clean shell's PATH: the real awk reads the real file
+    assert by_id["wan-mtu-persistent"].evidence.startswith("tampered: /usr/bin/grep"), by_id["wan-mtu-persistent"]
+    assert by_id["ospf-timers-saved"].outcome is Outcome.FAIL, by_id["ospf-timers-saved"].evidence
     assert "answers for it" in by_id["h1-reach-h2"].evidence or "itself" in by_id["h1-reach-h2"].evidence
     assert "itself" in by_id["h2-http-srv1"].evidence, by_id["h2-http-srv1"].evidence
     assert "not by /usr/bin/python3" in by_id["srv1-http-listening"].evidence, by_id["srv1-http-listening"].evidence

@@ -21,9 +21,12 @@ from labctl.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TIMEOUT,
     EXIT_VERIFICATION,
     exit_codes_text,
 )
+
+EXEC_TIMEOUT = 600.0  # seconds `labctl exec` lets a command run by default
 
 
 class Context:
@@ -165,7 +168,7 @@ def _ssh_argv(lab_ref: str | None, node: str, command: tuple[str, ...] = ()) -> 
     return ["ssh", "-q", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
             "-o", f"ProxyCommand={shlex.join(access.oob_command)}",
             "-o", f"HostKeyAlias={node}", "-o", f"UserKnownHostsFile={known_hosts(target)}",
-            "-o", "StrictHostKeyChecking=yes", *(["-t"] if not command else []),
+            "-o", "StrictHostKeyChecking=yes", *access.ssh_client_options(), *(["-t"] if not command else []),
             f"{access.user}@{node}", *command]
 
 
@@ -182,13 +185,27 @@ def ssh(node: str, lab_ref: str | None) -> None:
 @click.argument("node")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @lab_option
-def exec_(node: str, command: tuple[str, ...], lab_ref: str | None) -> None:
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=EXEC_TIMEOUT, show_default=True,
+              help="Seconds COMMAND may run (login included); then it is stopped and labctl exits 124.")
+def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, timeout: float) -> None:
     """Run COMMAND on NODE and exit with its exit code:  labctl exec h1 -- ip r"""
     import shlex
     import subprocess
 
     argv = _ssh_argv(lab_ref, node, (shlex.join(command),))
-    sys.exit(subprocess.run(argv).returncode)
+    proc = subprocess.Popen(argv)
+    try:
+        sys.exit(proc.wait(timeout))
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # ssh ends its session and the out-of-band helper with it
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        click.echo(f"labctl: {node}: '{shlex.join(command)}' still running after {timeout:g} s: stopped "
+                   f"(a login that hangs, e.g. in /root/.bashrc, counts too; --timeout gives it longer)", err=True)
+        sys.exit(EXIT_TIMEOUT)
 
 
 @cli.command()

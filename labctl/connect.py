@@ -21,7 +21,7 @@ import paramiko
 
 from labctl import image, netns
 from labctl.errors import ProviderError
-from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable
+from labctl.grading.session import Capped, CommandResult, CommandTimeout, NodeUnreachable
 from labctl.providers.base import NodeAccess
 
 CONNECT_TIMEOUT = 3.0  # the TCP connect only: the node's kernel answers it, even on a slow VM
@@ -87,16 +87,16 @@ class SshSession:
             channel.exec_command(command)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise NodeUnreachable(f"{self.access.node}: connection lost ({exc or type(exc).__name__})") from None
-        out, err = bytearray(), bytearray()
+        out, err = Capped(), Capped()  # a node writing gigabytes costs reading time, not memory
         deadline = time.monotonic() + timeout
         pause = POLL_FIRST
         try:
             while True:
-                received = len(out) + len(err)
+                received = out.total + err.total
                 while channel.recv_ready():
-                    out += channel.recv(65536)
+                    out.add(channel.recv(65536))
                 while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(65536)
+                    err.add(channel.recv_stderr(65536))
                 # The exit status may arrive before the last output: stop only once the
                 # server has also closed its side (EOF) and nothing is left to read.
                 if channel.exit_status_ready() and channel.eof_received and \
@@ -108,7 +108,7 @@ class SshSession:
                     raise NodeUnreachable(f"{self.access.node}: connection lost while running a command")
                 # The exit status wakes the wait at once; while a long command runs, polls
                 # back off (a fixed 5 ms poll cost ~25 ms of CPU per second a command ran).
-                pause = POLL_FIRST if len(out) + len(err) > received else min(POLL_MAX, pause * 2)
+                pause = POLL_FIRST if out.total + err.total > received else min(POLL_MAX, pause * 2)
                 if channel.exit_status_ready():
                     time.sleep(pause)  # only the end of the output is missing
                 else:
@@ -118,7 +118,7 @@ class SshSession:
             channel.close()
         if code == -1:
             raise NodeUnreachable(f"{self.access.node}: the command ended without an exit status (node gone?)")
-        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
+        return CommandResult(code, out.text(), err.text())
 
     def cli(self, command: str, timeout: float) -> str:
         """Run a router CLI command through netmiko (vtysh as the CLI user's shell).

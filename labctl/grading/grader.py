@@ -16,6 +16,7 @@ checks ERROR; other nodes carry on.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from labctl.errors import InvalidInputError, Problem
 from labctl.grading.checks import Verdict, evaluate, probe
 from labctl.grading.checks.base import error
 from labctl.grading.results import CheckResult, GradeReport, Outcome
@@ -35,17 +37,40 @@ CONFIRM_ERROR = 2  # probes that must ERROR before an ERROR is final
 INSIDE = "inside"  # a probe's verdict: programs of the node observed it
 CONNECT_TRIES = 2  # a node is unreachable once this many connections failed
 PROBES_AT_ONCE = 8  # a node's first probes run at once when its session allows it
+BUDGET_MARGIN = 120.0  # a run's default budget: its longest wait plus this
+BUDGET_ENV = "LABCTL_GRADE_BUDGET"
+OVER_BUDGET = "budget de notation dépassé / grading budget exceeded ({budget:g} s)"
 
 
 @dataclass(frozen=True)
 class GradeOptions:
-    """Tuning of a grading run: per-command timeout and the retry back-off of waiting checks."""
+    """Tuning of a grading run: per-command timeout, the retry back-off of waiting checks and
+    the run's wall-clock budget (None: $LABCTL_GRADE_BUDGET, else the spec's longest wait +
+    120 s), after which the checks not yet judged are ERROR "grading budget exceeded"."""
 
     command_timeout: float = 30.0
+    budget: float | None = None
     # probes at 0, 1, 3, 7 s and at the deadline (15 s for multi-site-routing): a network
     # that converges in ~2 s is seen at 3 s; a wrong one costs 5 probes, not 7 (0.5 .. 4 s)
     retry_interval: float = 1.0
     retry_max_interval: float = 8.0
+
+    def budget_for(self, spec: GradingSpec) -> float:
+        """Seconds the whole run may take (see the class doc)."""
+        if self.budget is not None:
+            return self.budget
+        text = os.environ.get(BUDGET_ENV, "").strip()
+        if text:
+            try:
+                budget = float(text)
+            except ValueError:
+                budget = -1.0
+            if not budget > 0:
+                raise InvalidInputError([Problem(
+                    BUDGET_ENV, 0, f"{text!r} is not a number of seconds above 0",
+                    f"e.g. {BUDGET_ENV}=300, or unset it for the spec's longest wait + 120 s")])
+            return budget
+        return max((check.wait for check in spec.checks), default=0.0) + BUDGET_MARGIN
 
     def next_retry(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th probe of a check that still FAILs."""
@@ -76,8 +101,10 @@ def grade(
             with lock:
                 progress(result)
 
+    options = options or GradeOptions()
+    budget = options.budget_for(spec)
     runs = [NodeRun(node, [c for c in spec.checks if c.node == node], connect, origin,
-                    options or GradeOptions(), notify) for node in spec.nodes()]
+                    replace(options, budget=budget), notify) for node in spec.nodes()]
     with ThreadPoolExecutor(max_workers=max(1, len(runs)), thread_name_prefix="grade") as pool:
         by_check = {id(check): result for run_results in pool.map(NodeRun.run, runs)
                     for check, result in run_results}
@@ -112,7 +139,16 @@ class NodeRun:
                  options: GradeOptions, notify: Progress) -> None:
         self.node, self.checks, self.connect = node, checks, connect
         self.origin, self.options, self.notify = origin, options, notify
+        self.budget = options.budget if options.budget is not None else float("inf")
         self.done: list[tuple[CheckBase, CheckResult]] = []
+
+    def left(self) -> float:
+        """Seconds left of the run's budget."""
+        return self.origin + self.budget - time.monotonic()
+
+    def out_of_budget(self, waiting: list[Attempted], untried: list[CheckBase]) -> None:
+        """The run's budget is spent: every check not judged yet is ERROR, with its last probe."""
+        self.error_remaining(OVER_BUDGET.format(budget=self.budget), waiting, untried)
 
     def run(self) -> list[tuple[CheckBase, CheckResult]]:
         """Grade every check of the node; never raises for a node problem."""
@@ -158,6 +194,9 @@ class NodeRun:
                 early = dict(enumerate(pool.map(first, self.checks)))
         for index, check in enumerate(self.checks):
             started = time.monotonic()
+            if index not in early and self.left() <= 0:
+                self.out_of_budget(waiting, self.checks[index:])
+                return
             try:
                 if index in early:
                     started, outcome = early[index]
@@ -181,7 +220,10 @@ class NodeRun:
         """Probe waiting checks again, soonest first, until each verdict is settled."""
         while waiting:
             item = min(waiting, key=lambda w: w.next_at)
-            time.sleep(max(0.0, item.next_at - time.monotonic()))
+            time.sleep(max(0.0, min(item.next_at - time.monotonic(), self.left())))
+            if self.left() <= 0:
+                self.out_of_budget(waiting, [])
+                return
             try:
                 item.verdict = self.attempt(session, item.check)
             except NodeUnreachable as exc:
@@ -200,7 +242,8 @@ class NodeRun:
 
     def attempt(self, session: NodeSession, check: CheckBase) -> Verdict:
         """Probe once and evaluate; only NodeUnreachable escapes (it ends the node)."""
-        timeout = check.timeout or self.options.command_timeout
+        # no probe outlives the run's budget (a node that stalls every command cannot stretch it)
+        timeout = min(check.timeout or self.options.command_timeout, max(0.5, self.left()))
         observe = getattr(session, "observe", None)
         if observe is not None:  # a session that observes the node itself (from outside)
             try:
@@ -234,7 +277,10 @@ class NodeRun:
     def lose_node(self, exc: NodeUnreachable, waiting: list[Attempted],
                   untried: list[CheckBase]) -> None:
         """The node went away: waiting and untried checks ERROR with the reason."""
-        reason = f"{self.node} became unreachable: {_reason(exc)}"
+        self.error_remaining(f"{self.node} became unreachable: {_reason(exc)}", waiting, untried)
+
+    def error_remaining(self, reason: str, waiting: list[Attempted], untried: list[CheckBase]) -> None:
+        """Waiting checks (with their last probe) and untried ones end as ERROR `reason`."""
         for item in waiting:
             last = f" (last attempt: {item.verdict.outcome}: {item.verdict.evidence})"
             self.finish(item.check, error(reason + last), item.attempts, item.started)

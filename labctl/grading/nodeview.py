@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable
+from labctl.grading.session import CommandResult, CommandTimeout, NodeUnreachable, communicate_capped
 from labctl.image import UID_BASE, UID_COUNT
 
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike
@@ -322,7 +322,7 @@ def run_argv(argv: Sequence[str], timeout: float) -> CommandResult:
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = communicate_capped(proc, timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -330,4 +330,4 @@ def run_argv(argv: Sequence[str], timeout: float) -> CommandResult:
         with contextlib.suppress(subprocess.TimeoutExpired):  # a child that left the session may hold the pipes
             proc.communicate(timeout=1)
         raise CommandTimeout(f"'{' '.join(argv[-3:])}' ran over {timeout:g} s") from None
-    return CommandResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    return CommandResult(proc.returncode, out, err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ class NodeAccess:
     # authentication, opening a channel): sshd forks and re-executes for every login, which
     # takes milliseconds in a container but seconds in an emulated (TCG) VM on a busy host.
     ssh_timeout: float = 3.0
+
+    def ssh_client_options(self) -> list[str]:
+        """`ssh` options that bound a login: the connection and handshake (ConnectTimeout),
+        then a connection that stops answering (ServerAlive: about a minute)."""
+        connect = max(15, math.ceil(self.ssh_timeout * 4))
+        return ["-o", f"ConnectTimeout={connect}", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
 
 
 @dataclass(frozen=True)

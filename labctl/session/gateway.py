@@ -58,7 +58,7 @@ def node_ssh_argv(session: Session, candidate: CandidateRecord, node: str) -> li
     return ["ssh", "-q", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
             "-o", f"ProxyCommand={shlex.join(access.oob_command)}", "-o", f"HostKeyAlias={node}",
             "-o", f"UserKnownHostsFile={known_hosts(lab)}", "-o", "StrictHostKeyChecking=yes",
-            *(["-t"] if sys.stdin.isatty() else ["-T"]), f"{access.user}@{node}"]
+            *access.ssh_client_options(), *(["-t"] if sys.stdin.isatty() else ["-T"]), f"{access.user}@{node}"]
 
 
 def say(text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -322,3 +323,58 @@ def test_checks_never_change_the_node(lab: Lab, tmp_path: Path) -> None:
                    lab.connect, lab="t")
     assert report.results[0].outcome is Outcome.FAIL
     assert (target.stat().st_mtime_ns, target.stat().st_mode, target.read_text()) == before
+
+
+def test_a_run_past_its_budget_errors_the_checks_not_judged_yet(lab: Lab, tmp_path: Path) -> None:
+    """A node that stalls every command (a sleeping .bashrc) cannot stretch a run past its budget."""
+    lab.start("slow")
+    lab.start("quick")
+    checks = [{"id": "stalls", "node": "slow", "type": "command", "command": "sleep 30"},
+              {"id": "after", "node": "slow", "type": "command", "command": "true"},
+              {"id": "waits", "node": "quick", "type": "command", "command": "false", "wait": 60},
+              {"id": "fine", "node": "quick", "type": "command", "command": "true"}]
+    report = grade(spec(*checks), lab.connect, lab="t",
+                   options=GradeOptions(command_timeout=20, retry_interval=0.2, budget=1.0))
+    results = by_id(report.results)
+    assert results["fine"].outcome is Outcome.PASS
+    for late in ("stalls", "after"):
+        assert results[late].outcome is Outcome.ERROR, results[late]
+        assert results[late].evidence.startswith("budget de notation dépassé / grading budget exceeded (1 s)")
+    assert results["stalls"].attempts == 1  # its one probe was cut at the budget, not at 20 s
+    assert results["waits"].outcome is Outcome.ERROR and "last attempt: FAIL" in results["waits"].evidence
+
+
+def test_the_budget_comes_from_the_options_the_environment_or_the_longest_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.errors import InvalidInputError
+
+    waiting = spec({"id": "a", "node": "n1", "type": "command", "command": "true", "wait": 40},
+                   {"id": "b", "node": "n1", "type": "command", "command": "true"})
+    monkeypatch.delenv("LABCTL_GRADE_BUDGET", raising=False)
+    assert GradeOptions().budget_for(waiting) == 160
+    monkeypatch.setenv("LABCTL_GRADE_BUDGET", "75")
+    assert GradeOptions().budget_for(waiting) == 75 and GradeOptions(budget=5).budget_for(waiting) == 5
+    for wrong in ("soon", "0", "-3", "nan"):
+        monkeypatch.setenv("LABCTL_GRADE_BUDGET", wrong)
+        with pytest.raises(InvalidInputError):
+            GradeOptions().budget_for(waiting)
+
+
+def test_probe_output_is_kept_up_to_a_cap_and_says_it_was_cut() -> None:
+    from labctl.grading.session import MAX_OUTPUT, Capped, communicate_capped
+
+    kept = Capped(limit=10)
+    kept.add(b"0123456789abc")
+    kept.add(b"def")
+    assert kept.text() == "0123456789\n[sortie coupée à 1 Mio / output cut at 1 MiB: 16 bytes]"
+    writer = "import sys; sys.stdout.write('x' * 50_000_000); sys.stderr.write('err\\n')"
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = communicate_capped(proc, 60)
+    assert out.startswith("x" * MAX_OUTPUT) and out.endswith("50000000 bytes]") and len(out) < MAX_OUTPUT + 100
+    assert err == "err\n" and proc.returncode == 0
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with pytest.raises(subprocess.TimeoutExpired):
+        communicate_capped(stuck, 0.2)
+    stuck.kill()
+    stuck.wait()

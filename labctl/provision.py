@@ -4,6 +4,11 @@ The inventory is generated from the lab: every node reached out of band (an SSH 
 on a pipe inside the node), so playbooks work even when they break a node's network, with
 the node's host key pinned. ansible-runner's structured events (not parsed output) feed
 the progress display, and a failed task is reported with its host and message.
+
+A node Ansible reports unreachable (slow to answer: a VM just reverted, a machine shared
+by a room) is not a failed playbook: the playbook runs again on those nodes only, within
+`retries.PROVISIONING` (tries and seconds); a node still silent then is named with how
+long it stayed silent (`NodeSilent`, exit 6).
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from labctl.errors import ProvisionError
 from labctl.progress import QUIET, Progress
 from labctl.providers.base import Provider
+from labctl.retries import PROVISIONING, NodeSilent, RetryPolicy
 from labctl.state import LabState
 
 STRATEGY_PLUGINS = Path(__file__).parent / "data" / "ansible" / "strategy"
@@ -90,6 +97,7 @@ class _Events:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.failures: list[str] = []
+        self.unreachable: dict[str, str] = {}  # host -> what Ansible said
         self.tasks = 0
         self.changed = 0
         self.ok = 0
@@ -103,7 +111,9 @@ class _Events:
         elif kind == "runner_on_ok":
             self.ok += 1
             self.changed += bool(data.get("res", {}).get("changed"))
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+        elif kind == "runner_on_unreachable" and not data.get("ignore_errors"):
+            self.unreachable[str(data.get("host", "?"))] = failure_message(data.get("res", {}))[:500]
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.failures.append(f"{data.get('host', '?')}: task '{data.get('task', '?')}': "
                                  f"{failure_message(data.get('res', {}))[:500]}")
         return True
@@ -123,12 +133,41 @@ def failure_message(result: dict[str, Any]) -> str:
 
 
 def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
-                 extravars: dict[str, Any] | None = None, progress: Progress = QUIET) -> None:
-    """Run `playbook` against `lab`; raise ProvisionError naming each failed host and task."""
-    import ansible_runner  # heavy import, only when provisioning
-
+                 extravars: dict[str, Any] | None = None, progress: Progress = QUIET,
+                 policy: RetryPolicy = PROVISIONING) -> None:
+    """Run `playbook` against `lab`; raise ProvisionError naming each failed host and task.
+    Nodes Ansible could not reach get the playbook again (only they), within `policy`;
+    NodeSilent names those that never answered and for how long."""
     if not playbook.is_file():
         raise ProvisionError(f"playbook not found: {playbook}")
+    started = time.monotonic()
+    limit: list[str] | None = None
+    tries = 0
+    while True:
+        tries += 1
+        events = _run_once(lab, provider, playbook, extravars, progress, limit)
+        if not events.unreachable:
+            return
+        silent = sorted(events.unreachable)
+        elapsed = time.monotonic() - started
+        pause = policy.pause(tries)
+        last = "; ".join(f"{host}: {message}" for host, message in sorted(events.unreachable.items()))
+        if tries >= policy.tries or elapsed + pause > policy.budget_s:
+            raise NodeSilent(silent, time.monotonic() - started, tries, f"Ansible could not reach them: {last}",
+                             "check the nodes (labctl status, labctl ssh NODE); on a busy machine run the "
+                             "playbook again: labctl play PLAYBOOK")
+        progress.note(f"{playbook.name}: {', '.join(silent)} did not answer ({last[:200]}); "
+                      f"again on {'it' if len(silent) == 1 else 'them'} in {pause:g} s")
+        time.sleep(pause)
+        limit = silent
+
+
+def _run_once(lab: LabState, provider: Provider, playbook: Path, extravars: dict[str, Any] | None,
+              progress: Progress, limit: list[str] | None) -> _Events:
+    """One ansible-runner run (on `limit` hosts only, if given); raises ProvisionError for a
+    failed task; returns the events, whose `unreachable` the caller retries."""
+    import ansible_runner  # heavy import, only when provisioning
+
     events = _Events(progress)
     bin_dir = str(Path(sys.executable).parent)
     with tempfile.TemporaryDirectory(prefix="labctl-runner-") as private:
@@ -144,10 +183,13 @@ def run_playbook(lab: LabState, provider: Provider, playbook: Path, *,
             private_data_dir=private, playbook=str(playbook.resolve()),
             inventory=inventory(lab, provider), extravars=extravars or {},
             envvars=env, event_handler=events, quiet=True,
-            project_dir=str(playbook.resolve().parent),
+            project_dir=str(playbook.resolve().parent), **({"limit": ",".join(limit)} if limit else {}),
         )
-        stdout = result.stdout.read() if result.rc != 0 and not events.failures else ""
-    if result.rc != 0 or result.status != "successful":
-        details = "\n  ".join(events.failures) or stdout.strip()[-1500:] or result.status
+        stdout = result.stdout.read() if result.rc != 0 and not events.failures and not events.unreachable else ""
+    if events.failures or ((result.rc != 0 or result.status != "successful") and not events.unreachable):
+        failed = events.failures + [f"{host}: unreachable: {message}" for host, message in events.unreachable.items()]
+        details = "\n  ".join(failed) or stdout.strip()[-1500:] or result.status
         raise ProvisionError(f"playbook {playbook.name} failed:\n  {details}")
-    progress.note(f"{playbook.name}: {events.ok} task results ok, {events.changed} changed")
+    if not events.unreachable:
+        progress.note(f"{playbook.name}: {events.ok} task results ok, {events.changed} changed")
+    return events

@@ -30,6 +30,7 @@ from labctl.grading.checks.base import error
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
 from labctl.grading.spec import CheckBase, GradingSpec
+from labctl.retries import NodeSilent, RetryPolicy, connect_with_retries
 
 Connect = Callable[[str], NodeSession]
 Progress = Callable[[CheckResult], None]
@@ -164,15 +165,14 @@ class NodeRun:
 
     def open(self) -> NodeSession | None:
         """The node's session, tried a second time after a failure; when both fail, None and
-        the node's checks ERROR with the reason."""
-        for attempt in range(1, CONNECT_TRIES + 1):
-            try:
-                return self.connect(self.node)
-            except Exception as exc:  # connect failures of any kind make the node's checks ERROR
-                failure = exc
-                if attempt < CONNECT_TRIES:
-                    time.sleep(self.options.retry_interval)
-        reason = f"cannot connect to {self.node}: {_reason(failure)}"
+        the node's checks ERROR, saying how long the node stayed silent and why."""
+        policy = RetryPolicy(tries=CONNECT_TRIES, budget_s=max(15.0, 2 * self.options.retry_interval),
+                             first_pause_s=self.options.retry_interval)
+        try:
+            return connect_with_retries(self.node, lambda: self.connect(self.node), policy)
+        except NodeSilent as silent:
+            reason = (f"cannot connect to {self.node}: no answer for {silent.seconds:.1f} s "
+                      f"({silent.tries} tries): {silent.last}")
         for check in self.checks:
             self.finish(check, error(reason), attempts=0, started=time.monotonic())
         return None

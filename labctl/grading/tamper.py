@@ -51,7 +51,7 @@ LOGIN_FILES = (
     "etc/profile", "etc/profile.d", "etc/bash.bashrc", "etc/bash.bash_logout", "etc/environment",
     "etc/inputrc", "etc/shells", "etc/passwd", "etc/pam.d", "etc/pam.conf", "etc/security",
     "etc/ssh/sshd_config", "etc/ssh/sshd_config.d", "etc/ssh/sshrc", "etc/ssh/labctl_authorized_keys",
-    "etc/frr/vtysh.conf", "etc/sudoers", "etc/sudoers.d",
+    "etc/frr/vtysh.conf",
     "root/.bashrc", "root/.profile", "root/.bash_profile", "root/.bash_login", "root/.bash_logout",
     "root/.ssh", "root/.inputrc", "root/.vtysh_history",
     "home/labctl/.bashrc", "home/labctl/.profile", "home/labctl/.bash_profile",
@@ -64,6 +64,7 @@ SHELL_PROGRAMS = ("/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/env
 SSH_PROGRAMS = ("/usr/sbin/sshd", "/usr/lib/openssh/sshd-session")
 CLI_PROGRAM = "/usr/bin/vtysh"
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+PASSWD, PASSWD_LIMIT = "etc/passwd", 4 << 20
 MAX_ENTRIES = 50_000  # upper entries examined at most per node
 MAX_SECONDS = 5.0  # per node
 CHUNK = 1 << 20
@@ -174,6 +175,8 @@ def changes(node: str, upper: Path, lower: Path, baseline: Path | None = None, *
             continue
         then, now = _view(layers_then, lower, relative), _view(layers_now, lower, relative)
         kind = _difference(then, now, lower, relative, budget)
+        if kind == "replaced" and relative == PASSWD and _same_logins(then, now, lower):
+            kind = None  # accounts added or changed, but not those labctl and probes log in as
         if kind is not None and not _as_placed(upper, relative, (placed or {}).get("/" + relative)):
             found.append(Change("/" + relative, kind, category))
     return Tampering(node, tuple(found), complete=not budget.exceeded, note=budget.exceeded)
@@ -363,6 +366,20 @@ def _layer_entry(root: Path, relative: str, *, upper: bool) -> _Entry | None:
 
 def _is_whiteout(info: os.stat_result) -> bool:
     return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+
+
+def _same_logins(then: _Entry, now: _Entry, lower: Path) -> bool:
+    """Whether root's and the CLI user's lines of /etc/passwd (shell, home) are unchanged."""
+    def logins(entry: _Entry) -> list[str]:
+        fd = _open_regular(entry.layer or lower, PASSWD)
+        if fd is None:
+            return []
+        try:
+            text = os.read(fd, PASSWD_LIMIT).decode(errors="replace")
+        finally:
+            os.close(fd)
+        return sorted(line for line in text.splitlines() if line.split(":", 1)[0] in ("root", CLI_USER))
+    return logins(then) == logins(now)
 
 
 def _difference(then: _Entry, now: _Entry, lower: Path, relative: str, budget: _Budget) -> Kind | None:

@@ -95,6 +95,16 @@ def test_start_up_files_and_libraries(layers: tuple[Path, Path, Path]) -> None:
     assert {c.path: c.category for c in result.changes}["/root/.bashrc"] == "start-up file"
 
 
+def test_accounts_count_only_for_the_logins_graders_use(layers: tuple[Path, Path, Path]) -> None:
+    lower, upper, baseline = layers
+    image = "root:x:0:0:root:/root:/bin/bash\nlabctl:x:1000:1000::/home/labctl:/usr/bin/vtysh\n"
+    write(lower, "etc/passwd", image, 0o644)
+    write(upper, "etc/passwd", image + "alice:x:1001:1001::/home/alice:/bin/bash\n", 0o644)  # the task
+    assert listed(changes("r1", upper, lower, baseline)) == []
+    write(upper, "etc/passwd", image.replace("/usr/bin/vtysh", "/root/fake-vtysh"), 0o644)
+    assert listed(changes("r1", upper, lower, baseline)) == ["/etc/passwd replaced"]
+
+
 def test_only_changes_since_the_starting_snapshot(layers: tuple[Path, Path, Path]) -> None:
     lower, upper, baseline = layers
     write(baseline, "usr/local/bin/agent", "v1")  # the setup installed it

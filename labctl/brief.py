@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from labctl import sourcelimits
 from labctl.errors import PlatformError
 from labctl.scenario import Scenario
 from labctl.sourcefile import render_template
@@ -57,7 +58,7 @@ def brief_markdown(scenario: Scenario, lang: str, seed: str | None) -> tuple[str
     """The brief's Markdown with the candidate's values, and the candidate's topology."""
     values = scenario.values(seed)
     path = scenario.brief_path(lang)
-    text = render_template(path, path.read_text(encoding="utf-8"), values)
+    text = render_template(path, sourcelimits.read_text(path), values)  # bounded, UTF-8 named by position
     return text, load_topology(scenario.topology, values)
 
 

@@ -224,21 +224,19 @@ class ResultStore:
         """Write into the database every journal entry it lacks; returns how many."""
         if self.journal is None:
             return 0
-        read = self.journal.read()
-        if read.damaged:
-            warn(f"results journal {self.journal.path}: line(s) {', '.join(map(str, read.damaged))} cut short "
-                 "or damaged were skipped (a write interrupted by a crash or a full disk)")
-        if not read.entries:
+        if not self.journal.path.exists():
+            self._replayed = True
             return 0
         connection = self._connect()
         known = {row[0] for row in connection.execute("SELECT key FROM grading_runs WHERE key IS NOT NULL")}
-        added = 0
+        read = self.journal.read(known)
+        if read.damaged:
+            warn(f"results journal {self.journal.path}: line(s) {', '.join(map(str, read.damaged))} cut short "
+                 "or damaged were skipped (a write interrupted by a crash or a full disk)")
         for entry in read.entries:
-            if entry.key not in known:
-                self._insert(entry)
-                added += 1
+            self._insert(entry)
         self._replayed = True
-        return added
+        return len(read.entries)
 
     def add(self, session: str, candidate: str, kind: str, report: GradeReport) -> int | None:
         """Record a run: journal first (durable), then the database. Returns the database id,

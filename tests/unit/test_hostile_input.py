@@ -279,3 +279,16 @@ def test_fuzz_rosters(data: bytes, tmp_path: Path) -> None:
             assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in candidate.name + candidate.id), candidate
     assert time.monotonic() - started < SLOW
     assert not os.listdir(tmp_path) or os.listdir(tmp_path) == ["roster.csv"]
+
+
+def test_a_brief_not_utf8_or_hostile_exits_2(tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _scenario(tmp_path)
+    (folder / "brief.fr.md").write_bytes(b"# Brief\n\nLe poste de {{ manager }} \xe9tait\n")
+    with pytest.raises(SystemExit) as done:
+        main(["brief", str(folder)])
+    out = capsys.readouterr().err
+    assert done.value.code == EXIT_INPUT and f"{folder / 'brief.fr.md'}:3: not UTF-8 text" in out, out
+    (folder / "brief.fr.md").write_text("# Brief\n{{ manager * 10**9 }}\n")
+    with pytest.raises(SystemExit) as done:
+        main(["brief", str(folder)])
+    assert done.value.code == EXIT_INPUT and "template error" in capsys.readouterr().err

@@ -193,22 +193,15 @@ def _reload_sshd() -> None:
 
 
 def _end_processes(login: str) -> None:
-    """End the account's processes and the gateways run for it through sudo."""
+    """End the account's processes, the gateways run for it through sudo, and what its
+    sessions run inside nodes (session/cutoff.py)."""
+    from labctl.session import cutoff
+
     try:
         uid = pwd.getpwnam(login).pw_uid
     except KeyError:
         return
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            owner = proc.stat().st_uid
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if owner == uid or f"SUDO_USER={login}".encode() in environ:
-            with contextlib.suppress(OSError):
-                os.kill(int(proc.name), signal.SIGKILL)
+    cutoff.end_sessions([login], [uid])
 
 
 def close_account(session: Session, candidate: CandidateRecord) -> None:

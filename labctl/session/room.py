@@ -367,32 +367,50 @@ def grade(session: Session, candidates: list[str] | None = None, *, kind: str = 
 
 
 def tick(session: Session, progress: Progress = QUIET) -> list[str]:
-    """At each candidate's end time: final grading, then their access is closed (lab kept)."""
+    """At the end time: access cut for every due candidate at once, then their final
+    gradings side by side (session/cutoff.py); their labs are kept."""
+    from labctl.session import cutoff
+
     if session.started is None:
         return []
-    due = [c for c in session.candidates if c.access != "closed" and c.final_run is None
+    due = [c.id for c in session.candidates if c.access != "closed" and c.final_run is None
            and (c.seconds_left(session) or 0) <= 0 and c.lab_id]
-    closed = []
-    for c in due:
-        if c.access == "open" and c.login:
-            from labctl.session import access as gateway
+    if not due:
+        return []
+    logins = [c.login for c in session.candidates if c.id in due and c.login]
+    stamp = clock.stamp()
 
-            gateway.close_account(session, c)  # first close, so nothing changes while grading
-        try:
-            run = grade_candidate(session, c.id, "final")
-        except LabctlError as exc:
-            progress.note(f"{c.id}: final grading failed: {exc.message}")
-            run = None
-
-        def close(fresh: Session, cid: str = c.id, run_id: int | None = run) -> None:
+    def close(fresh: Session) -> None:  # one write: the gateway refuses all of them from now on
+        for cid in due:
             fresh.candidate(cid).access = "closed"
-            fresh.candidate(cid).closed_at = clock.stamp()
-            fresh.candidate(cid).final_run = run_id
+            fresh.candidate(cid).closed_at = stamp
 
-        session = session.update(close)
-        record(session, "end-of-time", candidate=c.id, run=run)
-        closed.append(c.id)
-    return closed
+    session = session.update(close)
+    ended = cutoff.cut(logins)
+    record(session, "end-of-time-cut", candidates=due, at=stamp, processes_ended=ended.killed,
+           locked=ended.locked, lock_failures=ended.failures)
+    for login, why in ended.failures.items():
+        progress.note(f"{login}: account not locked: {why}")
+    runs: dict[str, int | None] = {}
+
+    def final(cid: str) -> None:
+        runs[cid] = grade_candidate(session, cid, "final")
+
+    failures = cutoff.side_by_side_all(due, final, GRADE_WORKERS)
+    for cid, exc in failures.items():
+        progress.note(f"{cid}: final grading failed: {exc.message if isinstance(exc, LabctlError) else exc}")
+
+    def remember(fresh: Session) -> None:
+        for cid in due:
+            fresh.candidate(cid).final_run = runs.get(cid)
+
+    session = session.update(remember)
+    for cid in due:
+        record(session, "end-of-time", candidate=cid, run=runs.get(cid))
+    bugs = [exc for exc in failures.values() if not isinstance(exc, LabctlError)]
+    if bugs:
+        raise bugs[0]  # every candidate was cut and graded first
+    return due
 
 
 def reset(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progress = QUIET) -> None:

@@ -324,7 +324,8 @@ class OutsideSession:
 
     def _ospf_neighbor(self, check: OspfNeighborCheck, timeout: float) -> Verdict:
         lab = self.lab.lab
-        return routing.observe_ospf_neighbor(check, lab.plan, self.view.pid, Path(lab.image), timeout)
+        return routing.observe_ospf_neighbor(check, lab.plan, self.view.pid, Path(lab.image), timeout,
+                                             far_pid=lambda node: self.lab.view(node).pid)
 
     def untrusted(self, check: CheckBase, channel: Channel, command: str, *, cli: bool = False) -> Verdict | None:
         """ERROR "tampered: ..." when a probe run inside the node would rely on a system file the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from labctl.grading.checks.base import Unobservable, Verdict, error, judged, sho
 from labctl.grading.checks.network import FRR_PROTOCOLS
 from labctl.grading.checks.ospf import neighbor_table
 from labctl.grading.frr_vty import Daemon, Forged, VtyError, open_daemon
+from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import OspfNeighborCheck, RouteCheck
 from labctl.plan import LabPlan
@@ -245,14 +246,36 @@ def _guarded(work: Callable[[], Verdict]) -> Verdict:
 
 
 def observe_ospf_neighbor(check: OspfNeighborCheck, plan: LabPlan, init_pid: int, lower: Path,
-                          timeout: float) -> Verdict:
-    """An ospf_neighbor check observed from outside: the image's ospfd, asked directly."""
+                          timeout: float, far_pid: Callable[[str], int] | None = None) -> Verdict:
+    """An ospf_neighbor check observed from outside: the image's ospfd, asked directly.
+
+    A Full adjacency with a router of the lab is confirmed from its other end too
+    (`far_pid(node)` gives that node's PID 1): its own ospfd must see this router Full
+    where the topology puts it, so a neighbour faked on one side only does not count.
+    """
     def work() -> Verdict:
         daemon, answer = _answer(init_pid, "ospfd", NEIGHBORS, lower, timeout)
         table = neighbor_table(json.dumps(answer)) if answer else {}
-        verdict = judge_ospf_neighbor(check, table, peerings(plan, check.node), lab_interfaces(plan, check.node))
-        return Verdict(verdict.outcome, f"{daemon.describe()}: {verdict.evidence}")
+        near = judge_ospf_neighbor(check, table, peerings(plan, check.node), lab_interfaces(plan, check.node))
+        evidence = f"{daemon.describe()}: {near.evidence}"
+        far = far_end(check, plan)
+        if near.outcome is not Outcome.PASS or far is None or far_pid is None:
+            return Verdict(near.outcome, evidence)
+        far_daemon, far_answer = _answer(far_pid(far.node), "ospfd", NEIGHBORS, lower, timeout)
+        far_table = neighbor_table(json.dumps(far_answer)) if far_answer else {}
+        seen = judge_ospf_neighbor(far, far_table, peerings(plan, far.node), lab_interfaces(plan, far.node))
+        return Verdict(seen.outcome, f"{evidence}; seen from {far.node}, {far_daemon.describe()}: {seen.evidence}")
     return _guarded(work)
+
+
+def far_end(check: OspfNeighborCheck, plan: LabPlan) -> OspfNeighborCheck | None:
+    """The same adjacency as its other end must see it (Full checks between two routers of the
+    topology that both have a router id), or None when there is no such other end."""
+    rid = plan.node(check.node).vars.get("router_id")
+    owners = {p.node for p in peerings(plan, check.node) if p.router_id == str(check.neighbor)}
+    if check.state != "Full" or not rid or len(owners) != 1:
+        return None
+    return check.model_copy(update={"node": owners.pop(), "neighbor": IPv4Address(str(rid))})
 
 
 def observe_ospf_route(check: RouteCheck, plan: LabPlan, init_pid: int, lower: Path, timeout: float,

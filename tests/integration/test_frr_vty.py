@@ -96,7 +96,8 @@ def test_ospf_from_the_daemons_themselves(make_lab: object, tmp_path: Path) -> N
     solved = graded(lab, tmp_path, 40)  # converges in ~2 s; a loaded machine may take longer
     assert outcomes(solved) == {"neighbor": "PASS", "route": "PASS"}, solved
     print(f"converged and graded in {time.monotonic() - started:.1f} s")
-    assert "neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["neighbor"].evidence
+    assert "neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2); seen from r2, ospfd (pid" in solved["neighbor"].evidence
+    assert solved["neighbor"].evidence.endswith("of the image): neighbor 1.1.1.1 Full/- on eth1 (10.255.0.1)")
     assert "next hop is OSPF neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["route"].evidence
 
     # a listener of the candidate's on ospfd's socket path, answering "Full": tampered, ERROR

@@ -15,9 +15,11 @@ from labctl.grading.checks.ospf import neighbor_table
 from labctl.grading.results import Outcome
 from labctl.grading.routing import (
     Peering,
+    far_end,
     judge_ospf_neighbor,
     judge_ospf_route,
     kernel_routes,
+    lab_interfaces,
     observed_by_routing,
     peerings,
 )
@@ -85,6 +87,18 @@ def test_a_neighbor_faked_elsewhere_does_not_count() -> None:
     # no node of the topology owns the id: any lab interface will do, not one the candidate made
     verdict = judge_ospf_neighbor(make("ospf_neighbor", neighbor="2.2.2.2"), faked, [], {"eth0", "eth1", "eth2"})
     assert verdict.outcome is FAIL and "one of the lab's interfaces (eth0, eth1, eth2)" in verdict.evidence
+
+
+def test_a_full_adjacency_is_confirmed_from_its_other_end() -> None:
+    plan = plan_lab(load_topology(TOPOLOGY), "abcdef", "msr")
+    far = far_end(make("ospf_neighbor", neighbor="2.2.2.2"), plan)
+    assert far is not None and (far.node, str(far.neighbor), far.state) == ("r2", "1.1.1.1", "Full")
+    assert far_end(make("ospf_neighbor", neighbor="9.9.9.9"), plan) is None  # no router of the lab has it
+    assert far_end(make("ospf_neighbor", neighbor="2.2.2.2", state="2-Way"), plan) is None
+    r2_peers, r2_interfaces = peerings(plan, "r2"), lab_interfaces(plan, "r2")
+    assert judge_ospf_neighbor(far, table("solved-r2"), r2_peers, r2_interfaces).outcome is PASS
+    seen = judge_ospf_neighbor(far, table("broken-r2"), r2_peers, r2_interfaces)
+    assert (seen.outcome, seen.evidence) == (FAIL, "neighbor 1.1.1.1 ExStart/- on eth1 (10.255.0.1), expected Full")
 
 
 LAN_A = {"destination": "10.2.0.0/24", "via": "10.255.0.2", "protocol": "ospf"}

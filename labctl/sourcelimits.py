@@ -108,7 +108,11 @@ def check_yaml_shape(text: str, file: str, loader: Any) -> None:
                 if aliases > MAX_ALIASES:
                     raise refuse(file, _line(event), f"more than {MAX_ALIASES} aliases (*name)",
                                  "write the values out; aliases are for a few shared blocks")
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml's own limit (1000), before ours in its look-ahead
+            mark = getattr(exc, "problem_mark", None)
+            raise refuse(file, mark.line + 1 if mark is not None else 1,
+                         f"nested more than {MAX_DEPTH} levels deep", "flatten the structure") from None
         return  # not valid YAML: the composer reports it with its own message
 
 

@@ -55,8 +55,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, float]:
-    """`labctl validate PATH` in this process: exit code, messages, seconds (SIGALRM past 3 x SLOW)."""
-    started = time.monotonic()
+    """`labctl validate PATH` in this process: exit code, messages, and CPU seconds (the bar is
+    on the work done, which a loaded CI machine does not stretch); SIGALRM past 3 x SLOW of wall time."""
+    started = time.process_time()
     signal.setitimer(signal.ITIMER_REAL, 3 * SLOW)
     try:
         with pytest.raises(SystemExit) as done:
@@ -64,7 +65,7 @@ def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     out = capsys.readouterr()
-    return int(done.value.code or 0), out.out + out.err, time.monotonic() - started
+    return int(done.value.code or 0), out.out + out.err, time.process_time() - started
 
 
 def _grading_with(extra: str, check_type: str = "type: reach\n    target: 10.20.0.2") -> str:
@@ -266,7 +267,7 @@ def test_fuzz_scenarios(scenario: bytes, grading: bytes, tmp_path: Path, home: P
 def test_fuzz_rosters(data: bytes, tmp_path: Path) -> None:
     file = tmp_path / "roster.csv"
     file.write_bytes(data)
-    started = time.monotonic()
+    started = time.process_time()
     try:
         roster = load_roster(file)
     except InvalidInputError as refused:
@@ -277,7 +278,7 @@ def test_fuzz_rosters(data: bytes, tmp_path: Path) -> None:
         assert len(roster.candidates) <= len(lines)  # never more candidates than lines
         for candidate in roster.candidates:
             assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in candidate.name + candidate.id), candidate
-    assert time.monotonic() - started < SLOW
+    assert time.process_time() - started < SLOW
     assert not os.listdir(tmp_path) or os.listdir(tmp_path) == ["roster.csv"]
 
 

@@ -159,7 +159,7 @@ def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parall
 @click.argument("name")
 @click.pass_context
 def tick_cmd(ctx: click.Context, name: str) -> None:
-    """Grade and close the access of every candidate whose time is over (run it from cron)."""
+    """Cut the access of every candidate whose time is over, all at once, then grade them (run it from cron)."""
     from labctl.session import room
 
     closed = room.tick(_session(name), _progress(ctx))

@@ -59,6 +59,7 @@ TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
 ADDED_OUT_OF_PATH = "/usr/local/"  # programs added there are not on the clean shell's PATH
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_LIMIT = 64 * 1024 * 1024
+FILES_CHECKED = 200  # files of an installed package checked to be there
 STATUS_WORDS = {"not-installed": "n", "config-files": "c", "half-installed": "H", "unpacked": "U",
                 "half-configured": "F", "triggers-awaited": "W", "triggers-pending": "t", "installed": "i"}
 WANT_WORDS = {"unknown": "u", "install": "i", "hold": "h", "deinstall": "r", "purge": "p"}
@@ -531,7 +532,32 @@ class OutsideSession:
             return ""
 
     def _package(self, check: PackageCheck, timeout: float) -> Verdict:
-        return judge_package(check, self.view.text(DPKG_STATUS, DPKG_LIMIT))
+        verdict = judge_package(check, self.view.text(DPKG_STATUS, DPKG_LIMIT))
+        if verdict.outcome is not Outcome.PASS or not check.installed:
+            return verdict
+        missing = self._missing_files(check.package)
+        if missing:
+            return judged(False, f"{verdict.evidence}, but {missing}")
+        return verdict
+
+    def _missing_files(self, package: str) -> str:
+        """'' when the files dpkg lists for an installed package are there (the first
+        FILES_CHECKED of them); otherwise what is missing: a stanza written into dpkg's status
+        by hand, or a package whose files were removed, is not an installed package."""
+        name = package.split(":")[0]
+        listing = ""
+        for candidate in (f"{package}.list", f"{name}.list", f"{name}:amd64.list", f"{name}:all.list"):
+            with contextlib.suppress(NodeFileError):
+                listing = self.view.text(f"/var/lib/dpkg/info/{candidate}")
+                break
+        if not listing:
+            return f"dpkg has no list of its files (/var/lib/dpkg/info/{name}.list)"
+        # what the package installed under /usr (its configuration files are the admin's to change)
+        paths = [p for p in listing.splitlines() if p.startswith("/usr/")][:FILES_CHECKED]
+        gone = [p for p in paths if self.view.stat(p) is None]
+        if gone:
+            return f"{len(gone)} of its first {len(paths)} listed files are missing ({', '.join(gone[:3])})"
+        return ""
 
     def _user(self, check: UserCheck, timeout: float) -> Verdict:
         passwd = self.view.text("/etc/passwd")

@@ -225,3 +225,38 @@ def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object)
     assert "answers for it" in by_id["h1-reach-h2"].evidence or "itself" in by_id["h1-reach-h2"].evidence
     assert "itself" in by_id["h2-http-srv1"].evidence, by_id["h2-http-srv1"].evidence
     assert "not by /usr/bin/python3" in by_id["srv1-http-listening"].evidence, by_id["srv1-http-listening"].evidence
+
+
+def test_other_check_types_are_read_from_outside_and_not_fooled(make_lab: object, tmp_path: Path) -> None:
+    """package, user, file and service checks (the types of the other scenarios), each with a
+    right state that PASSes and a forgery that does not."""
+    lab = make_lab()  # type: ignore[operator]
+    fake_stanza = "\\n\\nPackage: restic\\nStatus: install ok installed\\nArchitecture: amd64\\nVersion: 0.16.0-1\\n"
+    _inside(lab, "h1", " && ".join([
+        # forged: a dpkg stanza written by hand, a user only shell functions know, a renamed sleep
+        f"printf '{fake_stanza}' >> /var/lib/dpkg/status",
+        "echo 'getent() { echo \"mallory:x:0:0::/root:/bin/bash\"; }' >> /root/.bashrc",
+        "cp /bin/sleep /usr/local/sbin/nginx", "(setsid /usr/local/sbin/nginx 300 >/dev/null 2>&1 </dev/null &)",
+        # right: a real user in a group, a file with its mode and owner
+        "useradd -m -G sudo alice", "install -m 0640 -o alice -g sudo /dev/null /srv-notes",
+    ]))
+    checks = [
+        _check("pkg-sshd", "h1", "package", package="openssh-server"),
+        _check("pkg-forged", "h1", "package", package="restic"),
+        _check("user-alice", "h1", "user", user="alice", groups="[sudo]"),
+        _check("user-forged", "h1", "user", user="mallory"),
+        _check("file-right", "h1", "file", path="/srv-notes", mode="0640", owner="alice", group="sudo"),
+        _check("file-wrong", "h1", "file", path="/srv-notes", mode="0600"),
+        _check("svc-sshd", "h1", "service", process="sshd"),
+        _check("svc-forged", "h1", "service", process="nginx"),
+    ]
+    spec_file = tmp_path / "types.yml"
+    spec_file.write_text("scenario: small\nchecks:\n" + "\n".join(checks).replace("'[sudo]'", "[sudo]") + "\n")
+    report = labs.grade(lab, load_grading_spec(spec_file, load_topology(SMALL)))
+    got = {r.check_id: r for r in report.results}
+    expected = {"pkg-sshd": "PASS", "pkg-forged": "FAIL", "user-alice": "PASS", "user-forged": "FAIL",
+                "file-right": "PASS", "file-wrong": "FAIL", "svc-sshd": "PASS", "svc-forged": "ERROR"}
+    assert {k: got[k].outcome.value for k in expected} == expected, {k: got[k].evidence for k in got}
+    assert "no list of its files" in got["pkg-forged"].evidence
+    assert got["svc-forged"].evidence.startswith("tampered: ")
+    assert all(r.observed == "outside" for r in report.results)

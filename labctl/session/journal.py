@@ -15,6 +15,7 @@ before and after it stays readable.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -88,6 +89,7 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # graders in threads and processes append whole lines in turn
                 if not new and not _ends_with_newline(self.path):
                     line = b"\n" + line  # the last write was cut short: start afresh
                 written = 0

@@ -238,3 +238,24 @@ def test_an_entry_cut_short_is_skipped_and_the_next_starts_on_its_own_line(tmp_p
     assert [r.candidate for r in again.runs("s")] == ["c1", "c2"]
     assert "line(s) 2 cut short or damaged were skipped" in capsys.readouterr().err
     again.close()
+
+
+def test_graders_appending_at_once_never_interleave(tmp_path: Path) -> None:
+    import threading
+
+    journal = tmp_path / "results.journal"
+
+    def grader(index: int) -> None:
+        store = ResultStore(f"sqlite://{tmp_path}/results.sqlite", journal=journal)
+        for run in range(5):
+            store.add("s", f"c{index}", "on-demand", report(evidence="z" * (5000 + 997 * run)))
+        store.close()
+
+    threads = [threading.Thread(target=grader, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    read = Journal(journal).read()
+    assert len(read.entries) == 40 and not read.damaged
+    assert rows(tmp_path / "results.sqlite") == 40

@@ -165,7 +165,7 @@ def _ssh_argv(lab_ref: str | None, node: str, command: tuple[str, ...] = ()) -> 
         raise NotFoundError(f"lab {target.name} has no node '{node}' "
                             f"(nodes: {', '.join(n.name for n in target.plan.nodes)})")
     access = get_provider(target.provider).access(target, node)
-    return ["ssh", "-q", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
+    return ["ssh", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
             "-o", f"ProxyCommand={shlex.join(access.oob_command)}",
             "-o", f"HostKeyAlias={node}", "-o", f"UserKnownHostsFile={known_hosts(target)}",
             "-o", "StrictHostKeyChecking=yes", *access.ssh_client_options(), *(["-t"] if not command else []),

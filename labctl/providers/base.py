@@ -39,9 +39,11 @@ class NodeAccess:
 
     def ssh_client_options(self) -> list[str]:
         """`ssh` options that bound a login: the connection and handshake (ConnectTimeout),
-        then a connection that stops answering (ServerAlive: about a minute)."""
+        then a connection that stops answering (ServerAlive: about a minute); errors only,
+        so a login that times out says so ("Connection timed out during banner exchange")."""
         connect = max(15, math.ceil(self.ssh_timeout * 4))
-        return ["-o", f"ConnectTimeout={connect}", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+        return ["-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect}", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=4"]
 
 
 @dataclass(frozen=True)

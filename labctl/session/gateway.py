@@ -55,7 +55,7 @@ def node_ssh_argv(session: Session, candidate: CandidateRecord, node: str) -> li
     lab = candidate_lab(candidate)
     assert lab is not None
     access = get_provider(lab.provider).access(lab, node)
-    return ["ssh", "-q", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
+    return ["ssh", "-i", str(access.key_file), "-o", "IdentitiesOnly=yes",
             "-o", f"ProxyCommand={shlex.join(access.oob_command)}", "-o", f"HostKeyAlias={node}",
             "-o", f"UserKnownHostsFile={known_hosts(lab)}", "-o", "StrictHostKeyChecking=yes",
             *access.ssh_client_options(), *(["-t"] if sys.stdin.isatty() else ["-T"]), f"{access.user}@{node}"]

@@ -104,3 +104,14 @@ def test_a_stalled_login_neither_hangs_exec_nor_stretches_grading(make_lab: obje
     for check in ("h1-a", "h1-b"):
         assert outcomes[check][0] is Outcome.ERROR
         assert "grading budget exceeded (6 s)" in outcomes[check][1], outcomes
+
+
+def test_a_login_that_never_answers_times_out_and_says_so(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    # the node's sshd replaced by a program that never speaks (its running listener stays)
+    _in_node(lab, "h2", "mv /usr/sbin/sshd /usr/sbin/sshd.real && printf '#!/bin/sh\\nexec sleep 1000\\n' "
+                        "> /usr/sbin/sshd && chmod 755 /usr/sbin/sshd")
+    done = subprocess.run([sys.executable, "-m", "labctl", "exec", "--lab", lab.name, "h2", "--", "true"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 255, done
+    assert "Connection timed out during banner exchange" in done.stderr

@@ -48,6 +48,11 @@ class VtyError(Exception):
     """The daemon could not be asked (no socket, no answer in time, a broken answer)."""
 
 
+class NotRunning(VtyError):
+    """The daemon does not run: its socket is missing or refuses connections (an observation
+    of the node's state, not a failure to observe it)."""
+
+
 class Forged(Exception):
     """What answers on the daemon's socket is not the image's daemon (or cannot be proven to be)."""
 
@@ -122,7 +127,7 @@ def open_socket_path(root: str, daemon: str) -> int:
             child = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         except FileNotFoundError:
             os.close(fd)
-            raise VtyError(f"{shown} does not exist in the node ({daemon} is not running?)") from None
+            raise NotRunning(f"{daemon} is not running (no {shown} in the node)") from None
         except OSError as exc:
             os.close(fd)
             raise VtyError(f"{shown}: {exc.strerror}") from None
@@ -146,6 +151,9 @@ def connect(root: str, daemon: str, timeout: float) -> socket.socket:
     sock.settimeout(timeout)
     try:
         sock.connect(f"/proc/self/fd/{path_fd}")
+    except ConnectionRefusedError:
+        sock.close()
+        raise NotRunning(f"{daemon} is not running (/run/frr/{daemon}.vty refuses connections)") from None
     except OSError as exc:
         sock.close()
         raise VtyError(f"cannot connect to /run/frr/{daemon}.vty: {exc.strerror}") from None

@@ -30,7 +30,7 @@ from typing import Any
 from labctl.grading.checks.base import Unobservable, Verdict, error, judged, short
 from labctl.grading.checks.network import FRR_PROTOCOLS
 from labctl.grading.checks.ospf import neighbor_table
-from labctl.grading.frr_vty import Daemon, Forged, VtyError, open_daemon
+from labctl.grading.frr_vty import Forged, NotRunning, VtyError, open_daemon
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import OspfNeighborCheck, RouteCheck
@@ -204,9 +204,14 @@ def _kernel_text(route: dict[str, Any]) -> str:
 
 
 # ---- observing -----------------------------------------------------------------------
-def _answer(init_pid: int, daemon: str, command: str, lower: Path, timeout: float) -> tuple[Daemon, Any]:
-    """A proven daemon's JSON answer; Forged, VtyError or Unobservable otherwise."""
-    session = open_daemon(init_pid, daemon, lower, timeout)
+def _answer(init_pid: int, daemon: str, command: str, lower: Path, timeout: float) -> tuple[str, Any]:
+    """Who answered (`ospfd (pid N, ... of the image)`) and a proven daemon's JSON answer; a
+    daemon that does not run answers nothing ({}), said so. Forged, VtyError or Unobservable
+    when it cannot be asked or believed."""
+    try:
+        session = open_daemon(init_pid, daemon, lower, timeout)
+    except NotRunning as exc:
+        return str(exc), {}
     try:
         reply = session.ask(command, timeout)
     finally:
@@ -215,9 +220,9 @@ def _answer(init_pid: int, daemon: str, command: str, lower: Path, timeout: floa
         raise Unobservable(f"{daemon} refused `{command}`: {short(reply.text, 120)}")
     text = reply.text.strip()
     if not text:  # ospfd prints nothing when no OSPF instance is configured
-        return session.daemon, {}
+        return session.daemon.describe(), {}
     try:
-        return session.daemon, json.loads(text)
+        return session.daemon.describe(), json.loads(text)
     except json.JSONDecodeError:
         raise Unobservable(f"{daemon}'s answer to `{command}` is not JSON: {short(text, 120)}") from None
 
@@ -257,14 +262,14 @@ def observe_ospf_neighbor(check: OspfNeighborCheck, plan: LabPlan, init_pid: int
         daemon, answer = _answer(init_pid, "ospfd", NEIGHBORS, lower, timeout)
         table = neighbor_table(json.dumps(answer)) if answer else {}
         near = judge_ospf_neighbor(check, table, peerings(plan, check.node), lab_interfaces(plan, check.node))
-        evidence = f"{daemon.describe()}: {near.evidence}"
+        evidence = f"{daemon}: {near.evidence}"
         far = far_end(check, plan)
         if near.outcome is not Outcome.PASS or far is None or far_pid is None:
             return Verdict(near.outcome, evidence)
         far_daemon, far_answer = _answer(far_pid(far.node), "ospfd", NEIGHBORS, lower, timeout)
         far_table = neighbor_table(json.dumps(far_answer)) if far_answer else {}
         seen = judge_ospf_neighbor(far, far_table, peerings(plan, far.node), lab_interfaces(plan, far.node))
-        return Verdict(seen.outcome, f"{evidence}; seen from {far.node}, {far_daemon.describe()}: {seen.evidence}")
+        return Verdict(seen.outcome, f"{evidence}; seen from {far.node}, {far_daemon}: {seen.evidence}")
     return _guarded(work)
 
 
@@ -290,8 +295,7 @@ def observe_ospf_route(check: RouteCheck, plan: LabPlan, init_pid: int, lower: P
         table = neighbor_table(json.dumps(answer)) if answer else {}
         listing = kernel_routes(kernel(["ip", "-j", "route", "show", check.destination], timeout))
         verdict = judge_ospf_route(check, routes, listing, table, peerings(plan, check.node))
-        return Verdict(verdict.outcome, f"{zebra.name} and {ospfd.name} of the image "
-                                        f"(pids {zebra.pid}, {ospfd.pid}): {verdict.evidence}")
+        return Verdict(verdict.outcome, f"{zebra}, {ospfd}: {verdict.evidence}")
     return _guarded(work)
 
 

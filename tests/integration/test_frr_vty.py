@@ -100,6 +100,13 @@ def test_ospf_from_the_daemons_themselves(make_lab: object, tmp_path: Path) -> N
     assert solved["neighbor"].evidence.endswith("of the image): neighbor 1.1.1.1 Full/- on eth1 (10.255.0.1)")
     assert "next hop is OSPF neighbor 2.2.2.2 Full/- on eth1 (10.255.0.2)" in solved["route"].evidence
 
+    # a daemon that is not there is an observation (FAIL), not an error
+    inside(lab, "r1", "mv /run/frr/zebra.vty /run/frr/zebra.vty.away")
+    gone = graded(lab, tmp_path, 0)["route"]
+    assert gone.outcome is Outcome.FAIL and gone.evidence.startswith(
+        "zebra is not running (no /run/frr/zebra.vty in the node), ospfd (pid "), gone
+    inside(lab, "r1", "mv /run/frr/zebra.vty.away /run/frr/zebra.vty")
+
     # a listener of the candidate's on ospfd's socket path, answering "Full": tampered, ERROR
     inside(lab, "r1", "(setsid python3 -c '" + FAKE_OSPFD.replace("'", "'\\''") + "' >/dev/null 2>&1 &);"
                       " for i in $(seq 100); do [ -e /run/frr/ospfd.vty.real ] && [ -S /run/frr/ospfd.vty ] && exit 0;"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from labctl.grading import frr_vty
-from labctl.grading.frr_vty import Forged, Reply, VtyError, ask, encode
+from labctl.grading.frr_vty import Forged, NotRunning, Reply, VtyError, ask, encode
 
 TERMINATOR = b"\0\0\0"
 SERVERS: list[socket.socket] = []  # server ends stay open until the test process ends
@@ -121,8 +121,13 @@ def test_links_and_non_sockets_on_the_way_are_refused(node_root: tuple[Path, sub
     (root / "run/frr/staticd.vty").write_text("")
     with pytest.raises(Forged, match=r"/run/frr/staticd\.vty is not a socket"):
         frr_vty.connect(str(root), "staticd", 2)
-    with pytest.raises(VtyError, match=r"/run/frr/bgpd\.vty does not exist"):
+    with pytest.raises(NotRunning, match=r"bgpd is not running \(no /run/frr/bgpd\.vty in the node\)"):
         frr_vty.connect(str(root), "bgpd", 2)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(root / "run/frr/ripd.vty"))  # a daemon killed without removing its socket
+    stale.close()
+    with pytest.raises(NotRunning, match=r"ripd is not running \(/run/frr/ripd\.vty refuses connections\)"):
+        frr_vty.connect(str(root), "ripd", 2)
     shutil.move(root / "run/frr", elsewhere / "frr")
     (root / "run/frr").symlink_to(elsewhere / "frr")  # the folder itself points out of the node
     with pytest.raises(Forged, match="/run/frr is a symbolic link"):

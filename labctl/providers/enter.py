@@ -118,6 +118,8 @@ def _open_namespaces(pid: int) -> tuple[dict[str, int], int, int]:
         root = os.open(f"{proc}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (OSError, ValueError) as exc:
         raise EnterError(f"node process {pid} cannot be entered: {exc}") from None
+    if "mnt" not in fds:  # a node always has its own; a host process (a reused PID) never enters
+        raise EnterError(f"process {pid} shares this machine's mount namespace: it is no node (stopped?)")
     return fds, root, capbnd
 
 

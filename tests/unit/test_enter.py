@@ -37,3 +37,14 @@ def test_bad_usage_and_a_missing_node_fail_with_a_message() -> None:
     assert usage.returncode == 2 and "usage:" in usage.stderr
     gone = subprocess.run(enter.node_exec_argv(2**22 + 1, ["true"]), capture_output=True, text=True)
     assert gone.returncode == enter.FAILED and "cannot be entered" in gone.stderr
+
+
+def test_a_host_process_is_never_entered() -> None:
+    """A node's PID that a host process took after the node stopped: refused, nothing runs."""
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        host = subprocess.run(enter.node_exec_argv(waiting.pid, ["true"]), capture_output=True, text=True)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert host.returncode == enter.FAILED and "it is no node" in host.stderr

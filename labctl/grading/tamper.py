@@ -35,7 +35,7 @@ from labctl.grading.spec import CheckBase
 from labctl.image import CLI_USER
 from labctl.state import LabState
 
-Kind = Literal["replaced", "added", "deleted", "modified"]
+Kind = Literal["replaced", "added", "deleted", "modified", "unexamined"]
 Category = Literal["executable", "library", "start-up file"]
 Channel = Literal["ssh", "nsenter"]
 
@@ -69,7 +69,8 @@ MAX_ENTRIES = 50_000  # upper entries examined at most per node
 MAX_SECONDS = 5.0  # per node
 CHUNK = 1 << 20
 KIND_FR = {"replaced": "remplacé", "added": "ajouté", "deleted": "supprimé",
-           "modified": "droits ou propriétaire modifiés"}
+           "modified": "droits ou propriétaire modifiés", "unexamined": "non examiné en entier"}
+UNEXAMINED = "/"  # the path of the change standing for a writable layer not fully examined
 WORD = re.compile(r"[A-Za-z0-9_.+/-]+")
 
 
@@ -83,10 +84,14 @@ class Change:
 
     def describe(self) -> str:
         """English, for evidence: `/usr/bin/vtysh replaced`."""
+        if self.kind == "unexamined":
+            return "the node's writable layer could not be examined in full"
         return f"{self.path} {self.kind}"
 
     def describe_fr(self) -> str:
         """French, for the jury: `/usr/bin/vtysh remplacé`."""
+        if self.kind == "unexamined":
+            return "la couche modifiable du nœud n'a pas pu être examinée en entier"
         return f"{self.path} {KIND_FR[self.kind]}"
 
 
@@ -495,7 +500,7 @@ def relied_on(check: CheckBase, tampering: Iterable[Tampering] | Tampering, *,
     paths = {w for w in words if w.startswith("/")} | set(SHELL_PROGRAMS)
     if channel == "ssh":
         paths |= set(SSH_PROGRAMS)
-    found = []
+    found = [Change(UNEXAMINED, "unexamined", "executable") for t in reports if t.node == check.node and not t.complete]
     for change in relevant:
         if change.category == "start-up file":
             hit = channel == "ssh" or _under(change.path.lstrip("/"), LOADER_FILES)

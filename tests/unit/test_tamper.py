@@ -158,6 +158,11 @@ def test_links_fifos_and_bounds(layers: tuple[Path, Path, Path], tmp_path: Path)
         write(upper, f"usr/local/bin/tool{n}", "x")
     bounded = changes("r1", upper, lower, baseline, max_entries=10)
     assert not bounded.complete and "more than 10 entries" in bounded.note
+    # what was not examined may hide anything: a probe run in that node relied on it
+    found = relied_on(make("reach", target="10.0.0.2"), bounded, command="ping 10.0.0.2", channel="nsenter")
+    assert tampered_evidence(found[:1]) == (
+        "tampered: the node's writable layer could not be examined in full",
+        "falsifié : la couche modifiable du nœud n'a pas pu être examinée en entier")
 
 
 def test_relied_on_by_channel(layers: tuple[Path, Path, Path]) -> None:

@@ -68,12 +68,15 @@ class LocalProvider(Provider):
                   "not root: namespaces, bridges and containers need root", "run labctl with sudo"),
         ]
         for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
-                              ("debootstrap", "debootstrap"),
+                              ("debootstrap", "debootstrap"), ("nsenter", "util-linux"),
                               ("ssh-keygen", "openssh-client"), ("nft", "nftables"),
                               ("mkfs.ext4", "e2fsprogs"), ("losetup", "mount"), ("mount", "mount")):
             found = shutil.which(tool)
             probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
                                 f"apt-get install {package}"))
+        probes.append(Probe("mount API (open_tree, move_mount)", lockdown.mount_api(),
+                            "locks each node's /proc/sys read-only" if lockdown.mount_api() else "missing",
+                            "a kernel of 5.2 or later (Debian 12: 6.1)"))
         userns = Path("/proc/sys/user/max_user_namespaces")
         count = int(userns.read_text()) if userns.exists() else 0
         probes.append(Probe("user namespaces", count > 0, f"max_user_namespaces={count}",

@@ -26,6 +26,7 @@ with threads), this file itself.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import subprocess
 import sys
@@ -43,6 +44,13 @@ SEAL_TIMEOUT = 30.0
 
 class LockdownError(Exception):
     """A node's kernel interfaces could not be locked."""
+
+
+def mount_api() -> bool:
+    """Whether this kernel has the mount system calls the lockdown uses (5.2 and later)."""
+    if _libc.syscall(SYS_OPEN_TREE, -1, b"", ctypes.c_uint(0)) == 0:
+        return True  # cannot happen with these arguments; the call exists
+    return ctypes.get_errno() != errno.ENOSYS
 
 
 def nspawn_args(channel: Path) -> list[str]:
@@ -94,8 +102,7 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def _fail(what: str) -> None:
-    errno = ctypes.get_errno()
-    raise LockdownError(f"{what}: {os.strerror(errno)}")
+    raise LockdownError(f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, what: str) -> None:

@@ -74,15 +74,17 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 @click.option("--name", help="Lab name (default: the scenario or topology name).")
 @click.option("--seed", help="Candidate id: draws the scenario's variant values (default: fixed values).")
 @click.option("--no-setup", is_flag=True, help="Skip the scenario's setup playbook.")
+@click.option("--replace", is_flag=True, help="With --name: remove the lab of that name first, if there is one.")
 @click.pass_obj
 def up(obj: Context, source: str, provider: str | None, name: str | None, seed: str | None,
-       no_setup: bool) -> None:
+       no_setup: bool, replace: bool) -> None:
     """Build a lab from SOURCE: a scenario (folder or name) or a topology file."""
     from labctl import lab as labs
 
     started = time.monotonic()
     try:
         built = labs.up(source, provider=provider, name=name, seed=seed, setup=not no_setup,
+                        exact_name=True, replace=replace,
                         progress=obj.progress())
     except KeyboardInterrupt:
         click.echo("interrupted: what was built has been removed", err=True)
@@ -102,8 +104,9 @@ def down(obj: Context, lab_ref: str | None, every: bool) -> None:
 
     targets = all_labs() if every else [find_lab(lab_ref)]
     for target in targets:
-        with obj.progress().step(f"remove lab {target.name} ({target.id})"):
-            labs.down(target)
+        with obj.progress().step(f"remove lab {target.name} ({target.id})"), \
+                labs.locked(target.id, "down") as current:
+            labs.down(current)
     if not targets:
         click.echo("no lab to remove")
 
@@ -114,18 +117,21 @@ def down(obj: Context, lab_ref: str | None, every: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
     """Nodes of a lab: kind, state, addresses."""
+    from labctl import lab as labs
     from labctl.providers import get_provider
     from labctl.state import all_labs, find_lab
 
     targets = all_labs() if every or (not lab_ref and len(all_labs()) != 1) else [find_lab(lab_ref)]
     rows: list[dict[str, Any]] = []
+    conditions: dict[str, str] = {}
     for target in targets:
         provider = get_provider(target.provider)
         states = provider.node_states(target)
+        conditions[target.id] = labs.condition(target, states)
         for node in target.plan.nodes:
             addresses = [f"{i.name}={i.address}" for i in node.interfaces if i.address]
             known = target.nodes.get(node.name)
-            rows.append({"lab": target.name, "id": target.id, "lab_status": target.status,
+            rows.append({"lab": target.name, "id": target.id, "lab_status": conditions[target.id],
                          "node": node.name, "kind": node.kind.value, "state": states[node.name],
                          "hypervisor": known.hypervisor if known else None,
                          "mgmt": (provider.access(target, node.name).mgmt_address or "-") if known else "-",
@@ -139,7 +145,7 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
     for target in targets:
         seed = f", seed {target.seed}" if target.seed else ""
         stage = f", stage {target.stage}" if target.stage else ""
-        click.echo(f"lab {target.name} ({target.id}) — {target.status}, provider {target.provider}, "
+        click.echo(f"lab {target.name} ({target.id}) — {conditions[target.id]}, provider {target.provider}, "
                    f"created {target.created}{seed}{stage}")
         lab_rows = [r for r in rows if r["id"] == target.id]
         width = max((len(r["hypervisor"] or "") for r in lab_rows), default=0)  # 0: local nodes, no column
@@ -224,10 +230,16 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | Non
           as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
     """Check the live lab; exit 0 all PASS, 1 some FAIL, 10 any ERROR."""
     from labctl import lab as labs
-    from labctl.grading import report as render
-    from labctl.state import find_lab
 
-    target = find_lab(lab_ref)
+    with labs.locked(lab_ref, "grade", shared=True) as target:  # never during a reset
+        _grade(obj, target, spec, stage, all_stages, as_json, junit, lang, hints)
+
+
+def _grade(obj: Context, target: Any, spec: Path | None, stage: str | None, all_stages: bool,
+           as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
+    from labctl import lab as labs
+    from labctl.grading import report as render
+
     if stage is not None:
         labs.lab_scenario(target).stage(stage)  # a clear error for an unknown stage
     grading_spec = labs.stage_checks(labs.lab_spec(target, spec), None if all_stages else stage or target.stage)
@@ -257,11 +269,10 @@ def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | Non
 def reset(obj: Context, lab_ref: str | None) -> None:
     """Bring a lab back to its starting state (snapshot taken after setup), in seconds."""
     from labctl import lab as labs
-    from labctl.state import find_lab
 
-    target = find_lab(lab_ref)
-    started = time.monotonic()
-    labs.reset(target, obj.progress())
+    with labs.locked(lab_ref, "reset") as target:
+        started = time.monotonic()
+        labs.reset(target, obj.progress())
     click.echo(f"lab {target.name} is back to its starting state in {time.monotonic() - started:.1f} s")
 
 
@@ -271,10 +282,9 @@ def reset(obj: Context, lab_ref: str | None) -> None:
 def snapshot(obj: Context, lab_ref: str | None) -> None:
     """Make the lab's current state the one `labctl reset` goes back to."""
     from labctl import lab as labs
-    from labctl.state import find_lab
 
-    target = find_lab(lab_ref)
-    labs.snapshot(target, obj.progress())
+    with labs.locked(lab_ref, "snapshot") as target:
+        labs.snapshot(target, obj.progress())
     click.echo(f"lab {target.name}: snapshot taken")
 
 
@@ -285,9 +295,9 @@ def snapshot(obj: Context, lab_ref: str | None) -> None:
 def inject(obj: Context, fault: str, lab_ref: str | None) -> None:
     """Inject one of the scenario's FAULTs into the lab (e.g. a simulated ransomware)."""
     from labctl import lab as labs
-    from labctl.state import find_lab
 
-    labs.inject(find_lab(lab_ref), fault, obj.progress())
+    with labs.locked(lab_ref, f"inject {fault}") as target:
+        labs.inject(target, fault, obj.progress())
 
 
 @cli.command()
@@ -299,13 +309,14 @@ def stage(obj: Context, name: str | None, lab_ref: str | None) -> None:
     from labctl import lab as labs
     from labctl.state import find_lab
 
-    target = find_lab(lab_ref)
-    stages = [s.name for s in labs.lab_scenario(target).stages()]
     if name is None:
+        target = find_lab(lab_ref)
+        stages = [s.name for s in labs.lab_scenario(target).stages()]
         click.echo(f"lab {target.name}: stage {target.stage} (stages: {', '.join(stages)}); "
                    f"faults injected: {', '.join(target.injected) or 'none'}")
         return
-    labs.enter_stage(target, name, obj.progress())
+    with labs.locked(lab_ref, f"stage {name}") as target:
+        labs.enter_stage(target, name, obj.progress())
     click.echo(f"lab {target.name} is now in stage {name}")
 
 
@@ -316,11 +327,9 @@ def stage(obj: Context, name: str | None, lab_ref: str | None) -> None:
 def play(obj: Context, playbook: Path, lab_ref: str | None) -> None:
     """Run an Ansible PLAYBOOK against a lab (e.g. a scenario's solution)."""
     from labctl import lab as labs
-    from labctl.state import find_lab
 
-    target = find_lab(lab_ref)
     progress = obj.progress()
-    with progress.step(f"run {playbook}"):
+    with labs.locked(lab_ref, f"play {playbook}") as target, progress.step(f"run {playbook}"):
         labs.run_scenario_playbook(target, playbook, progress)
 
 

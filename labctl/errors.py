@@ -127,6 +127,18 @@ class ProvisionError(LabctlError):
     exit_code = EXIT_PROVISION
 
 
+class BusyError(LabctlError):
+    """Another labctl command holds the lab's or session's lock (it waited, then gave up)."""
+
+    exit_code = EXIT_BUSY
+
+
+class NameTakenError(LabctlError):
+    """`up --name X` when a lab named X exists (and --replace was not given)."""
+
+    exit_code = EXIT_INPUT
+
+
 class VerificationError(LabctlError):
     """`scenario verify` found that a scenario does not behave as it declares."""
 

@@ -7,17 +7,21 @@ down: LabState -> None.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl.errors import NotFoundError
+from labctl import locks
+from labctl.errors import NameTakenError, NotFoundError
 from labctl.plan import new_lab_id, plan_lab
 from labctl.progress import QUIET, Progress
 from labctl.providers import get_provider
+from labctl.providers.base import Provider
 from labctl.scenario import Scenario, is_scenario, load_scenario
-from labctl.state import LabState, unique_name
+from labctl.state import LabState, all_labs, find_lab, load_lab, unique_name
 from labctl.topology import load_topology
 
 if TYPE_CHECKING:
@@ -45,8 +49,12 @@ def resolve_source(reference: str) -> Source:
 
 
 def up(reference: str, *, provider: str | None = None, name: str | None = None, seed: str | None = None,
-       setup: bool = True, progress: Progress = QUIET) -> LabState:
-    """Validate everything, build the lab, run the scenario's setup; all or nothing."""
+       setup: bool = True, progress: Progress = QUIET, exact_name: bool = False, replace: bool = False) -> LabState:
+    """Validate everything, build the lab, run the scenario's setup; all or nothing.
+
+    A taken `name` becomes `name-2`..., unless `exact_name`: then up refuses (NameTakenError),
+    or with `replace` removes that lab first. The new lab is locked until up returns.
+    """
     source = resolve_source(reference)
     scenario = source.scenario
     values = scenario.values(seed) if scenario else {}
@@ -54,17 +62,45 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None, 
     if scenario:
         load_spec(scenario, topology, values)  # a bad grading spec stops us before building
     chosen = get_provider(provider or topology.provider)
+    chosen.require()  # before a name is claimed: nothing to undo if the machine cannot do it
     lab_id = new_lab_id()
-    lab_name = unique_name(name or (scenario.name if scenario else topology.name))
-    lab = LabState(
-        id=lab_id, name=lab_name, provider=chosen.name, source=str(source.topology.resolve()),
-        scenario=str(scenario.folder) if scenario else None, seed=seed, values=values,
-        plan=plan_lab(topology, lab_id, lab_name),
-        image_name=(scenario.spec.image.name or scenario.name) if scenario else None,
-        packages=scenario.spec.image.packages if scenario else [],
-    )
+    with contextlib.ExitStack() as held:
+        with locks.names("up"):
+            wanted = name or (scenario.name if scenario else topology.name)
+            lab_name = _claim_name(wanted, exact_name and name is not None, replace, progress)
+            lab = LabState(
+                id=lab_id, name=lab_name, provider=chosen.name, source=str(source.topology.resolve()),
+                scenario=str(scenario.folder) if scenario else None, seed=seed, values=values,
+                plan=plan_lab(topology, lab_id, lab_name),
+                image_name=(scenario.spec.image.name or scenario.name) if scenario else None,
+                packages=scenario.spec.image.packages if scenario else [],
+            )
+            lab.publish()  # the name is taken from here on
+            held.enter_context(locks.lab(lab.directory, lab.name, "up"))
+        _build_and_set_up(lab, chosen, scenario if setup else None, progress)
+    return lab
+
+
+def _claim_name(wanted: str, exact: bool, replace: bool, progress: Progress) -> str:
+    """The name a new lab gets (called under the names lock): `wanted` if free; else
+    `wanted-N`, or (exact) a refusal, or (replace) `wanted` once its lab is removed."""
+    if not exact:
+        return unique_name(wanted)
+    existing = next((lab for lab in all_labs() if lab.name == wanted), None)
+    if existing is None:
+        return wanted
+    if not replace:
+        raise NameTakenError(f"a lab named {wanted} exists ({existing.id}, {existing.status})",
+                             f"choose another --name, remove it (labctl down --lab {wanted}) or replace it (--replace)")
+    with progress.step(f"remove lab {wanted} ({existing.id}), which this one replaces"), \
+            locked(existing.id, "up --replace") as current:
+        down(current)
+    return wanted
+
+
+def _build_and_set_up(lab: LabState, chosen: Provider, scenario: Scenario | None, progress: Progress) -> None:
     chosen.create(lab, progress)
-    if scenario and setup:
+    if scenario:
         try:
             if scenario.setup.is_file():
                 with progress.step(f"set up the starting state ({scenario.setup.name})"):
@@ -75,7 +111,33 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None, 
             with progress.step("remove the lab"):
                 chosen.destroy(lab)
             raise
-    return lab
+
+
+@contextlib.contextmanager
+def locked(selector: str | None, command: str, *, shared: bool = False) -> Iterator[LabState]:
+    """The lab named or identified by `selector` (see find_lab), locked for `command`, as
+    it is once the lock is held (another command may have changed it meanwhile)."""
+    found = find_lab(selector)
+    with locks.lab(found.directory, found.name, command, shared=shared):
+        yield load_lab(found.id)
+
+
+def condition(lab: LabState, node_states: dict[str, str]) -> str:
+    """What the lab really is, for `status`: its recorded status checked against its lock
+    and its nodes. `running` only when every node runs; `degraded` when some do, `stopped`
+    when none does; `broken (...)` when a command was cut short (nothing holds the lab while
+    the record says it is still being created, reset or removed)."""
+    holder = locks.busy(lab.directory)
+    if holder is not None:
+        return f"{lab.status} ({holder} in progress)"
+    if lab.status in ("creating", "resetting", "destroying"):
+        return f"broken (interrupted while {lab.status}; remove it: labctl down --lab {lab.name})"
+    if lab.status != "running":
+        return lab.status
+    running = sum(1 for state in node_states.values() if state == "running")
+    if running == len(node_states):
+        return "running"
+    return "stopped" if running == 0 else f"degraded ({running} of {len(node_states)} nodes running)"
 
 
 def clone(origin: LabState, *, name: str | None = None, progress: Progress = QUIET) -> LabState:
@@ -86,21 +148,32 @@ def clone(origin: LabState, *, name: str | None = None, progress: Progress = QUI
     is not copied. Seconds instead of a setup playbook per lab: exam sessions with a few
     variants set each up once and copy it for the candidates who share it.
     """
-    import shutil
 
     if origin.snapshot_point is None:
         raise NotFoundError(f"lab {origin.name} has no snapshot to copy",
                             "labctl up takes one after setup (or take one: labctl snapshot)")
     lab_id = new_lab_id()
-    lab_name = unique_name(name or origin.name)
     topology = load_topology(Path(origin.source), origin.values)
-    lab = LabState(
-        id=lab_id, name=lab_name, provider=origin.provider, source=origin.source, scenario=origin.scenario,
-        seed=origin.seed, values=origin.values, plan=plan_lab(topology, lab_id, lab_name),
-        image_name=origin.image_name, packages=origin.packages,
-        stage=origin.snapshot_point["stage"], injected=list(origin.snapshot_point["injected"]),
-    )
-    provider = get_provider(lab.provider)
+    provider = get_provider(origin.provider)
+    provider.require()
+    with contextlib.ExitStack() as held:
+        with locks.names("copy"):
+            lab_name = unique_name(name or origin.name)
+            lab = LabState(
+                id=lab_id, name=lab_name, provider=origin.provider, source=origin.source, scenario=origin.scenario,
+                seed=origin.seed, values=origin.values, plan=plan_lab(topology, lab_id, lab_name),
+                image_name=origin.image_name, packages=origin.packages,
+                stage=origin.snapshot_point["stage"], injected=list(origin.snapshot_point["injected"]),
+            )
+            lab.publish()
+            held.enter_context(locks.lab(lab.directory, lab.name, "copy"))
+        _copy(lab, origin, provider, progress)
+    return lab
+
+
+def _copy(lab: LabState, origin: LabState, provider: Provider, progress: Progress) -> None:
+    import shutil
+
     provider.create(lab, progress, origin=origin)
     try:
         saved = origin.directory / "vault.snapshot"
@@ -111,7 +184,6 @@ def clone(origin: LabState, *, name: str | None = None, progress: Progress = QUI
         with progress.step("remove the lab"):
             provider.destroy(lab)
         raise
-    return lab
 
 
 def playbook_variables(lab: LabState) -> dict[str, Any]:

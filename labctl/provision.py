@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labctl import paths
 from labctl.errors import ProvisionError
 from labctl.progress import QUIET, Progress
 from labctl.providers.base import Provider
@@ -34,8 +35,13 @@ CONNECT_TIMEOUT = 60  # seconds for Ansible to reach a node and start its interp
 def known_hosts(lab: LabState) -> Path:
     """A known_hosts file pinning every node's host key (by node name)."""
     path = lab.directory / "known_hosts"
-    lines = [f"{name} {node.host_key}\n" for name, node in lab.nodes.items() if node.host_key]
-    path.write_text("".join(lines))
+    text = "".join(f"{name} {node.host_key}\n" for name, node in lab.nodes.items() if node.host_key)
+    try:
+        current = path.read_text()
+    except OSError:
+        current = None
+    if current != text:  # replaced whole, never rewritten in place: a concurrent ssh reads it
+        paths.write_atomic(path, text)
     return path
 
 

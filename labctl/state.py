@@ -6,7 +6,9 @@ so `down` can remove a lab after a crash, a Ctrl-C or a killed process, and is i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -107,24 +109,61 @@ class LabState(BaseModel):
         """Write the state atomically."""
         paths.write_json_atomic(self.directory / "state.json", json.loads(self.model_dump_json()))
 
+    def publish(self) -> None:
+        """Create the lab's folder with its first state in one step (a rename): a command
+        killed meanwhile leaves no folder without a state, only a hidden `.new-<id>` folder
+        that `sweep_unpublished` removes."""
+        staging = paths.labs_dir() / f".new-{self.id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        paths.write_json_atomic(staging / "state.json", json.loads(self.model_dump_json()))
+        os.rename(staging, self.directory)
+
     def remove(self) -> None:
         """Forget the lab (its folder), once everything it made is gone."""
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def load_lab(lab_id: str) -> LabState:
-    """The state of lab `lab_id`."""
-    path = paths.labs_dir() / lab_id / "state.json"
+    """The state of lab `lab_id`.
+
+    A command killed while it published the state's first version leaves only the complete
+    temporary file (written and synced before the rename): that one is the state then.
+    """
+    folder = paths.labs_dir() / lab_id
+    candidates = [folder / "state.json"]
+    candidates += sorted(folder.glob(".state.json.*"), key=_mtime, reverse=True)
+    for path in candidates:
+        try:
+            return LabState.model_validate_json(path.read_text())
+        except (OSError, ValueError):  # gone, or a temporary file cut short
+            continue
+    raise NotFoundError(f"no lab with id '{lab_id}'", "list labs with: labctl status --all")
+
+
+def sweep_unpublished() -> None:
+    """Remove folders of labs whose creation was cut short before they were published (call
+    it under the names lock: no command is publishing one then)."""
+    root = paths.labs_dir()
+    for staging in root.glob(".new-*") if root.exists() else []:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
     try:
-        return LabState.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        raise NotFoundError(f"no lab with id '{lab_id}'", "list labs with: labctl status --all") from None
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def all_labs() -> list[LabState]:
     """Every lab recorded on this machine, oldest first."""
     root = paths.labs_dir()
-    labs = [load_lab(p.parent.name) for p in root.glob("*/state.json")] if root.exists() else []
+    labs = []
+    for folder in (root.iterdir() if root.exists() else []):
+        if folder.is_dir() and not folder.name.startswith("."):
+            with contextlib.suppress(NotFoundError):  # a folder with no readable state: nothing was built
+                labs.append(load_lab(folder.name))
     return sorted(labs, key=lambda lab: (lab.created, lab.id))
 
 

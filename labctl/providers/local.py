@@ -172,6 +172,8 @@ class LocalProvider(Provider):
         if not all((lab.node_dir(n.name) / "snapshot").is_dir() for n in lab.plan.nodes):
             raise ProviderError(f"lab {lab.name} has no snapshot to go back to",
                                 "labs built by `labctl up` have one once set up; rebuild with labctl up")
+        lab.status = "resetting"  # until it runs again: a reset cut short is not a running lab
+        lab.save()
         with progress.step("stop the nodes"):
             left = self._stop(lab)
         if left:
@@ -340,13 +342,20 @@ class LocalProvider(Provider):
         lab.status = "destroying"
         if lab.directory.exists():
             lab.save()
+        _kill_commands_of(lab)
         left = self._stop(lab)
         left += nodedisk.release(lab.directory)
         left += [f"network namespace {name}" for name in lab.plan.netns_names() if netns.exists(name)]
+        if not left:
+            lab.remove()
+            if lab.directory.exists():  # a mount made meanwhile by a command cut short: once more
+                left = nodedisk.release(lab.directory)
+                lab.remove()
+            if lab.directory.exists():
+                left.append(f"folder {lab.directory}")
         if left:
             raise ProviderError(f"lab {lab.name} ({lab.id}) could not be removed entirely: " + "; ".join(left),
                                 "run labctl down again; if it persists, remove these by hand")
-        lab.remove()
 
     # ---- status and access -----------------------------------------------------------
     def node_states(self, lab: LabState) -> dict[str, str]:
@@ -503,6 +512,22 @@ def _stop_node(state: NodeState) -> None:
     if launcher.alive():
         _kill(launcher.pid, signal.SIGKILL)
     _reap(launcher.pid)
+
+
+def _kill_commands_of(lab: LabState) -> None:
+    """Kill the programs still working on the lab for a labctl command that was killed (they
+    outlive it: a copy, a mount, a key generation): those naming the lab's folder or its
+    namespaces in their command line. Node processes are found through the cgroups."""
+    marks = (f"{lab.directory}/".encode(), f"lc-{lab.id}-".encode())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks) and b"systemd-nspawn" not in cmdline:
+            _kill(int(entry.name), signal.SIGKILL)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from labctl.errors import EXIT_TAMPERED
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(command: str) -> Callable[[F], F]:
+    """Run the command holding the session's lock (one session command at a time: a second
+    one waits LABCTL_LOCK_WAIT seconds, then exits 12 naming the first)."""
+    def wrap(function: F) -> F:
+        @functools.wraps(function)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            from labctl import locks
+            from labctl.session.model import sessions_dir
+
+            name = kwargs["name"]
+            directory = sessions_dir() / name
+            if not directory.is_dir():  # the command says the session does not exist
+                return function(*args, **kwargs)
+            with locks.session(directory, name, f"session {command} {name}"):
+                return function(*args, **kwargs)
+        return locked  # type: ignore[return-value]
+    return wrap
+
 
 DB_HELP = "Result database URL: sqlite:///PATH (default: the session's own file) or postgresql://..."
 
@@ -80,6 +104,7 @@ def create_cmd(ctx: click.Context, scenario: str, roster: Path, duration: str, n
 @click.argument("name")
 @click.option("--access/--no-access", default=True, show_default=True,
               help="Open a gateway SSH account per candidate and write their access sheets.")
+@_one_at_a_time("start")
 def start_cmd(name: str, access: bool) -> None:
     """Start the clock; candidates' accounts open."""
     from labctl.session import room
@@ -99,6 +124,7 @@ def start_cmd(name: str, access: bool) -> None:
 @click.argument("name")
 @click.argument("candidate")
 @click.option("--minutes", type=int, required=True, help="Extra minutes (negative to correct a mistake).")
+@_one_at_a_time("extend")
 def extend_cmd(name: str, candidate: str, minutes: int) -> None:
     """Grant a candidate extra time."""
     from labctl.session import clock, room
@@ -141,6 +167,7 @@ def status_cmd(name: str, as_json: bool) -> None:
 @click.argument("candidates", nargs=-1)
 @click.option("--parallel", type=int, default=None, help="Labs graded at once (default: 32).")
 @click.pass_context
+@_one_at_a_time("grade")
 def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parallel: int | None) -> None:
     """Grade candidates' labs now (all by default); every run is kept. Also does what `tick` does."""
     from labctl.session import room
@@ -158,6 +185,7 @@ def grade_cmd(ctx: click.Context, name: str, candidates: tuple[str, ...], parall
 @session.command("tick")
 @click.argument("name")
 @click.pass_context
+@_one_at_a_time("tick")
 def tick_cmd(ctx: click.Context, name: str) -> None:
     """Cut the access of every candidate whose time is over, all at once, then grade them (run it from cron)."""
     from labctl.session import room
@@ -171,6 +199,7 @@ def tick_cmd(ctx: click.Context, name: str) -> None:
 @click.argument("fault")
 @click.argument("candidates", nargs=-1)
 @click.pass_context
+@_one_at_a_time("inject")
 def inject_cmd(ctx: click.Context, name: str, fault: str, candidates: tuple[str, ...]) -> None:
     """Inject one of the scenario's faults into candidates' labs (all by default)."""
     from labctl.session import room
@@ -183,6 +212,7 @@ def inject_cmd(ctx: click.Context, name: str, fault: str, candidates: tuple[str,
 @click.argument("name")
 @click.option("--parallel", type=int, default=None, help="Labs reset at once.")
 @click.pass_context
+@_one_at_a_time("reset")
 def reset_cmd(ctx: click.Context, name: str, parallel: int | None) -> None:
     """Every lab back to its starting state (snapshot), side by side."""
     from labctl.session import room
@@ -197,6 +227,7 @@ def reset_cmd(ctx: click.Context, name: str, parallel: int | None) -> None:
 @click.argument("name")
 @click.argument("candidate")
 @click.pass_context
+@_one_at_a_time("rebuild")
 def rebuild_cmd(ctx: click.Context, name: str, candidate: str) -> None:
     """Rebuild one candidate's lab (e.g. after a crash) from their seed."""
     from labctl.session import room
@@ -208,6 +239,7 @@ def rebuild_cmd(ctx: click.Context, name: str, candidate: str) -> None:
 @session.command("destroy")
 @click.argument("name")
 @click.pass_context
+@_one_at_a_time("destroy")
 def destroy_cmd(ctx: click.Context, name: str) -> None:
     """Remove every lab and gateway account (safe to repeat); results and audit log stay."""
     from labctl.session import room

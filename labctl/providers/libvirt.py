@@ -461,7 +461,14 @@ class LibvirtProvider(Provider):
                     raise ProviderError(f"VM {node.name} of lab {lab.name} has no snapshot '{SNAPSHOT}'",
                                         "labs built by `labctl up` have one once set up") from None
                 domain.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+                # Reverting a running domain starts a new QEMU (a new domain id), whose
+                # out-of-band sockets have new paths: the old ones lead nowhere, and every
+                # playbook after a reset timed out connecting through them.
+                sockets[node.name] = _oob_sockets(domain.XMLDesc(0))
+            sockets: dict[str, list[str]] = {}
             _parallel(lab.plan.nodes, back)
+            record.data["oob"].update(sockets)
+            record.save()
         with progress.step("resync guest clocks"):
             _parallel(lab.plan.nodes, lambda node: self._sync_clock(lab, node.name))
         lab.status = "running"

@@ -21,7 +21,7 @@ from labctl.errors import LabctlError, NotFoundError, ProviderError  # noqa: E40
 from labctl.plan import plan_lab  # noqa: E402
 from labctl.providers import firewall, get_provider, libvirt_conn, libvirt_site  # noqa: E402
 from labctl.providers import libvirt as libvirt_provider  # noqa: E402
-from labctl.providers.libvirt import LibvirtProvider, Record  # noqa: E402
+from labctl.providers.libvirt import LibvirtProvider, Record, _oob_sockets  # noqa: E402
 from labctl.state import LabState, load_lab  # noqa: E402
 from labctl.topology import load_topology  # noqa: E402
 
@@ -139,8 +139,13 @@ def test_lifecycle_create_snapshot_revert_destroy(hv: tuple[str, Any], firewall_
     synced: list[str] = []
     provider._sync_clock = lambda lab, node: synced.append(node)  # type: ignore[method-assign]
     domain.destroy()
+    record = Record(lab)
+    record.data["oob"]["r1"] = ["/var/lib/libvirt/qemu/channel/target/domain-1-gone/org.labctl.oob.0"]
+    record.save()
     provider.revert(lab)
     assert domain.isActive() and sorted(synced) == ["h1", "h2", "r1"]
+    # a reverted domain runs in a new QEMU: its out-of-band sockets are read again from it
+    assert Record(lab).data["oob"]["r1"] == _oob_sockets(domain.XMLDesc(0))
 
     provider.destroy(lab)
     assert _objects(conn, lab.id) == {"domains": [], "networks": [], "volumes": []}

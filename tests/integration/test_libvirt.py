@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,8 @@ def libvirtd() -> Iterator[None]:
 @contextlib.contextmanager
 def _busy_cpus(count: int) -> Iterator[None]:
     """`count` busy loops (bounded to 10 minutes each) while the block runs; ended by PID."""
-    spinners = [subprocess.Popen(["timeout", "600", "sh", "-c", "while :; do :; done"]) for _ in range(count)]
+    spin = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
     try:
         yield
     finally:

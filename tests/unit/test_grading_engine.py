@@ -335,12 +335,12 @@ def test_a_run_past_its_budget_errors_the_checks_not_judged_yet(lab: Lab, tmp_pa
               {"id": "waits", "node": "quick", "type": "command", "command": "false", "wait": 60},
               {"id": "fine", "node": "quick", "type": "command", "command": "true"}]
     report = grade(spec(*checks), lab.connect, lab="t",
-                   options=GradeOptions(command_timeout=20, retry_interval=0.2, budget=1.0))
+                   options=GradeOptions(command_timeout=20, retry_interval=0.2, budget=3.0))
     results = by_id(report.results)
     assert results["fine"].outcome is Outcome.PASS
     for late in ("stalls", "after"):
         assert results[late].outcome is Outcome.ERROR, results[late]
-        assert results[late].evidence.startswith("budget de notation dépassé / grading budget exceeded (1 s)")
+        assert results[late].evidence.startswith("budget de notation dépassé / grading budget exceeded (3 s)")
     assert results["stalls"].attempts == 1  # its one probe was cut at the budget, not at 20 s
     assert results["waits"].outcome is Outcome.ERROR and "last attempt: FAIL" in results["waits"].evidence
 

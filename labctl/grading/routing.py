@@ -172,6 +172,11 @@ def judge_ospf_route(check: RouteCheck, zebra: dict[str, Any], kernel: list[dict
         return judged(False, seen + f"; expected a route {wanted}")
     if not in_kernel:
         return judged(False, seen + "; zebra's OSPF route is not in the kernel's table: expected it installed")
+    preferred = min((r for r in kernel if isinstance(r, dict) and _dst(r) == check.destination),
+                    key=lambda r: int(r.get("metric", 0)))
+    if preferred not in in_kernel:
+        return judged(False, seen + f"; the kernel forwards with {_kernel_text(preferred)} "
+                                    f"(a lower metric), not with the OSPF route")
     gateways = {str(h.get("ip")) for _, h in good if h.get("ip")}
     neighbor = _full_neighbor(gateways, table, expected)
     if neighbor is None:

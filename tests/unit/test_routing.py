@@ -136,6 +136,14 @@ def test_route_via_another_hop_or_not_from_a_full_neighbor_fails() -> None:
     outcome, evidence = route("solved-r1", make("route", **LAN_A), wrong)
     assert outcome is FAIL and "next hop 10.255.0.2 (r3 (3.3.3.3) at 10.255.0.2 on eth1) is not a Full OSPF neighbor" \
         in evidence
+    # learned and installed, but a route of the candidate's with a lower metric wins in the kernel
+    data = recorded("solved-r1")
+    hand = {"dst": "10.2.0.0/24", "gateway": "10.255.0.6", "dev": "eth2", "protocol": "static", "metric": 5}
+    verdict = judge_ospf_route(make("route", **LAN_A), data["show ip route json"], [*data["kernel"], hand],
+                               table("solved-r1"), R1_PEERS)
+    assert verdict.outcome is FAIL and verdict.evidence.endswith(
+        "the kernel forwards with 10.2.0.0/24 via 10.255.0.6 dev eth2 proto static (a lower metric), "
+        "not with the OSPF route")
     # zebra learned it, the kernel lost it
     data = recorded("solved-r1")
     kernel = [r for r in data["kernel"] if r["dst"] != "10.2.0.0/24"]

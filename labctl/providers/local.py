@@ -274,8 +274,12 @@ class LocalProvider(Provider):
                 raise ProviderError(f"node {node.name} stopped while starting:\n{log.strip()}")
             for child in _children(state.launcher.pid):
                 try:
+                    # In its namespaces, and done with its mounts: nspawn's child renames itself
+                    # (sd-stubinit) once it has set up the node's file systems; sealing /proc
+                    # before that made nspawn's own remount of /sys fail now and then.
                     if os.readlink(f"/proc/{child}/ns/net") != own_netns and \
-                            Path(f"/proc/{child}/uid_map").read_text().split()[1] == str(image.UID_BASE):
+                            Path(f"/proc/{child}/uid_map").read_text().split()[1] == str(image.UID_BASE) and \
+                            Path(f"/proc/{child}/comm").read_text().strip() != "systemd-nspawn":
                         state.init = ProcessRef.of(child)
                         if state.init is not None:
                             netns.attach(node.netns, child)

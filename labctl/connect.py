@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import shlex
 import socket
 import time
@@ -31,6 +32,30 @@ CONNECT_TIMEOUT = 3.0  # the TCP connect only: the node's kernel answers it, eve
 PATIENCE = 30.0
 POLL_FIRST = 0.002  # seconds between reads of a running command's output, at first ...
 POLL_MAX = 0.05  # ... doubling up to this while nothing arrives
+CLI_LIMIT = 16 << 20  # bytes a router CLI connection may send (FRR's biggest outputs: a few MiB)
+
+
+class CappedSocket:
+    """A connection that ends once it has received `limit` bytes: netmiko keeps all a router
+    CLI prints until its prompt, so a replaced vtysh that never stops would fill memory.
+    The router CLI's connection is wrapped in one (a real CLI sends kilobytes)."""
+
+    def __init__(self, sock: Any, limit: int = CLI_LIMIT) -> None:
+        self._sock, self.limit, self.received = sock, limit, 0
+        self.cut = ""  # why the connection was cut, once it was
+
+    def recv(self, size: int) -> bytes:
+        """Read as the wrapped socket does; past the limit, fail as a broken connection."""
+        data: bytes = self._sock.recv(size)
+        self.received += len(data)
+        if self.received > self.limit:
+            self._sock.close()
+            self.cut = f"the router CLI sent over {self.limit >> 20} MiB: connection cut"
+            raise OSError(errno.EMSGSIZE, self.cut)  # (errno, text): paramiko's reader thread formats both
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def _expected_key(access: NodeAccess) -> paramiko.PKey:
@@ -45,6 +70,7 @@ class SshSession:
         self.access = access
         self.path = "mgmt"
         self._cli: Any = None
+        self._cli_sock: CappedSocket | None = None
         self._key = paramiko.Ed25519Key.from_private_key_file(str(access.key_file))
         try:
             self.transport = self._open(self._mgmt_socket())
@@ -133,16 +159,17 @@ class SshSession:
                 self._cli = self._connect_cli()
             return str(self._cli.send_command(command, read_timeout=timeout))
         except Exception as exc:  # netmiko raises many types; all mean the CLI failed
+            cut = self._cli_sock.cut if self._cli_sock is not None else ""
             self._close_cli()
             if not self.transport.is_active():
-                raise NodeUnreachable(f"{self.access.node}: router CLI failed: {exc}") from None
-            raise ProviderError(str(exc)) from None
+                raise NodeUnreachable(f"{self.access.node}: router CLI failed: {cut or exc}") from None
+            raise ProviderError(cut or str(exc)) from None
 
     def _connect_cli(self) -> Any:
         from netmiko import ConnectHandler  # heavy import, only when a router check needs it
 
-        sock: Any = (self._mgmt_socket() if self.path == "mgmt"
-                     else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
+        sock = self._cli_sock = CappedSocket(self._mgmt_socket() if self.path == "mgmt"
+                                             else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
         try:
             cli = ConnectHandler(
                 device_type="cisco_ios", host=self.access.mgmt_address, username=image.CLI_USER,
@@ -155,7 +182,7 @@ class SshSession:
                 read_timeout_override=max(PATIENCE, self.access.ssh_timeout * 2),
             )
         except Exception as exc:
-            raise ProviderError(f"cannot open the router CLI: {exc}") from None
+            raise ProviderError(f"cannot open the router CLI: {sock.cut or exc}") from None
         cli.read_timeout_override = None  # from here on, each command's own timeout
         return cli
 

@@ -116,3 +116,25 @@ def test_a_login_that_never_answers_times_out_and_says_so(make_lab: object) -> N
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 255, done
     assert "Connection timed out during banner exchange" in done.stderr
+
+
+def test_a_router_cli_that_never_stops_is_cut(make_lab: object) -> None:
+    lab = make_lab()  # type: ignore[operator]
+    # the CLI user's login shell (vtysh) replaced by an endless stream
+    _in_node(lab, "r1", "printf '#!/bin/sh\\nexec yes flood\\n' > /usr/bin/vtysh && chmod 755 /usr/bin/vtysh")
+    script = textwrap.dedent(f"""
+        from labctl.connect import open_session
+        from labctl.errors import ProviderError
+        from labctl.providers import get_provider
+        from labctl.state import find_lab
+        session = open_session(get_provider("local").access(find_lab({lab.name!r}), "r1"))
+        try:
+            session.cli("show ip route", 60)
+            print("answered")
+        except ProviderError as exc:
+            print("failed:", exc)
+    """)
+    code, rss, output = _max_rss_mib([sys.executable, "-c", script])
+    print(f"endless router CLI: peak RSS {rss:.0f} MiB; {output.strip()[-120:]}")
+    assert code == 0 and "failed: the router CLI sent over 16 MiB: connection cut" in output, output
+    assert rss < 250, f"the CLI held {rss:.0f} MiB"

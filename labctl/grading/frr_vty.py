@@ -275,8 +275,9 @@ def _code_problem(memory: int, mapping: Mapping, lower: Path) -> str:
         os.close(image)
 
 
-def holders(inode: int, pid_ns: str) -> set[int]:
-    """Processes of the PID namespace `pid_ns` holding socket `inode`."""
+def holders(inode: int, pid_ns: str, deadline: float | None = None) -> set[int]:
+    """Processes of the PID namespace `pid_ns` holding socket `inode`; VtyError past
+    `deadline` (monotonic), e.g. a node whose processes hold millions of descriptors."""
     target, found = f"socket:[{inode}]", set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -284,7 +285,10 @@ def holders(inode: int, pid_ns: str) -> set[int]:
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/{entry.name}/ns/pid") != pid_ns:
                 continue
-            for fd in os.listdir(f"/proc/{entry.name}/fd"):
+            for count, fd in enumerate(os.listdir(f"/proc/{entry.name}/fd")):
+                if deadline is not None and count % 1024 == 0 and time.monotonic() > deadline:
+                    raise VtyError("the node's processes hold too many descriptors to find who holds "
+                                   "the connection in time")
                 with contextlib.suppress(OSError):
                     if os.readlink(f"/proc/{entry.name}/fd/{fd}") == target:
                         found.add(int(entry.name))
@@ -345,7 +349,7 @@ def _accepted_by(sock: socket.socket, pid_ns: str, daemon: str) -> set[int]:
     deadline = time.monotonic() + (sock.gettimeout() or 5.0)
     while True:
         inode = peer_inode(sock)
-        held = holders(inode, pid_ns) if inode else set()
+        held = holders(inode, pid_ns, deadline) if inode else set()
         if held or time.monotonic() > deadline:
             return held
         time.sleep(0.005)

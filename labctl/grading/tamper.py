@@ -129,11 +129,11 @@ class _Budget:
         self.max_entries, self.max_seconds = max_entries, max_seconds
         self.exceeded = ""
 
-    def spend(self) -> bool:
-        """Count one entry; False once a bound is reached."""
+    def spend(self, entries: int = 1) -> bool:
+        """Count entries listed (0: only look at the clock); False once a bound is reached."""
         if self.exceeded:
             return False
-        self.left -= 1
+        self.left -= entries
         if self.left < 0:
             self.exceeded = f"more than {self.max_entries} entries in the writable layer: not all examined"
         elif time.monotonic() > self.deadline:
@@ -173,7 +173,7 @@ def changes(node: str, upper: Path, lower: Path, baseline: Path | None = None, *
     paths = sorted(set(_layer_paths(upper, lower, budget)) | set(_layer_paths(baseline, lower, budget)))
     found: list[Change] = []
     for relative in paths:
-        if not budget.spend():
+        if not budget.spend(0):
             break
         category = _category(relative)
         if category is None:
@@ -239,7 +239,7 @@ def _walk(root: Path, relative: str, budget: _Budget, lower: Path | None) -> Ite
         return
     try:
         for top, dirs, files, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-            if not budget.spend():
+            if not budget.spend(1 + len(dirs) + len(files)):
                 return
             base = relative if top == "." else f"{relative}/{top[2:]}"
             yield from (f"{base}/{name}" for name in dirs + files)

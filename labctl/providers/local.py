@@ -41,6 +41,12 @@ from labctl.state import LabState, NodeState, ProcessRef
 BOOT_TIMEOUT = 30.0
 SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts listening
 STOP_TIMEOUT = 5.0
+SEALED_MARK = "/run/labctl-sealed"
+# The node's PID 2 waits (5 s at most) for labctl to seal its /proc before the node's own init
+# starts its services: sealing replaces /proc under them, and a sysctl or FRR's start script
+# caught in between failed (a router without forwarding, now and then).
+NODE_INIT = ["/bin/sh", "-c", f"i=0; while [ ! -e {SEALED_MARK} ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
+             f"rm -f {SEALED_MARK}; exec /usr/local/sbin/labctl-init"]
 T = TypeVar("T")
 
 
@@ -243,13 +249,13 @@ class LocalProvider(Provider):
             f"--private-users={image.UID_BASE}:{image.UID_COUNT}",
             "--private-users-ownership=off", "--private-network",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe",
-            "--as-pid2", "/usr/local/sbin/labctl-init",
         ]
         fuse = directory / "fuse"
         if fuse.exists():
-            argv[-2:-2] = [f"--bind={fuse}:/dev/fuse"]
-        argv[-2:-2] = lockdown.nspawn_args(directory / "channel")
-        argv[-2:-2] = _tmpfs_options(node.limits.memory)
+            argv.append(f"--bind={fuse}:/dev/fuse")
+        argv += lockdown.nspawn_args(directory / "channel")
+        argv += _tmpfs_options(node.limits.memory)
+        argv += ["--as-pid2", *NODE_INIT]
         # The node's processes live in its cgroup from nspawn's first instruction on: its
         # limits hold from the start, and `down` finds them even if this command dies now.
         group = cgroups.node_group(lab.id, node.name)
@@ -284,6 +290,7 @@ class LocalProvider(Provider):
                         if state.init is not None:
                             netns.attach(node.netns, child)
                             _lock_down(lab, node.name, child)
+                            _mark_sealed(child)
                             return
                 except (OSError, IndexError):
                     continue
@@ -398,6 +405,17 @@ def _lock_down(lab: LabState, node: str, init_pid: int) -> None:
         raise ProviderError(f"node {node}: {exc}") from None
     finally:
         lockdown.release(channel)
+
+
+def _mark_sealed(init_pid: int) -> None:
+    """Tell the node's init (NODE_INIT) that its /proc is sealed: it may start the node."""
+    try:
+        os.close(os.open(f"/proc/{init_pid}/root{SEALED_MARK}",
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ProviderError(f"cannot start the node's services (process {init_pid}): {exc.strerror}") from None
 
 
 def _cgroup_limits(node: NodePlan) -> cgroups.Limits:

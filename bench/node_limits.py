@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "tests" / "data" / "labs" / "small.yml"
 SPEC = ROOT / "tests" / "data" / "labs" / "small-grading.yml"
 STORM_SECONDS = 120
-STORM = (
-    f"timeout {STORM_SECONDS} sh -c 'while :; do tail /dev/zero; done' & "
+STORM = (  # the fork loop first (in the background), then CPU, memory, shared memory, disk
+    f"(i=0; while [ $i -lt 3000 ]; do sleep {STORM_SECONDS} & i=$((i+1)); done) & "
     + "".join(f"timeout {STORM_SECONDS} sh -c 'while :; do :; done' & " for _ in range(4))
-    + "head -c 2G /dev/zero > /dev/shm/fill; dd if=/dev/zero of=/root/fill bs=1M count=3000; "
-    f"i=0; while [ $i -lt 3000 ]; do sleep {STORM_SECONDS} & i=$((i+1)); done"
+    + f"timeout {STORM_SECONDS} sh -c 'while :; do tail /dev/zero; done' & "
+    "head -c 2G /dev/zero > /dev/shm/fill; dd if=/dev/zero of=/root/fill bs=1M count=3000"
 )
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from labctl.grading.checks.base import Unobservable, Verdict, error, judged, short
-from labctl.grading.checks.network import FRR_PROTOCOLS
-from labctl.grading.checks.ospf import neighbor_table
+from labctl.grading.checks.network import _describe, _destination, _gateways, _protocol
+from labctl.grading.checks.ospf import _state, neighbor_table
 from labctl.grading.frr_vty import Forged, NotRunning, VtyError, open_daemon
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
@@ -79,10 +79,6 @@ def lab_interfaces(plan: LabPlan, node: str) -> set[str]:
 
 
 # ---- pure judging --------------------------------------------------------------------
-def _state(entry: dict[str, Any]) -> str:
-    return str(entry.get("nbrState") or entry.get("state") or "")
-
-
 def _iface(entry: dict[str, Any]) -> str:
     """FRR 8 prints `eth1:10.255.0.1` (interface:local address)."""
     return str(entry.get("ifaceName", "")).split(":", 1)[0]
@@ -118,21 +114,6 @@ def judge_ospf_neighbor(check: OspfNeighborCheck, table: dict[str, list[dict[str
     return judged(ok, seen + ("" if ok else f", expected {check.state}"))
 
 
-def _kernel_protocol(route: dict[str, Any]) -> str:
-    protocol = str(route.get("protocol", "boot"))
-    return FRR_PROTOCOLS.get(protocol, protocol)
-
-
-def _gateways(route: dict[str, Any]) -> list[str]:
-    hops = route.get("nexthops") or [route]
-    return [str(h["gateway"]) for h in hops if isinstance(h, dict) and "gateway" in h]
-
-
-def _dst(route: dict[str, Any]) -> str:
-    dst = str(route.get("dst", ""))
-    return dst if dst == "default" or "/" in dst else f"{dst}/32"
-
-
 def zebra_key(destination: str) -> str:
     """The prefix zebra names a destination by."""
     return "0.0.0.0/0" if destination == "default" else destination
@@ -151,15 +132,15 @@ def judge_ospf_route(check: RouteCheck, zebra: dict[str, Any], kernel: list[dict
     hops = [(r, h) for r in learned for h in r.get("nexthops", []) if isinstance(h, dict)]
     good = [(r, h) for r, h in hops if r.get("selected") and r.get("installed") and h.get("fib")
             and h.get("active") and (via is None or h.get("ip") == via)]
-    in_kernel = [r for r in kernel if isinstance(r, dict) and _dst(r) == check.destination
-                 and _kernel_protocol(r) == "ospf" and (via is None or via in _gateways(r))]
+    in_kernel = [r for r in kernel if isinstance(r, dict) and _destination(r) == check.destination
+                 and _protocol(r) == "ospf" and (via is None or via in _gateways(r))]
     learned_text = "; ".join(
         f"via {h.get('ip') or h.get('interfaceName')}"
         f"{'' if r.get('selected') and h.get('fib') else ' (not installed)'}" for r, h in hops) or "nothing"
     seen = (f"zebra: OSPF learned {check.destination} {learned_text}" if hops
             else f"zebra: OSPF learned nothing for {check.destination}")
     seen += ("; kernel: "
-            + ("; ".join(_kernel_text(r) for r in kernel if isinstance(r, dict) and _dst(r) == check.destination)
+            + ("; ".join(_describe(r) for r in kernel if isinstance(r, dict) and _destination(r) == check.destination)
                or f"no route to {check.destination}"))
     wanted = f"{check.destination}" + (f" via {via}" if via else "") + " learned by OSPF"
     if check.absent:
@@ -172,10 +153,10 @@ def judge_ospf_route(check: RouteCheck, zebra: dict[str, Any], kernel: list[dict
         return judged(False, seen + f"; expected a route {wanted}")
     if not in_kernel:
         return judged(False, seen + "; zebra's OSPF route is not in the kernel's table: expected it installed")
-    preferred = min((r for r in kernel if isinstance(r, dict) and _dst(r) == check.destination),
+    preferred = min((r for r in kernel if isinstance(r, dict) and _destination(r) == check.destination),
                     key=lambda r: int(r.get("metric", 0)))
     if preferred not in in_kernel:
-        return judged(False, seen + f"; the kernel forwards with {_kernel_text(preferred)} "
+        return judged(False, seen + f"; the kernel forwards with {_describe(preferred)} "
                                     f"(a lower metric), not with the OSPF route")
     gateways = {str(h.get("ip")) for _, h in good if h.get("ip")}
     neighbor = _full_neighbor(gateways, table, expected)
@@ -199,13 +180,6 @@ def _full_neighbor(gateways: set[str], table: dict[str, list[dict[str, Any]]],
                 continue
             return _entry_text(rid, entry)
     return None
-
-
-def _kernel_text(route: dict[str, Any]) -> str:
-    words = [_dst(route), *(f"via {g}" for g in _gateways(route))]
-    if "dev" in route:
-        words.append(f"dev {route['dev']}")
-    return " ".join([*words, f"proto {_kernel_protocol(route)}"])
 
 
 # ---- observing -----------------------------------------------------------------------

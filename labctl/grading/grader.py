@@ -181,37 +181,39 @@ class NodeRun:
         """Run each check once, in order (at once, for a session whose probes may run
         concurrently); keep FAILing checks with a wait for retries."""
         waiting: list[Attempted] = []
-        early: dict[int, tuple[float, Verdict | NodeUnreachable]] = {}
+        early: dict[int, tuple[float, float, Verdict | NodeUnreachable]] = {}
         if getattr(session, "concurrent", False) and len(self.checks) > 1:
-            def first(check: CheckBase) -> tuple[float, Verdict | NodeUnreachable]:
+            def first(check: CheckBase) -> tuple[float, float, Verdict | NodeUnreachable]:
                 started = time.monotonic()
                 try:
-                    return started, self.attempt(session, check)
+                    verdict = self.attempt(session, check)
+                    return started, time.monotonic(), verdict
                 except NodeUnreachable as exc:
-                    return started, exc
+                    return started, time.monotonic(), exc
             with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(self.checks)),
                                     thread_name_prefix=f"probe-{self.node}") as pool:
                 early = dict(enumerate(pool.map(first, self.checks)))
         for index, check in enumerate(self.checks):
-            started = time.monotonic()
+            started = ended = time.monotonic()
             if index not in early and self.left() <= 0:
                 self.out_of_budget(waiting, self.checks[index:])
                 return
             try:
-                if index in early:
-                    started, outcome = early[index]
+                if index in early:  # its own probe's time, not the slowest of the node's
+                    started, ended, outcome = early[index]
                     if isinstance(outcome, NodeUnreachable):
                         raise outcome
                     verdict = outcome
                 else:
                     verdict = self.attempt(session, check)
+                    ended = time.monotonic()
             except NodeUnreachable as exc:
                 self.lose_node(exc, waiting, self.checks[index:])
                 return
             item = Attempted(check, started, verdict, next_at=started + self.options.next_retry(1),
                              errors=int(verdict.outcome is Outcome.ERROR))
             if item.settled(started, self.deadline(check)):
-                self.finish(check, verdict, attempts=1, started=started)
+                self.finish(check, verdict, attempts=1, started=started, ended=ended)
             else:
                 waiting.append(item)
         self.retry(session, waiting)
@@ -292,13 +294,15 @@ class NodeRun:
         """When a FAILing check stops being retried (monotonic clock)."""
         return self.origin + check.wait
 
-    def finish(self, check: CheckBase, verdict: Verdict, attempts: int, started: float) -> None:
-        """Record the final result of a check and report progress."""
+    def finish(self, check: CheckBase, verdict: Verdict, attempts: int, started: float,
+               ended: float | None = None) -> None:
+        """Record the final result of a check (probed from `started` to `ended`, default now)
+        and report progress."""
         result = CheckResult(
             check_id=check.id, criterion=check.criterion, node=check.node,
             description_fr=check.description.fr, description_en=check.description.en,
             weight=check.weight, outcome=verdict.outcome, evidence=verdict.evidence,
-            attempts=attempts, duration_s=round(time.monotonic() - started, 3), stage=check.stage,
+            attempts=attempts, duration_s=round((ended or time.monotonic()) - started, 3), stage=check.stage,
             observed=verdict.observed,
         )
         self.done.append((check, result))

@@ -14,6 +14,7 @@ quiet and stormy side by side, and the ratio of the medians. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,7 @@ def main() -> None:
         for round_no in range(1, args.rounds + 1):
             quiet_times += grade_all(graded)
             quiet_ssh.append(ssh_seconds(graded[-1], "h1"))
-            run_on(stormy, "h1", f"nohup sh -c \"{STORM}\" >/dev/null 2>&1 &")
+            run_on(stormy, "h1", f"nohup sh -c {shlex.quote(STORM)} >/dev/null 2>&1 &")
             time.sleep(5)  # let it reach its limits
             print(f"round {round_no}: storming node: {storm_state(stormy)}")
             storm_times += grade_all(graded)

@@ -1,8 +1,8 @@
-"""Crash-safe lifecycle: `up`, `reset` and `down` SIGKILLed at each step boundary and at random
-instants; the next `down` leaves nothing of the lab (processes, namespaces, links, mounts, loop
+"""Crash-safe lifecycle: `up`, `reset`, `snapshot` and `down` SIGKILLed at each step boundary or
+at random instants; the next `down` leaves nothing of the lab (processes, namespaces, links, mounts, loop
 devices, cgroups, files), and `status` never calls a lab with stopped nodes `running`.
 
-Bounded: 53 kills of a 3-node lab, about 3 minutes on 2 busy cores. The count of kills and the
+Bounded: 57 kills of a 3-node lab, 1.5 to 3 minutes on 2 busy cores. The count of kills and the
 leaks found are printed (pytest -s) for the record.
 """
 
@@ -31,7 +31,7 @@ pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
 LABCTL = [sys.executable, "-m", "labctl"]
 ENV = dict(os.environ)
 UP_STEPS, RESET_STEPS = 5, 6  # progress lines `up` and `reset` print for the small lab
-RANDOM_UP, RANDOM_RESET, RANDOM_DOWN = 13, 13, 16
+RANDOM_UP, RANDOM_RESET, RANDOM_SNAPSHOT, RANDOM_DOWN = 13, 13, 4, 16
 
 
 def leaks(lab_id: str, name: str) -> list[str]:
@@ -134,6 +134,12 @@ def test_killed_up_reset_and_down_leave_nothing_after_down() -> None:
             _kill_at("reset", "--lab", name, **plan)  # type: ignore[arg-type]
             kills += 1
             leaked += _down_and_count(name, before)
+        # `snapshot`: at random instants over its length (~0.5 s)
+        for _ in range(RANDOM_SNAPSHOT):
+            labs.up(str(SMALL), name=name, exact_name=True)
+            _kill_at("snapshot", "--lab", name, delay=rng.uniform(0.3, 1.0))
+            kills += 1
+            leaked += _down_and_count(name, before)
         # `down`: at random instants over its length (~0.5 s)
         for _ in range(RANDOM_DOWN):
             labs.up(str(SMALL), name=name, exact_name=True)
@@ -143,7 +149,7 @@ def test_killed_up_reset_and_down_leave_nothing_after_down() -> None:
     finally:
         for lab in _labs_named(name):
             labs.down(lab)
-    print(f"\ncrash safety: {kills} kills (up, reset, down) in {time.monotonic() - started:.0f} s; "
+    print(f"\ncrash safety: {kills} kills (up, reset, snapshot, down) in {time.monotonic() - started:.0f} s; "
           f"leaks after down: {len(leaked)}")
     assert kills >= 50
     assert leaked == [], "\n".join(leaked)

@@ -117,9 +117,15 @@ def _build_and_set_up(lab: LabState, chosen: Provider, scenario: Scenario | None
 def locked(selector: str | None, command: str, *, shared: bool = False) -> Iterator[LabState]:
     """The lab named or identified by `selector` (see find_lab), locked for `command`, as
     it is once the lock is held (another command may have changed it meanwhile)."""
-    found = find_lab(selector)
-    with locks.lab(found.directory, found.name, command, shared=shared):
-        yield load_lab(found.id)
+    with held(find_lab(selector), command, shared=shared) as current:
+        yield current
+
+
+@contextlib.contextmanager
+def held(lab: LabState, command: str, *, shared: bool = False) -> Iterator[LabState]:
+    """`lab` locked for `command`, as it is once the lock is held."""
+    with locks.lab(lab.directory, lab.name, command, shared=shared):
+        yield load_lab(lab.id)
 
 
 def condition(lab: LabState, node_states: dict[str, str]) -> str:

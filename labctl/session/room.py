@@ -341,7 +341,8 @@ def grade_candidate(session: Session, candidate: str, kind: str = "on-demand") -
         raise NotFoundError(f"candidate {candidate}'s lab is gone", f"rebuild it: labctl session rebuild "
                             f"{session.name} {candidate}")
     spec = labs.stage_checks(labs.lab_spec(lab, Path(session.spec) if session.spec else None), lab.stage)
-    report = labs.grade(lab, spec)
+    with labs.held(lab, f"session grade {session.name}", shared=True) as current:  # never during a reset
+        report = labs.grade(current, spec)
     store = results_store(session)
     try:
         return store.add(session.name, candidate, kind, report)
@@ -421,7 +422,8 @@ def reset(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progres
         lab = candidate_lab(c)
         if lab is None:
             raise NotFoundError(f"lab {c.lab_name} is gone", f"labctl session rebuild {session.name} {c.id}")
-        labs.reset(lab)
+        with labs.held(lab, f"session reset {session.name}") as current:
+            labs.reset(current)
 
     failures = side_by_side(session.candidates, one, workers=workers, label=lambda c: c.id, progress=progress,
                             what="reset")
@@ -441,7 +443,8 @@ def inject(session: Session, fault: str, candidates: list[str] | None = None, *,
         lab = candidate_lab(c)
         if lab is None:
             raise NotFoundError(f"lab {c.lab_name} is gone")
-        labs.inject(lab, fault)
+        with labs.held(lab, f"session inject {session.name}") as current:
+            labs.inject(current, fault)
 
     failures = side_by_side(chosen, one, workers=workers, label=lambda c: c.id, progress=progress, what="inject")
     record(session, "inject", fault=fault, candidates=[c.id for c in chosen], failed=[f.candidate for f in failures])
@@ -456,8 +459,8 @@ def rebuild(session: Session, candidate: str, progress: Progress = QUIET) -> Lab
     c = session.candidate(candidate)
     old = candidate_lab(c)
     if old is not None:
-        with progress.step(f"remove lab {old.name}"):
-            labs.down(old)
+        with progress.step(f"remove lab {old.name}"), labs.held(old, f"session rebuild {session.name}") as current:
+            labs.down(current)
     with progress.step(f"build lab {c.lab_name} again (seed {c.seed})"):
         built = _build(session, c, progress)
     record(session, "rebuild", candidate=candidate, old_lab=old.id if old else None, new_lab=built.id)
@@ -477,7 +480,8 @@ def destroy(session: Session, *, workers: int = DEFAULT_WORKERS, progress: Progr
     def one(c: CandidateRecord) -> None:
         lab = candidate_lab(c)
         if lab is not None:
-            labs.down(lab)
+            with labs.held(lab, f"session destroy {session.name}") as current:
+                labs.down(current)
 
     failures = side_by_side(session.candidates, one, workers=workers, label=lambda c: c.id, progress=progress,
                             what="remove lab")

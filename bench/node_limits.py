@@ -25,7 +25,7 @@ from labctl import lab as labs
 from labctl.connect import open_session
 from labctl.grading.loader import load_grading_spec
 from labctl.providers import get_provider
-from labctl.state import LabState
+from labctl.state import LabState, all_labs
 from labctl.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +93,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        room = list(pool.map(lambda i: labs.up(str(TOPOLOGY), name=f"bench-limits-{i}"), range(args.labs)))
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            room = list(pool.map(lambda i: labs.up(str(TOPOLOGY), name=f"bench-limits-{i}"), range(args.labs)))
+    except BaseException:  # the labs that were built go too
+        for lab in all_labs():
+            if lab.name.startswith("bench-limits-"):
+                labs.down(lab)
+        raise
     print(f"{args.labs} labs ({3 * args.labs} nodes) built in {time.perf_counter() - started:.0f} s")
     stormy, graded = room[0], room[1:]
     quiet_times: list[float] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -101,3 +103,16 @@ def test_concurrent_exec_never_fails_host_key_verification(named_lab: object) ->
                                                   "true"), range(24)))
     failures = [r.stderr for r in results if r.returncode != 0]
     assert failures == []
+
+
+def test_status_tells_a_lab_with_a_stopped_node_from_a_running_one(named_lab: object) -> None:
+    name = named_lab("locks-truth")  # type: ignore[operator]
+    assert _states(name) == ("running", {"running"})
+    init = find_lab(name).nodes["h1"].init
+    assert init is not None
+    os.kill(init.pid, signal.SIGKILL)  # the node's PID 1: the whole node stops
+    deadline = time.monotonic() + 10
+    while init.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, states = _states(name)
+    assert status == "degraded (2 of 3 nodes running)" and states == {"running", "stopped"}

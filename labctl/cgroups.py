@@ -121,17 +121,17 @@ def require(where: Layout | None = None) -> Layout:
 
 
 def _enable_v2(where: Layout, relative: str) -> None:
-    """Enable labctl's controllers for the children of each ancestor of `relative` (v2)."""
+    """Enable labctl's controllers for the children of the root and of each ancestor of
+    `relative` (v2), parents first."""
     assert where.unified is not None
     wanted = " ".join(f"+{V2_NAMES[c]}" for c in where.controllers())
+    with contextlib.suppress(OSError):  # systemd usually has them enabled at the root already
+        (where.unified / "cgroup.subtree_control").write_text(wanted)
     current = where.unified
     for part in Path(relative).parts[:-1]:
         current = current / part
         current.mkdir(exist_ok=True)
         (current / "cgroup.subtree_control").write_text(wanted)
-    parent_control = where.unified / "cgroup.subtree_control"
-    with contextlib.suppress(OSError):  # systemd usually has them enabled at the root already
-        parent_control.write_text(wanted)
 
 
 def create(relative: str, limits: Limits, where: Layout | None = None) -> None:
@@ -144,8 +144,13 @@ def create(relative: str, limits: Limits, where: Layout | None = None) -> None:
         values = {"memory.max": limits.memory, "memory.swap.max": 0 if limits.memory else None,
                   "pids.max": limits.pids, "cpu.weight": limits.cpu_weight}
         for name, value in values.items():
-            if value is not None and (group / name).exists():
+            if value is None:
+                continue
+            if (group / name).exists():
                 (group / name).write_text(str(value))
+            elif name in ("memory.max", "pids.max"):  # never a node without its limits, silently
+                raise PlatformError(f"cgroup {group} has no {name}: its controller is not enabled there",
+                                    "enable the memory and pids controllers for labctl's cgroups (delegation)")
         return
     for controller in where.controllers():
         group = where.v1[controller] / relative

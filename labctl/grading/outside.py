@@ -56,6 +56,9 @@ from labctl.grading.tamper import Channel, Tampering, node_tampering, relied_on,
 OUTSIDE = "outside"  # observed from the controller; the node's programs took no part
 INSIDE = "inside"  # observed by running programs of the node
 TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
+# every TCP state but LISTEN and CLOSE: the server end of a connection, from SYN_RECV (the
+# client's last ACK not yet processed) to TIME_WAIT (the server closed first)
+CONNECTED = ("01", "02", "03", "04", "05", "06", "08", "09", "0B", "0C")
 ADDED_OUT_OF_PATH = "/usr/local/"  # programs added there are not on the clean shell's PATH
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_LIMIT = 64 * 1024 * 1024
@@ -477,7 +480,7 @@ class OutsideSession:
                 except OSError as exc:
                     return CommandResult(1, data.decode(errors="replace"), exc.strerror or str(exc)), None
                 return CommandResult(0, bytes(data[:CONTENT_LIMIT]).decode(errors="replace"), ""), \
-                    (owner or "", int(peer_ok))
+                    (owner or "", int(peer_ok or self._peer_holds(owner, host, target.port, source[1])))
 
         result, peer = self.view.in_netns(fetch)
         verdict = evaluate_http(check, result)
@@ -496,7 +499,7 @@ class OutsideSession:
         except NodeUnreachable:
             return False
         return any(lport == port and rport == source_port
-                   for text in texts for _, lport, _, rport, _ in parse_sockets(text, ("01", "06", "08")))
+                   for text in texts for _, lport, _, rport, _ in parse_sockets(text, CONNECTED))
 
     def _hosts_entry(self, name: str) -> str | None:
         with contextlib.suppress(NodeFileError):

@@ -100,6 +100,7 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     in it is the test's, whatever else runs on the machine."""
     home = tmp_path / "home"
     home.mkdir()
+    paths.images_dir().mkdir(parents=True, exist_ok=True)  # built there on first use, if this runs first
     (home / "images").symlink_to(paths.images_dir())
     monkeypatch.setenv("LABCTL_HOME", str(home))
     ENV.update(LABCTL_HOME=str(home), PYTHONPATH=str(Path(__file__).parents[2]))

@@ -56,12 +56,14 @@ from labctl.grading.tamper import Channel, Tampering, node_tampering, relied_on,
 OUTSIDE = "outside"  # observed from the controller; the node's programs took no part
 INSIDE = "inside"  # observed by running programs of the node
 TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
+ETH_P_ALL, PACKET_OUTGOING = 0x0003, 4
 # every TCP state but LISTEN and CLOSE: the server end of a connection, from SYN_RECV (the
 # client's last ACK not yet processed) to TIME_WAIT (the server closed first)
 CONNECTED = ("01", "02", "03", "04", "05", "06", "08", "09", "0B", "0C")
 ADDED_OUT_OF_PATH = "/usr/local/"  # programs added there are not on the clean shell's PATH
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_LIMIT = 64 * 1024 * 1024
+PATTERN_BYTES = 16  # a fresh random payload pattern per ping: its replies are recognised at the owner
 # echo requests 50 ms apart (the controller's ping runs as root; a node's user would be held
 # to 200 ms): a reach check costs a round trip and 50 ms per extra request
 PING_INTERVAL = "0.05"
@@ -218,6 +220,65 @@ def judge_package(check: PackageCheck, status: str) -> Verdict:
 def name_of(table: list[tuple[str, str]], number: int) -> str:
     """A uid's or gid's name from (name, id) pairs, or the number."""
     return next((name for name, ident in table if ident == str(number)), str(number))
+
+
+def echo_reply_from(frame: bytes, source: str, pattern: bytes) -> bool:
+    """Whether an Ethernet frame is an ICMP echo reply from `source` carrying `pattern`."""
+    if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
+        return False
+    ip = frame[14:]
+    header = (ip[0] & 0x0F) * 4
+    if ip[0] >> 4 != 4 or ip[9] != 1 or len(ip) < header + 8 or ip[12:16] != ipaddress.IPv4Address(source).packed:
+        return False
+    return ip[header] == 0 and pattern in ip[header + 8:]
+
+
+class ReplyWatch:
+    """Watches, from inside the owner's network namespace, for the echo replies its kernel sends
+    to one ping (a packet socket sees every frame the node sends): proof that the right host
+    answered, which no other node can give."""
+
+    def __init__(self, source: str, pattern: bytes) -> None:
+        self.source, self.pattern = source, pattern
+        self.ready, self.done = threading.Event(), threading.Event()
+        self.seen = False
+        self.thread: threading.Thread | None = None
+
+    def start(self, owner: NodeView) -> bool:
+        """Start watching; False when the owner's namespace cannot be watched."""
+        def watch() -> None:
+            with contextlib.suppress(OSError, NodeUnreachable):
+                owner.in_netns(self._listen)
+            self.ready.set()
+
+        self.thread = threading.Thread(target=watch, name=f"watch-{owner.name}", daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+        return self.thread.is_alive()
+
+    def _listen(self) -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
+            sock.settimeout(0.02)
+            self.ready.set()
+            grace = 0.0
+            while not self.seen:
+                if self.done.is_set():  # the ping is over: frames it caused may still be queued here
+                    grace = grace or time.monotonic() + 0.2
+                    if time.monotonic() > grace:
+                        return
+                try:
+                    frame, address = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                if address[2] == PACKET_OUTGOING and echo_reply_from(frame, self.source, self.pattern):
+                    self.seen = True
+
+    def stop(self) -> bool:
+        """Stop watching; whether the owner sent a reply to these requests."""
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(2)
+        return self.seen
 
 
 # ---- the session ------------------------------------------------------------------------------
@@ -413,29 +474,30 @@ class OutsideSession:
             return judged(check.expect == "unreachable", seen + (", expected reachable"
                                                                  if check.expect == "reachable" else ""))
         owner = self.lab.owners.get(target)
-        before = self._echo_replies(owner)
-        result = self.view.run_in_netns(
-            ["ping", "-n", "-q", "-c", str(check.count), "-i", PING_INTERVAL, "-W", "1", target], timeout)
+        pattern = os.urandom(PATTERN_BYTES)
+        argv = ["ping", "-n", "-q", "-c", str(check.count), "-i", PING_INTERVAL, "-W", "1", "-p", pattern.hex(), target]
+        if owner is None or owner == self.node:
+            return evaluate_reach(check, self.view.run_in_netns(argv, timeout))
+        try:
+            owner_view: NodeView | None = self.lab.view(owner)
+        except NodeUnreachable:  # the owner is down: whatever answers, it is not the owner
+            owner_view = None
+        watch = ReplyWatch(target, pattern)
+        watching = owner_view is not None and watch.start(owner_view)
+        try:
+            result = self.view.run_in_netns(argv, timeout)
+        finally:
+            seen_by_owner = watch.stop()
+        if owner_view is not None and not watching:
+            return error(f"cannot watch {owner}'s replies from its network namespace: who answers {target} "
+                         f"is not known")
         verdict = evaluate_reach(check, result)
-        after = self._echo_replies(owner)
-        answered = result.exit_code == 0
-        if answered and owner is not None and before is not None and after is not None and after <= before:
-            seen = f"{target} answered, but not from {owner} (its kernel sent no echo reply): another node " \
-                   f"answers for it"
+        if result.exit_code == 0 and not seen_by_owner:
+            why = "its kernel sent no echo reply to these requests" if watching else "it is not running"
+            seen = f"{target} answered, but not from {owner} ({why}): another node answers for it"
             return judged(check.expect == "unreachable", seen + (", expected reachable"
                                                                  if check.expect == "reachable" else ""))
         return verdict
-
-    def _echo_replies(self, owner: str | None) -> int | None:
-        """The ICMP echo replies the owner's kernel has sent (from its /proc/net/snmp)."""
-        if owner is None:
-            return None
-        try:
-            lines = [line.split() for line in self.lab.view(owner).net_file("snmp").splitlines()
-                     if line.startswith("Icmp:")]
-            return int(lines[1][lines[0].index("OutEchoReps")])
-        except (NodeUnreachable, IndexError, ValueError):
-            return None
 
     def _http(self, check: HttpCheck, timeout: float) -> Verdict:
         target = check.target

@@ -174,10 +174,12 @@ def _install_liars(lab: object, node: str, recorded: dict[str, tuple[str, int]],
 def _forge_network(lab: object, marker: str) -> None:
     """Forgeries in the nodes' own network stacks and processes (run before /usr/bin/ip is replaced)."""
     fake_site = f"mkdir -p /tmp/site && echo '<h1>{marker}</h1>' > /tmp/site/index.html"
-    # h1 and h2 answer for the hosts they cannot reach; h2 and h3 serve the intranet page themselves
+    # h1 answers for the hosts it cannot reach, and r2 (h2's gateway) for h3; h2 and h3 serve
+    # the intranet page themselves
     _inside(lab, "h1", "ip addr add 10.2.0.10/32 dev lo && ip addr add 10.3.0.10/32 dev lo")
+    _inside(lab, "r2", "ip addr add 10.3.0.10/32 dev lo")
     for node in ("h2", "h3"):
-        _inside(lab, node, f"ip addr add 10.3.0.10/32 dev lo; ip addr add 10.1.0.20/32 dev lo && {fake_site} && "
+        _inside(lab, node, f"ip addr add 10.1.0.20/32 dev lo && {fake_site} && "
                            "(setsid python3 -m http.server 80 --bind 10.1.0.20 --directory /tmp/site "
                            ">/dev/null 2>&1 </dev/null &)")
     # srv1: a renamed sleep posing as the web server, and a listener on port 80 that is not it
@@ -222,7 +224,8 @@ def test_liars_pass_nothing_and_a_solved_lab_passes_everything(make_lab: object)
     # /usr/local is not on the clean shell's PATH: the real awk reads the real file
     assert by_id["wan-mtu-persistent"].evidence.startswith("tampered: /usr/bin/grep"), by_id["wan-mtu-persistent"]
     assert by_id["ospf-timers-saved"].outcome is Outcome.FAIL, by_id["ospf-timers-saved"].evidence
-    assert "answers for it" in by_id["h1-reach-h2"].evidence or "itself" in by_id["h1-reach-h2"].evidence
+    assert "itself" in by_id["h1-reach-h2"].evidence, by_id["h1-reach-h2"].evidence
+    assert "not from h3" in by_id["h2-reach-h3"].evidence, by_id["h2-reach-h3"].evidence  # r2 answered
     assert "itself" in by_id["h2-http-srv1"].evidence, by_id["h2-http-srv1"].evidence
     assert "not by /usr/bin/python3" in by_id["srv1-http-listening"].evidence, by_id["srv1-http-listening"].evidence
 

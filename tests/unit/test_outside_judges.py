@@ -12,6 +12,7 @@ from labctl.grading.nodeview import NodeProcess, clean_shell_argv, node_id
 from labctl.grading.outside import (
     Listener,
     dpkg_packages,
+    echo_reply_from,
     judge_package,
     judge_port,
     judge_service,
@@ -139,3 +140,19 @@ def test_inside_commands_ignore_the_callers_path_functions_and_bash_env(tmp_path
                            env=env, capture_output=True, text=True, check=True).stdout.split()
     assert shown[0] != str(fake / "ping") and "liar" not in shown
     assert shown[-1] == "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _icmp_frame(kind: int, source: bytes, payload: bytes) -> bytes:
+    ip = bytes([0x45, 0, 0, 84, 0, 0, 0, 0, 64, 1, 0, 0]) + source + bytes([10, 1, 0, 10])
+    return b"\x00" * 12 + b"\x08\x00" + ip + bytes([kind, 0, 0, 0, 0, 1, 0, 1]) + payload
+
+
+def test_an_echo_reply_is_recognised_by_its_source_and_pattern() -> None:
+    pattern = bytes(range(16))
+    payload = b"T" * 16 + pattern + pattern + pattern[:8]  # ping: timestamp, then the pattern
+    h3 = bytes([10, 3, 0, 10])
+    assert echo_reply_from(_icmp_frame(0, h3, payload), "10.3.0.10", pattern)
+    assert not echo_reply_from(_icmp_frame(8, h3, payload), "10.3.0.10", pattern)  # a request, forwarded
+    assert not echo_reply_from(_icmp_frame(0, bytes([10, 2, 0, 1]), payload), "10.3.0.10", pattern)
+    assert not echo_reply_from(_icmp_frame(0, h3, b"T" * 56), "10.3.0.10", pattern)  # another ping's
+    assert not echo_reply_from(b"\x00" * 20, "10.3.0.10", pattern)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl.errors import InvalidInputError, LabctlError, NotFoundError
 from labctl.sourcefile import read_yaml, validate_model
-from labctl.sourcelimits import BoundedInt, SampleSize, TokenLength
+from labctl.sourcelimits import BoundedInt, SampleSize, TokenLength, refuse
 
 
 class Text(BaseModel):
@@ -240,7 +240,11 @@ def scenario_using(file: Path) -> Scenario | None:
 def is_scenario(reference: str) -> bool:
     """True if `reference` is a scenario folder or a scenario name."""
     path = Path(reference)
-    return (path / "scenario.yml").is_file() or path.name == "scenario.yml" or reference in scenario_names()
+    try:
+        return (path / "scenario.yml").is_file() or path.name == "scenario.yml" or reference in scenario_names()
+    except OSError as exc:  # a folder on the way that this user may not enter
+        raise refuse(reference, 1, f"cannot read: {exc.strerror or exc}",
+                     "make it readable by the user running labctl (labs need root: sudo labctl ...)") from None
 
 
 def load_scenario(reference: str) -> Scenario:

@@ -31,6 +31,10 @@ mirror=${mirror:-http://deb.debian.org/debian}
 mounted=()
 cleanup() {
     local i
+    # what the tests left mounted inside first (e.g. labctl's shared labs folder), then ours
+    grep -o " $root/[^ ]*" /proc/self/mountinfo | sort -r | while read -r target; do
+        umount -l "$target" 2>/dev/null || true
+    done
     for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
     if [ "$keep" -eq 0 ]; then rm -rf --one-file-system "$root"; fi
 }
@@ -62,6 +66,10 @@ mount_into() {  # mount_into TARGET ARGS...
     mount "$@" "$target"
     mounted+=("$target")
 }
+# On a machine `/` is a mount point (labctl makes it a slave for each lab's mounts): the
+# root is bind-mounted on itself so it is one inside the chroot too.
+mount --bind "$root" "$root"
+mounted+=("$root")
 mount_into /proc -t proc proc
 mount_into /sys --rbind /sys
 mount --make-rslave "$root/sys"

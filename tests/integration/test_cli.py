@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,16 +74,32 @@ def test_bad_topology_exits_2_lists_every_problem_and_builds_nothing(tmp_path: P
     assert _lab_ids("bad") == before
 
 
-def test_not_root_says_so_and_why(tmp_path: Path) -> None:
+def test_not_root_says_so_and_why() -> None:
     # Load the modules first (the interpreter may live where nobody cannot read), then
     # become nobody for real and run the command.
-    code = ("import os, sys, labctl.cli, labctl.lab, labctl.providers.local, labctl.topology.loader, "
-            "labctl.grading.loader; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
-            f"labctl.cli.main(['up', '{SMALL}'])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])})
-    assert result.returncode == 4, result.stderr
-    assert "needs root" in result.stderr and "Traceback" not in result.stderr
+    # The topology where nobody can read it, and where it cannot: the repository may lie under
+    # a folder only root enters (/root on a fresh machine, pytest's own tmp_path); that says so
+    # too, without a traceback.
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        readable, hidden = Path(scratch) / "readable", Path(scratch) / "hidden"
+        Path(scratch).chmod(0o755)
+        readable.mkdir(mode=0o755)
+        hidden.mkdir(mode=0o700)
+        for folder in (readable, hidden):
+            shutil.copy(SMALL, folder / SMALL.name)
+        code = ("import os, sys, labctl.cli, labctl.lab, labctl.providers.local, labctl.topology.loader, "
+                "labctl.grading.loader; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+                "labctl.cli.main(['up', sys.argv[1]])")
+        env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])}
+        result = subprocess.run([sys.executable, "-c", code, str(readable / SMALL.name)], capture_output=True,
+                                text=True, cwd=readable, env=env)
+        assert result.returncode == 4, result.stderr
+        assert "needs root" in result.stderr and "Traceback" not in result.stderr
+
+        result = subprocess.run([sys.executable, "-c", code, str(hidden / SMALL.name)], capture_output=True,
+                                text=True, cwd=readable, env=env)
+        assert result.returncode == 2, result.stderr
+        assert "cannot read: Permission denied" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_failed_setup_removes_the_lab_and_names_host_and_task() -> None:

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
-# Runs the README's test command on a fresh Debian 12 (bookworm) root filesystem, to show that
+# Runs the README's commands on a fresh Debian 12 (bookworm) root filesystem, to show that
 # scripts/bootstrap.sh installs everything the code and the tests call (nothing the host
 # machine has installed by hand can hide a missing step there).
 #
 # It builds the root with debootstrap from this machine's Debian mirror (Debian's archive only),
 # clones this repository's committed HEAD into it, mounts /proc, /sys (with the cgroups), /dev
-# and a private /run and /tmp, and runs, as root inside the chroot:
+# and a private /run and /tmp, and runs, as root inside the chroot, one of the README's commands:
 #     scripts/test.sh "$@"          (default: the whole suite, as .ci/run does)
+#     scripts/demo.sh               (with --demo)
 # Everything is removed at the end (mounts first), unless --keep is given.
 #
-# Usage: sudo scripts/fresh-debian.sh [--keep] [--root DIR] [-- PYTEST_ARGS...]
+# Usage: sudo scripts/fresh-debian.sh [--demo] [--keep] [--root DIR] [-- PYTEST_ARGS...]
 # Needs: debootstrap, git (scripts/bootstrap.sh installs debootstrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 root=/var/tmp/labctl-fresh-debian
 keep=0
+command=scripts/test.sh
 while [ $# -gt 0 ]; do
     case "$1" in
         --keep) keep=1; shift ;;
+        --demo) command=scripts/demo.sh; shift ;;
         --root) root=$2; shift 2 ;;
         --) shift; break ;;
-        *) echo "fresh-debian: unknown option $1 (usage: $0 [--keep] [--root DIR] [-- PYTEST_ARGS...])" >&2; exit 2 ;;
+        *) echo "fresh-debian: unknown option $1 (usage: $0 [--demo] [--keep] [--root DIR] [-- PYTEST_ARGS...])" >&2; exit 2 ;;
     esac
 done
 if [ "$(id -u)" -ne 0 ]; then echo "fresh-debian: run as root: sudo $0" >&2; exit 4; fi
@@ -78,11 +81,11 @@ mount --make-rslave "$root/dev"
 mount_into /run -t tmpfs -o mode=755 tmpfs
 mount_into /tmp -t tmpfs -o mode=1777,size=8G tmpfs
 
-echo "fresh-debian: running scripts/test.sh $* inside the fresh root"
+echo "fresh-debian: running $command $* inside the fresh root"
 set +e
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb ${pip_cert:+PIP_CERT=$pip_cert} bash -c 'cd /root/labctl && scripts/test.sh "$@"' test.sh "$@"
+    LANG=C.UTF-8 TERM=dumb ${pip_cert:+PIP_CERT=$pip_cert} bash -c 'cd /root/labctl && exec "$0" "$@"' "$command" "$@"
 rc=$?
 set -e
-echo "fresh-debian: scripts/test.sh exited $rc"
+echo "fresh-debian: $command exited $rc"
 exit $rc

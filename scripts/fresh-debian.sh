@@ -4,11 +4,11 @@
 # machine has installed by hand can hide a missing step there).
 #
 # It builds the root with debootstrap from this machine's Debian mirror (Debian's archive only),
-# clones this repository's committed HEAD into it, mounts /proc, /sys (with the cgroups), /dev
-# and a private /run and /tmp, and runs, as root inside the chroot, one of the README's commands:
+# clones this repository's committed HEAD into it and, in a mount namespace whose root it is
+# (/proc, /sys with the cgroups, /dev, a private /run and /tmp), runs as root one of the README's commands:
 #     scripts/test.sh "$@"          (default: the whole suite, as .ci/run does)
 #     scripts/demo.sh               (with --demo)
-# Everything is removed at the end (mounts first), unless --keep is given.
+# The root is removed at the end unless --keep is given; the namespace's mounts end with it.
 #
 # Usage: sudo scripts/fresh-debian.sh [--demo] [--keep] [--root DIR] [-- PYTEST_ARGS...]
 # Needs: debootstrap, git (scripts/bootstrap.sh installs debootstrap).
@@ -31,14 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then echo "fresh-debian: run as root: sudo $0" >&2; exi
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
-mounted=()
 cleanup() {
-    local i
-    # what the tests left mounted inside first (e.g. labctl's shared labs folder), then ours
-    grep -o " $root/[^ ]*" /proc/self/mountinfo | sort -r | while read -r target; do
-        umount -l "$target" 2>/dev/null || true
-    done
-    for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
     if [ "$keep" -eq 0 ]; then rm -rf --one-file-system "$root"; fi
 }
 trap cleanup EXIT
@@ -52,7 +45,7 @@ if [ ! -x "$root/usr/bin/apt-get" ]; then
 fi
 rm -rf "$root/root/labctl"
 git clone -q "$repo" "$root/root/labctl"
-cp /etc/resolv.conf "$root/etc/resolv.conf"   # the chroot is the controller: it uses the host's resolver for apt
+cp /etc/resolv.conf "$root/etc/resolv.conf"   # the fresh root is the controller: it uses the host's resolver for apt
 # This machine's network trust, which is the machine's and not labctl's to install: the extra
 # CA certificates of an intercepting proxy (if any) and pip's setting to use the system store.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
@@ -63,28 +56,24 @@ fi
 pip_cert=""
 [ -s "$root/etc/ssl/certs/ca-certificates.crt" ] && pip_cert=/etc/ssl/certs/ca-certificates.crt
 
-mount_into() {  # mount_into TARGET ARGS...
-    local target=$root$1; shift
-    mkdir -p "$target"
-    mount "$@" "$target"
-    mounted+=("$target")
-}
-# On a machine `/` is a mount point (labctl makes it a slave for each lab's mounts): the
-# root is bind-mounted on itself so it is one inside the chroot too.
-mount --bind "$root" "$root"
-mounted+=("$root")
-mount_into /proc -t proc proc
-mount_into /sys --rbind /sys
-mount --make-rslave "$root/sys"
-mount_into /dev --rbind /dev
-mount --make-rslave "$root/dev"
-mount_into /run -t tmpfs -o mode=755 tmpfs
-mount_into /tmp -t tmpfs -o mode=1777,size=8G tmpfs
-
 echo "fresh-debian: running $command $* inside the fresh root"
+# Not a chroot: the kernel refuses user namespaces (which nodes use) to a chrooted process.
+# A mount namespace of its own whose root *is* the fresh root (pivot_root), as on a machine;
+# every mount made there, by this script or by the tests, ends with it.
 set +e
-chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb ${pip_cert:+PIP_CERT=$pip_cert} bash -c 'cd /root/labctl && exec "$0" "$@"' "$command" "$@"
+unshare --mount --propagation private -- /bin/bash -euc '
+    root=$1; shift
+    mount --bind "$root" "$root"
+    mount -t proc proc "$root/proc"
+    mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
+    mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
+    mount -t tmpfs -o mode=755 tmpfs "$root/run"
+    mount -t tmpfs -o mode=1777,size=8G tmpfs "$root/tmp"
+    cd "$root" && mkdir -p .old-root && pivot_root . .old-root
+    cd / && umount -l /.old-root && rmdir /.old-root
+    exec /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 TERM=dumb "$@"
+' fresh "$root" ${pip_cert:+PIP_CERT=$pip_cert} bash -c 'cd /root/labctl && exec "$0" "$@"' "$command" "$@"
 rc=$?
 set -e
 echo "fresh-debian: $command exited $rc"

@@ -32,7 +32,7 @@ mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 mirror=${mirror:-http://deb.debian.org/debian}
 
 cleanup() {
-    if [ "$keep" -eq 0 ]; then rm -rf --one-file-system "$root"; fi
+    if [ "$keep" -eq 0 ]; then rm -rf --one-file-system "$root" "$root.debootstrap.log"; fi
 }
 trap cleanup EXIT
 

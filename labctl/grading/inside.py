@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from labctl.grading.nodeview import clean_shell_argv
 from labctl.grading.session import CommandResult, NodeSession
 
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -22,8 +23,7 @@ CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 def clean_command(command: str) -> str:
     """`command` for an SSH channel: run by an absolute, non-login bash that reads no start-up
     file, with only PATH, LC_ALL and HOME set."""
-    return (f"exec /usr/bin/env -i PATH={CLEAN_PATH} LC_ALL=C HOME=/root "
-            f"/bin/bash --noprofile --norc -c {shlex.quote(command)}")
+    return f"exec /usr/bin/env -i PATH={CLEAN_PATH} LC_ALL=C HOME=/root {shlex.join(clean_shell_argv(command))}"
 
 
 @dataclass

@@ -51,6 +51,16 @@ def exit_codes_text() -> str:
     return "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
 
 
+def profile_hint(option: str) -> str:
+    """How to install what one of scripts/bootstrap.sh's options adds (--sessions, --libvirt, --dev):
+    the light default installs only what the local provider needs."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh"
+    where = str(script) if script.is_file() else "scripts/bootstrap.sh (in labctl's repository)"
+    return f"sudo {where} {option} installs it"
+
+
 class LabctlError(Exception):
     """Base of every error labctl reports to a user (exit code 11 unless a subclass says)."""
 

@@ -1,20 +1,70 @@
 #!/usr/bin/env bash
 # Installs what labctl needs on a Debian machine: Debian packages (apt-get) and a Python
-# virtual environment at .venv with labctl and its dependencies. Safe to run again.
-# Usage: scripts/bootstrap.sh [--dev]   (--dev adds the test and lint tools)
+# virtual environment at .venv with labctl and its dependencies. Safe to run again; an option
+# given once and left out the next time removes nothing.
+#
+# By default only the light profile: what the local provider needs to build, grade and remove
+# labs (a candidate practising at home, a trainer's laptop). Options add the rest; see --help.
+# Each package below sits in the profile whose code runs it: tests/unit/test_controller_programs.py
+# scans the code and fails when a program is run from a profile that does not install its package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/bootstrap.sh [--sessions] [--libvirt] [--dev] [--print]
+
+With no option: the light profile, what the local provider needs to run labs
+(debootstrap, systemd-nspawn, iproute2, nftables, ping, ssh client, graphviz, Python venv).
+  --sessions  exam sessions: gateway accounts (openssh-server, sudo, passwd, systemd) and
+              the PostgreSQL results store (psycopg)
+  --libvirt   the libvirt provider: libvirt, QEMU, dnsmasq and libvirt-python (compiled
+              here: gcc, python3-dev, libvirt-dev, pkg-config)
+  --dev       everything the tests need: all of the above, plus PostgreSQL, Chromium,
+              Vagrant, procps, and pytest, ruff, mypy, ansible-lint
+  --print     print the Debian packages and Python extras selected, install nothing
+  -h, --help  this text
+Sizes of each profile (download, disk): README.md, "What the two commands install".
+EOF
+}
+
+# Debian packages, by profile (tests/unit/callsites.py reads these arrays)
+light=(debootstrap systemd-container iproute2 iputils-ping nftables openssh-client util-linux mount e2fsprogs
+       graphviz python3 python3-venv)
+sessions=(openssh-server sudo passwd systemd)
+libvirt=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base
+         libvirt-dev pkg-config gcc python3-dev)
+dev=(postgresql chromium vagrant procps)
+
+packages=("${light[@]}")
+extras=()
+print=0
+for arg in "$@"; do
+    case "$arg" in
+        --sessions) packages+=("${sessions[@]}"); extras+=(postgres) ;;
+        --libvirt) packages+=("${libvirt[@]}"); extras+=(libvirt) ;;
+        --dev) packages+=("${sessions[@]}" "${libvirt[@]}" "${dev[@]}"); extras+=(dev) ;;
+        --print) print=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bootstrap: unknown option $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | awk '!seen[$0]++')
+extra=""
+if [ ${#extras[@]} -gt 0 ]; then
+    extra="[$(printf '%s\n' "${extras[@]}" | awk '!seen[$0]++' | paste -sd,)]"
+fi
+if [ "$print" -eq 1 ]; then
+    echo "debian: ${packages[*]}"
+    echo "python: labctl${extra}"
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: run as root (apt-get, and the local provider needs root): sudo $0 $*" >&2
     exit 4
 fi
 
-packages=(debootstrap systemd systemd-container iproute2 iputils-ping openssh-client util-linux mount passwd procps graphviz
-          python3 python3-venv python3-dev gcc
-          nftables openssh-server sudo postgresql chromium
-          libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config e2fsprogs dnsmasq-base
-          vagrant)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -35,8 +85,6 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     "$python" -m venv .venv
 fi
-extra=""
-[ "${1:-}" = "--dev" ] && extra="[dev]"
 echo "bootstrap: installing labctl${extra} into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extra}"

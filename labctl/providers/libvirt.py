@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from xml.etree import ElementTree as ET
 
 from labctl import paths, vmimage
-from labctl.errors import LabctlError, NotFoundError, PlatformError, ProviderError
+from labctl.errors import LabctlError, NotFoundError, PlatformError, ProviderError, profile_hint
 from labctl.plan import MGMT_IFACE, LabPlan, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import firewall, libvirt_accel, libvirt_seed, libvirt_site, libvirt_xml
@@ -205,13 +205,14 @@ class LibvirtProvider(Provider):
         for tool, package in (("qemu-img", "qemu-utils"), ("mkfs.ext4", "e2fsprogs"),
                               ("ssh-keygen", "openssh-client"), ("debootstrap", "debootstrap")):
             found = shutil.which(tool)
-            probes.append(Probe(f"tool {tool}", found is not None, found or "missing", f"apt-get install {package}"))
+            probes.append(Probe(f"tool {tool}", found is not None, found or "missing",
+                                f"{profile_hint('--libvirt')} (apt-get install {package})"))
         nft = shutil.which("nft")  # the firewall of a local hypervisor's management bridges (up fails without)
         probes.append(Probe("tool nft", nft is not None, nft or "missing: labs on this machine cannot be built",
                             "apt-get install nftables", required=False))
         schemas = (libvirt_xml.SCHEMA_DIR / "domain.rng").exists()
         probes.append(Probe("libvirt schemas", schemas, str(libvirt_xml.SCHEMA_DIR),
-                            "apt-get install libvirt-daemon"))
+                            profile_hint("--libvirt")))
         if probes[0].ok:
             try:
                 for hypervisor in libvirt_site.load_site():

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import PlatformError, ProviderError
+from labctl.errors import PlatformError, ProviderError, profile_hint
 from labctl.providers import libvirt_xml
 
 POOL = "labctl"
@@ -24,7 +24,7 @@ def libvirt_module() -> Any:
         import libvirt
     except ImportError:
         raise PlatformError("libvirt-python is not installed; the libvirt provider needs it",
-                            "apt-get install libvirt-dev pkg-config && pip install libvirt-python") from None
+                            profile_hint("--libvirt")) from None
     return libvirt
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from labctl.errors import PlatformError, ProviderError
+from labctl.errors import PlatformError, ProviderError, profile_hint
 
 SCHEMA_DIR = Path("/usr/share/libvirt/schemas")
 METADATA_NS = "https://labctl.invalid/xmlns/libvirt/1"
@@ -200,12 +200,12 @@ def snapshot_xml(name: str, description: str) -> str:
 def _schema(kind: str) -> object:
     try:
         from lxml import etree
-    except ImportError:  # pragma: no cover - lxml is a dependency
-        raise PlatformError("lxml is not installed; it validates libvirt XML", "pip install lxml") from None
+    except ImportError:  # the libvirt extra, which bootstrap.sh --libvirt installs
+        raise PlatformError("lxml is not installed; it validates libvirt XML", profile_hint("--libvirt")) from None
     path = SCHEMA_DIR / f"{kind}.rng"
     if not path.exists():
         raise PlatformError(f"libvirt's XML schemas are missing ({path})",
-                            "apt-get install libvirt-daemon (it ships /usr/share/libvirt/schemas)")
+                            profile_hint("--libvirt") + " (libvirt-daemon ships /usr/share/libvirt/schemas)")
     return etree.RelaxNG(etree.parse(str(path)))
 
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from labctl import paths
-from labctl.errors import PlatformError, PrivilegeError
+from labctl.errors import PlatformError, PrivilegeError, profile_hint
 from labctl.session.model import CandidateRecord, Session, SessionError, load_session
 
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -92,9 +92,9 @@ def open_accounts(session: Session) -> dict[str, str]:
     """
     if os.geteuid() != 0:
         raise PrivilegeError("creating gateway accounts needs root", "run it with sudo")
-    for tool in ("useradd", "chpasswd", "usermod", "userdel", "sudo"):
-        if shutil.which(tool) is None:
-            raise PlatformError(f"gateway accounts need {tool}", "apt-get install passwd sudo openssh-server")
+    for tool in ("useradd", "chpasswd", "usermod", "userdel", "sudo", "sshd"):
+        if shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None:
+            raise PlatformError(f"gateway accounts need {tool} (exam sessions' profile)", profile_hint("--sessions"))
     logins = {c.id: login_for(session, i) for i, c in enumerate(session.candidates, start=1)}
     taken = [login for login in logins.values() if _exists(login)]
     if taken:

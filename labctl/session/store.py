@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import LabctlError, PlatformError
+from labctl.errors import LabctlError, PlatformError, profile_hint
 from labctl.grading.report import from_json, to_json
 from labctl.grading.results import GradeReport
 from labctl.session import clock
@@ -129,7 +129,8 @@ class ResultStore:
             try:
                 import psycopg
             except ImportError:
-                raise PlatformError("a PostgreSQL URL needs psycopg", "pip install 'psycopg[binary]'") from None
+                raise PlatformError("a PostgreSQL URL needs psycopg (exam sessions' profile)",
+                                    profile_hint("--sessions")) from None
             try:
                 self._connection = psycopg.connect(self.url, autocommit=True)
             except psycopg.Error as exc:

@@ -268,9 +268,39 @@ def scan(root: Path = ROOT) -> tuple[CallSite, ...]:
     return tuple(sites)
 
 
-def bootstrap_packages(root: Path = ROOT) -> set[str]:
-    """The Debian packages scripts/bootstrap.sh installs (its `packages=(...)` array)."""
+PROFILES = ("light", "sessions", "libvirt", "dev")  # scripts/bootstrap.sh's arrays; the options add the others
+
+
+def bootstrap_profiles(root: Path = ROOT) -> dict[str, set[str]]:
+    """The Debian packages of each profile of scripts/bootstrap.sh (its `light=(...)`, `sessions=(...)` arrays)."""
     text = (root / "scripts" / "bootstrap.sh").read_text()
-    start = text.index("packages=(") + len("packages=(")
-    body = text[start:text.index(")", start)]
-    return {word for line in body.splitlines() for word in line.split("#", 1)[0].split()}
+    found: dict[str, set[str]] = {}
+    for profile in PROFILES:
+        start = text.index(f"\n{profile}=(") + len(f"\n{profile}=(")
+        body = text[start:text.index(")", start)]
+        found[profile] = {word for line in body.splitlines() for word in line.split("#", 1)[0].split()}
+    return found
+
+
+def bootstrap_packages(root: Path = ROOT) -> set[str]:
+    """Every Debian package scripts/bootstrap.sh installs with some option."""
+    return set().union(*bootstrap_profiles(root).values())
+
+
+def profile_of(file: str) -> str:
+    """The bootstrap profile whose code path runs what `file` runs (the light one: the local provider)."""
+    if file.startswith(("tests/", "bench/", "scripts/")):
+        return "dev"
+    if file.startswith("labctl/session/"):
+        return "sessions"
+    if file.startswith("labctl/providers/libvirt") or file == "labctl/vmimage.py":
+        return "libvirt"
+    return "light"
+
+
+def installed_with(profile: str, root: Path = ROOT) -> set[str]:
+    """What `scripts/bootstrap.sh [--PROFILE]` installs: the light profile, plus that one (dev: all)."""
+    profiles = bootstrap_profiles(root)
+    if profile == "dev":
+        return set().union(*profiles.values())
+    return profiles["light"] | profiles[profile]

@@ -4,18 +4,26 @@ A fresh Debian 12 machine once failed the README's test command because a test r
 machine's `ping`, which bootstrap.sh never installed. The call sites are found in the
 source (tests/unit/callsites.py); each program must be in PROGRAMS with its Debian package,
 and each package must be installed by bootstrap.sh or be Essential (on every Debian).
+
+bootstrap.sh installs by profile (light by default; --sessions, --libvirt, --dev add the rest),
+so each program is checked against the profile whose code path runs it: the local provider's
+code against the light profile, labctl/session against --sessions, the libvirt provider and VM
+image against --libvirt, tests, benches and scripts against --dev. The Python modules that only
+an extra of pyproject.toml installs are checked the same way.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .callsites import bootstrap_packages, scan, scan_source
+from .callsites import bootstrap_packages, bootstrap_profiles, installed_with, profile_of, scan, scan_source
 
 # program -> the Debian package that installs it ("pypi:NAME": the project's virtual environment)
 PROGRAMS: dict[str, str] = {
@@ -71,6 +79,79 @@ def test_every_package_of_the_table_is_installed_by_bootstrap() -> None:
                       if not package.startswith("pypi:") and program not in ABSENT_ON_PURPOSE
                       and package not in installed | ESSENTIAL})
     assert not missing, f"scripts/bootstrap.sh does not install: {', '.join(missing)}"
+
+
+def test_each_program_is_installed_by_the_profile_whose_code_runs_it() -> None:
+    """The light profile must hold what the local provider runs; a session tool there is not needed,
+    a local-provider tool only in --libvirt would break a candidate's light install."""
+    wrong = sorted({f"{s.render()} ({PROGRAMS[s.program]}): not in the {profile_of(s.file)} profile"
+                    for s in scan() if s.program in PROGRAMS and s.program not in ABSENT_ON_PURPOSE
+                    and not PROGRAMS[s.program].startswith("pypi:")
+                    and PROGRAMS[s.program] not in installed_with(profile_of(s.file)) | ESSENTIAL})
+    assert not wrong, "scripts/bootstrap.sh installs these only with another option:\n  " + "\n  ".join(wrong)
+
+
+def test_the_light_profile_holds_only_what_the_local_provider_runs() -> None:
+    """No package in the default profile that only sessions, libvirt or the tests need."""
+    light = bootstrap_profiles()["light"]
+    needed = {PROGRAMS[s.program] for s in scan() if profile_of(s.file) == "light" and s.program in PROGRAMS}
+    # the venv's interpreter and the runner of systemd-nspawn's containers, which no argv names
+    needed |= {"python3", "python3-venv"}
+    assert light - needed == set(), f"light profile packages nothing on its path runs: {sorted(light - needed)}"
+
+
+def test_the_profiles_classify_as_intended() -> None:
+    assert profile_of("labctl/providers/local.py") == "light"
+    assert profile_of("labctl/session/access.py") == "sessions"
+    assert profile_of("labctl/providers/libvirt_seed.py") == profile_of("labctl/vmimage.py") == "libvirt"
+    assert profile_of("tests/integration/test_cli.py") == profile_of("bench/x.py") == "dev"
+    profiles = bootstrap_profiles()
+    assert "debootstrap" in profiles["light"] and "qemu-utils" in profiles["libvirt"]
+    assert "openssh-server" not in profiles["light"] and "postgresql" in profiles["dev"]
+
+
+# Python modules that only an extra of pyproject.toml installs -> (extra, the profile that installs it)
+OPTIONAL_MODULES = {"libvirt": ("libvirt", "libvirt"), "lxml": ("libvirt", "libvirt"),
+                    "psycopg": ("postgres", "sessions")}
+
+
+def test_modules_of_an_extra_are_imported_only_on_that_profile_path() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    core = pyproject[pyproject.index("dependencies = ["):pyproject.index("[project.optional-dependencies]")]
+    wrong = []
+    for module, (extra, profile) in OPTIONAL_MODULES.items():
+        assert re.search(rf"^{extra} = \[", pyproject, re.M), f"pyproject.toml has no extra {extra}"
+        assert module not in core.lower(), f"{module} is a core dependency again: the light venv would need it"
+        for path in sorted((ROOT / "labctl").rglob("*.py")):
+            file = str(path.relative_to(ROOT))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+                if any(n.split(".")[0] == module for n in names) and profile_of(file) not in (profile, "dev"):
+                    wrong.append(f"{file}:{node.lineno}: imports {module} (extra {extra}, "
+                                 f"bootstrap --{profile}) from the {profile_of(file)} profile's path")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_bootstrap_options_select_their_profiles() -> None:
+    def chosen(*options: str) -> tuple[set[str], str]:
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--print", *options],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+        return set(lines["debian"].split()), lines["python"]
+
+    profiles = bootstrap_profiles()
+    assert chosen() == (profiles["light"], "labctl")
+    assert chosen("--libvirt") == (profiles["light"] | profiles["libvirt"], "labctl[libvirt]")
+    assert chosen("--sessions", "--libvirt")[1] == "labctl[postgres,libvirt]"
+    assert chosen("--dev") == (bootstrap_packages(), "labctl[dev]")
+    wrong = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--print", "--sesions"],
+                           capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "unknown option --sesions" in wrong.stderr
+    shown = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--help"],
+                           capture_output=True, text=True, timeout=30).stdout
+    assert all(option in shown for option in ("--sessions", "--libvirt", "--dev"))
 
 
 def test_the_table_has_no_program_nothing_runs() -> None:

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 usage() {
     cat <<'EOF'
-Usage: scripts/bootstrap.sh [--sessions] [--libvirt] [--dev] [--print]
+Usage: scripts/bootstrap.sh [--sessions] [--libvirt] [--dev] [--list-packages | --list-python]
 
 With no option: the light profile, what the local provider needs to run labs
 (debootstrap, systemd-nspawn, iproute2, nftables, ping, ssh client, graphviz, Python venv).
@@ -22,8 +22,9 @@ With no option: the light profile, what the local provider needs to run labs
               here: gcc, python3-dev, libvirt-dev, pkg-config)
   --dev       everything the tests need: all of the above, plus PostgreSQL, Chromium,
               Vagrant, procps, and pytest, ruff, mypy, ansible-lint
-  --print     print the Debian packages and Python extras selected, install nothing
-  -h, --help  this text
+  --list-packages  print the Debian packages selected, one a line; install nothing
+  --list-python    print what pip installs into .venv (labctl[extras]); install nothing
+  -h, --help       this text
 Sizes of each profile (download, disk): README.md, "What the two commands install".
 EOF
 }
@@ -38,13 +39,14 @@ dev=(postgresql chromium vagrant procps)
 
 packages=("${light[@]}")
 extras=()
-print=0
+list=""
 for arg in "$@"; do
     case "$arg" in
         --sessions) packages+=("${sessions[@]}"); extras+=(postgres) ;;
         --libvirt) packages+=("${libvirt[@]}"); extras+=(libvirt) ;;
         --dev) packages+=("${sessions[@]}" "${libvirt[@]}" "${dev[@]}"); extras+=(dev) ;;
-        --print) print=1 ;;
+        --list-packages) list=packages ;;
+        --list-python) list=python ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bootstrap: unknown option $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -54,11 +56,8 @@ extra=""
 if [ ${#extras[@]} -gt 0 ]; then
     extra="[$(printf '%s\n' "${extras[@]}" | awk '!seen[$0]++' | paste -sd,)]"
 fi
-if [ "$print" -eq 1 ]; then
-    echo "debian: ${packages[*]}"
-    echo "python: labctl${extra}"
-    exit 0
-fi
+if [ "$list" = packages ]; then printf '%s\n' "${packages[@]}"; exit 0; fi
+if [ "$list" = python ]; then echo "labctl${extra}"; exit 0; fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: run as root (apt-get, and the local provider needs root): sudo $0 $*" >&2

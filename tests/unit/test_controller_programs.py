@@ -135,18 +135,19 @@ def test_modules_of_an_extra_are_imported_only_on_that_profile_path() -> None:
 
 def test_bootstrap_options_select_their_profiles() -> None:
     def chosen(*options: str) -> tuple[set[str], str]:
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--print", *options],
-                              capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
-        lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-        return set(lines["debian"].split()), lines["python"]
+        def listed(what: str) -> str:
+            done = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), what, *options],
+                                  capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+        return set(listed("--list-packages").split("\n")) - {""}, listed("--list-python").strip()
 
     profiles = bootstrap_profiles()
     assert chosen() == (profiles["light"], "labctl")
     assert chosen("--libvirt") == (profiles["light"] | profiles["libvirt"], "labctl[libvirt]")
     assert chosen("--sessions", "--libvirt")[1] == "labctl[postgres,libvirt]"
     assert chosen("--dev") == (bootstrap_packages(), "labctl[dev]")
-    wrong = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--print", "--sesions"],
+    wrong = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--list-packages", "--sesions"],
                            capture_output=True, text=True, timeout=30)
     assert wrong.returncode == 2 and "unknown option --sesions" in wrong.stderr
     shown = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh"), "--help"],

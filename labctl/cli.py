@@ -134,7 +134,7 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
             rows.append({"lab": target.name, "id": target.id, "lab_status": conditions[target.id],
                          "node": node.name, "kind": node.kind.value, "state": states[node.name],
                          "hypervisor": known.hypervisor if known else None,
-                         "mgmt": (provider.access(target, node.name).mgmt_address or "-") if known else "-",
+                         "mgmt": (provider.access(target, node.name).mgmt_address or "out-of-band") if known else "-",
                          "addresses": addresses})
     if as_json:
         click.echo(json.dumps(rows, indent=2))

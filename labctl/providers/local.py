@@ -5,10 +5,12 @@ namespaces, inside a user namespace (root in the node is uid 100000 on the machi
 seccomp filter, a copy-on-write root (overlay of the shared read-only image and the
 node's own upper folder) and sshd. Routers also run FRR. Per lab:
 
-- a fabric namespace holds one bridge per switch and the management bridge, whose
-  ports are isolated (nodes cannot talk to each other over it) and which carries the
-  controller's management address; labctl reaches it with sockets opened inside it, and
-  a firewall there lets nodes start nothing towards it (providers/firewall.py);
+- a fabric namespace holds one bridge per switch (a firewall there lets nodes start
+  nothing towards it: providers/firewall.py);
+- nodes have no management interface: labctl enters each node out of band (SSH server
+  started on a pipe inside the node, `access`), so nothing of labctl's is ever an address
+  FRR could take as a router id, advertise, or pull into OSPF with `network 0.0.0.0/0`
+  (the kernel has no VRF to hide such an interface in on every machine labctl runs on);
 - point-to-point links are veth pairs made directly between two node namespaces;
 - every name is derived from the lab id (`lc-<id>-...`), so labs never collide.
 """
@@ -232,9 +234,7 @@ class LocalProvider(Provider):
 
     def _build_fabric(self, lab: LabState) -> None:
         plan = lab.plan
-        commands = ["link set lo up", f"link add {plan.mgmt_bridge} type bridge",
-                    f"addr add {plan.controller_address} dev {plan.mgmt_bridge}",
-                    f"link set {plan.mgmt_bridge} up"]
+        commands = ["link set lo up"]
         for segment in plan.segments:
             commands += [f"link add {segment.bridge} type bridge", f"link set {segment.bridge} up"]
         netns.batch(plan.fabric_netns, commands, "creating the lab fabric")
@@ -301,11 +301,6 @@ class LocalProvider(Provider):
         plan = lab.plan
         fabric: list[str] = []
         for node in plan.nodes:
-            fabric.append(f"link add {MGMT_IFACE} netns {node.netns} type veth "
-                          f"peer name {node.mgmt_port} netns {plan.fabric_netns}")
-            fabric += [f"link set {node.mgmt_port} master {plan.mgmt_bridge}",
-                       f"link set dev {node.mgmt_port} type bridge_slave isolated on",
-                       f"link set {node.mgmt_port} up"]
             for iface in node.interfaces:
                 if not iface.creates_pair:
                     continue
@@ -320,29 +315,21 @@ class LocalProvider(Provider):
             f"configuring node {node.name}"))
 
     def _wait_ready(self, lab: LabState, node: NodePlan) -> None:
-        """Until the node's sshd listens. sshd writes its pid file once its socket listens:
-        looking for it costs nothing, where each connection makes sshd start a whole new
-        sshd (a tenth of a node's boot CPU); a connection each second covers an sshd without one."""
+        """Until the node's sshd is started: it writes its pid file once ready (looking for it
+        costs nothing; labctl then reaches the node out of band, `access`)."""
         state = lab.nodes[node.name]
         assert state.init is not None
         pid_file = Path(f"/proc/{state.init.pid}/root") / SSHD_PID_FILE.lstrip("/")
-        address = str(IPv4Interface(node.mgmt_address).ip)
-        start = time.monotonic()
-        next_probe, last = start + 1.0, "no answer"
-        while time.monotonic() < start + BOOT_TIMEOUT:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
             if pid_file.exists():
                 return
-            if time.monotonic() >= next_probe:
-                next_probe += 1.0
-                try:
-                    with netns.connect_in(lab.plan.fabric_netns, address, 22, timeout=2) as sock:
-                        if sock.recv(64).startswith(b"SSH-"):
-                            return
-                except OSError as exc:
-                    last = str(exc)
+            if not state.init.alive():
+                raise ProviderError(f"node {node.name} stopped while starting its services")
             time.sleep(0.05)
-        raise ProviderError(f"node {node.name}: sshd did not answer on {address} within "
-                            f"{BOOT_TIMEOUT:.0f} s ({last})")
+        raise ProviderError(f"node {node.name}: sshd did not start within {BOOT_TIMEOUT:.0f} s "
+                            f"(no {SSHD_PID_FILE} in the node)", "labctl down, then up again; if it persists, "
+                            "rerun with --debug and look at the node's folder under /var/lib/labctl/labs")
 
     # ---- destroy ---------------------------------------------------------------------
     def destroy(self, lab: LabState, progress: Progress = QUIET) -> None:
@@ -381,14 +368,13 @@ class LocalProvider(Provider):
         return result
 
     def access(self, lab: LabState, node: str) -> NodeAccess:
-        """Management address in the fabric namespace; out of band, `sshd -i` started in the
-        node as its root through `enter.node_exec_argv` (no host credential ever inside)."""
-        plan = lab.plan.node(node)
+        """Out of band only: `sshd -i` started in the node as its root through
+        `enter.node_exec_argv` (no host credential ever inside). Nodes have no management
+        address (see the module docstring)."""
         state = lab.nodes[node]
         pid = state.init.pid if state.init else 0
         return NodeAccess(
-            node=node, mgmt_netns=lab.plan.fabric_netns,
-            mgmt_address=str(IPv4Interface(plan.mgmt_address).ip),
+            node=node, mgmt_netns=None, mgmt_address="",
             # In the node's cgroup: its limits hold, and `down` finds the helper with the node.
             oob_command=tuple(cgroups.enter_argv(cgroups.node_group(lab.id, node),
                                                  node_exec_argv(pid, ["/usr/sbin/sshd", "-i"]))),
@@ -431,10 +417,10 @@ def _tmpfs_options(memory: int) -> list[str]:
 
 
 def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:
-    """`ip` commands giving a freshly wired node its network: the management address, then
-    the plan's addresses and routes, or (`saved`: a snapshot folder) the MTU and state of
-    each link, the addresses and the static routes the node had at that snapshot."""
-    commands = ["link set lo up", f"addr add {node.mgmt_address} dev {MGMT_IFACE}", f"link set {MGMT_IFACE} up"]
+    """`ip` commands giving a freshly wired node its network: the plan's addresses and
+    routes, or (`saved`: a snapshot folder) the MTU and state of each link, the addresses
+    and the static routes the node had at that snapshot."""
+    commands = ["link set lo up"]
     if saved is None:
         for iface in node.interfaces:
             if iface.address:

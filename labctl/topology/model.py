@@ -191,7 +191,8 @@ class Addressing(Strict):
     p2p: IPv4Network = Field(default=IPv4Network("10.255.0.0/16"), description="Split into /30s.")
     mgmt: IPv4Network = Field(
         default=IPv4Network("198.18.0.0/24"),
-        description="Management network (labctl to nodes only); must not overlap lab subnets.",
+        description=("libvirt VMs' management network (labctl to VMs only; local nodes have none); "
+                     "must not overlap lab subnets."),
     )
 
 

@@ -156,11 +156,12 @@ def test_a_node_is_wired_with_the_plan_or_with_its_snapshot_network(tmp_path: Pa
     from labctl.providers.local import _network_commands
 
     h1 = _lab("net001", "net").plan.node("h1")
-    mgmt = ["link set lo up", f"addr add {h1.mgmt_address} dev mgmt0", "link set mgmt0 up"]
+    mgmt = ["link set lo up"]  # no management interface: labctl enters nodes out of band
     assert _network_commands(h1, None) == [*mgmt, "addr add 10.10.0.10/24 dev eth1", "link set eth1 up",
                                            "route replace 0.0.0.0/0 via 10.10.0.1"]
     # a snapshot as `ip -j -4 {addr,route,link} show` wrote it: the setup lowered eth1's MTU,
-    # moved its address and gateway; kernel, OSPF and management routes come back by themselves
+    # moved its address and gateway; kernel and OSPF routes come back by themselves (a snapshot
+    # of a lab made before nodes lost their management interface still lists mgmt0: skipped)
     saved = tmp_path / "snapshot"
     saved.mkdir()
     flags = ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]
@@ -180,6 +181,6 @@ def test_a_node_is_wired_with_the_plan_or_with_its_snapshot_network(tmp_path: Pa
                                             "route replace default via 10.10.0.254 dev eth1"]
     links[1]["flags"] = ["BROADCAST", "MULTICAST"]  # the setup had brought eth1 down
     (saved / "link.json").write_text(json.dumps(links))
-    assert _network_commands(h1, saved)[3] == "link set dev eth1 mtu 1400 down"
+    assert _network_commands(h1, saved)[1] == "link set dev eth1 mtu 1400 down"
     (saved / "link.json").unlink()  # a snapshot from before links were recorded: the plan's links come up
-    assert _network_commands(h1, saved)[3] == "link set eth1 up"
+    assert _network_commands(h1, saved)[1] == "link set eth1 up"

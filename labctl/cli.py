@@ -79,6 +79,12 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 def up(obj: Context, source: str, provider: str | None, name: str | None, seed: str | None,
        no_setup: bool, replace: bool) -> None:
     """Build a lab from SOURCE: a scenario (folder or name) or a topology file."""
+    _up(obj, source, provider, name, seed, no_setup, replace)
+
+
+def _up(obj: Context, source: str, provider: str | None, name: str | None, seed: str | None,
+        no_setup: bool, replace: bool) -> Any:
+    """`labctl up` (also `labctl practice start`): the built lab's LabState."""
     from labctl import lab as labs
 
     started = time.monotonic()
@@ -91,6 +97,7 @@ def up(obj: Context, source: str, provider: str | None, name: str | None, seed: 
         raise
     click.echo(f"lab {built.name} ({built.id}) is up with {len(built.plan.nodes)} nodes "
                f"in {time.monotonic() - started:.1f} s; try: labctl status")
+    return built
 
 
 @cli.command()
@@ -252,6 +259,7 @@ def _grade(obj: Context, target: Any, spec: Path | None, stage: str | None, all_
 
     with progress.step(f"grade lab {target.name}: {len(grading_spec.checks)} checks"):
         result = labs.grade(target, grading_spec, on_result=show)
+    _practice_record(target, result, None if all_stages else stage or target.stage)
     if junit:
         junit.write_text(render.to_junit(result))
     if as_json:
@@ -507,6 +515,105 @@ def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | N
     outcome = verify(name, provider=provider, seed=seed, progress=obj.progress())
     click.echo(outcome.summary())
     sys.exit(EXIT_OK if outcome.ok else EXIT_VERIFICATION)
+
+
+# ---- practising at home -----------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def practice(ctx: click.Context) -> None:
+    """Practise at home: scenarios, your own variant, your history (no subcommand: list).
+
+    \b
+      labctl practice                            the scenarios: title, duration, criteria
+      sudo labctl practice start NAME --seed ME  your variant, and its brief
+      sudo labctl grade --hints                  grade yourself (kept in your history)
+      labctl practice history                    your score over time, what still fails
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(practice_list)
+
+
+lang_choice = click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="both", show_default=True,
+                           help="Language (French first with English alongside by default).")
+
+
+@practice.command("list")
+@lang_choice
+def practice_list(lang: str) -> None:
+    """The scenarios you can practise: title, suggested time and criteria."""
+    from labctl import practice as practising
+
+    click.echo(practising.render_scenarios(lang), nl=False)
+
+
+@practice.command("start")
+@click.argument("scenario_name", metavar="SCENARIO")
+@click.option("--seed", help="Your own variant (default: your login name); the same seed gives the same lab.")
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="fr", show_default=True,
+              help="Language of the brief (both: French, then English).")
+@click.option("--provider", help="Where nodes run (default: the topology's, else local).")
+@click.pass_obj
+def practice_start(obj: Context, scenario_name: str, seed: str | None, lang: str, provider: str | None) -> None:
+    """Build SCENARIO with your seed (as `labctl up`), then show its brief; never the solution."""
+    from labctl import practice as practising
+    from labctl.brief import brief_markdown
+    from labctl.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    seed = seed or practising.default_seed()
+    built = _up(obj, scenario_name, provider, None, seed, False, False)
+    practising.History().add_lab(built, scenario.name)
+    for one in ("fr", "en") if lang == "both" else (lang,):
+        click.echo()
+        click.echo(brief_markdown(scenario, one, seed)[0].rstrip())
+    click.echo()
+    click.echo(practising.next_steps(built, seed, lang))
+
+
+@practice.command("history")
+@click.argument("scenario_name", metavar="[SCENARIO]", required=False)
+@lang_choice
+@click.option("--json", "as_json", is_flag=True, help="Every run as JSON.")
+def practice_history(scenario_name: str | None, lang: str, as_json: bool) -> None:
+    """Your grading runs of practice labs: score over time per scenario, what was still failing."""
+    from labctl import practice as practising
+
+    runs = practising.History().runs(scenario_name)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False))
+        return
+    click.echo(practising.render_history(runs, lang), nl=False)
+
+
+@practice.command("solution")
+@click.argument("scenario_name", metavar="SCENARIO")
+@click.option("--show-solution", is_flag=True, help="Really show it (it spoils the exercise).")
+def practice_solution(scenario_name: str, show_solution: bool) -> None:
+    """The reference solution of SCENARIO, only with --show-solution."""
+    from labctl import practice as practising
+    from labctl.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    if not show_solution:
+        raise click.UsageError(f"the solution of {scenario.name} is not shown without --show-solution: it spoils "
+                               "the exercise / la solution n'est montrée qu'avec --show-solution : elle gâche "
+                               "l'exercice")
+    click.echo(practising.SPOILER_WARNING, err=True)
+    click.echo(practising.render_solution(scenario), nl=False)
+
+
+def _practice_record(target: Any, result: Any, stage: str | None) -> None:
+    """A grading run of a lab `practice start` built goes to the candidate's history."""
+    from labctl import practice as practising
+    from labctl.errors import LabctlError
+
+    try:
+        run = practising.History().record(target, result, stage)
+    except LabctlError as exc:  # the grade stands; only its history entry is missing
+        click.echo(f"labctl: warning: not kept in your practice history: {exc.render()}", err=True)
+        return
+    if run is not None:
+        click.echo(practising.recorded_line(run), err=True)
 
 
 # ---- commands living with their subsystems ----------------------------------------------

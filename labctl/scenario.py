@@ -112,6 +112,9 @@ class ScenarioFile(BaseModel):
     name: str
     title: Text
     criteria: list[str] = Field(description="Référentiel criteria the scenario evidences.")
+    duration: BoundedInt | None = Field(default=None, ge=1, le=24 * 60,
+                                        description="Suggested time in minutes (the brief's 'durée conseillée'), "
+                                        "shown by `labctl practice list`.")
     topology: str | None = None
     setup: str | None = None
     solution: str | None = None

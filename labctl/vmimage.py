@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from labctl import image, paths
-from labctl.errors import NotFoundError, PlatformError
+from labctl.errors import NotFoundError, PlatformError, profile_hint
 from labctl.progress import QUIET, Progress
 
 VM_PACKAGES = (
@@ -142,7 +142,8 @@ def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
     and what booting needs, then the VM customisation; it is packed into a qcow2."""
     for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
         if shutil.which(tool) is None:
-            raise PlatformError(f"{tool} is not installed; it builds VM images", f"apt-get install {package}")
+            raise PlatformError(f"{tool} is not installed; it builds VM images",
+                                f"{profile_hint('--libvirt')} (apt-get install {package})")
     base = image.ensure_image(recipe.node_recipe(), progress)  # built already when ensure_vm_image calls
     work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)

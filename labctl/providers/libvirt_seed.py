@@ -14,7 +14,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 from labctl import image
-from labctl.errors import PlatformError
+from labctl.errors import PlatformError, profile_hint
 from labctl.plan import MGMT_IFACE, NodePlan
 from labctl.providers.libvirt_xml import NicSpec
 
@@ -65,5 +65,5 @@ def build_seed(target: Path, files: Mapping[str, tuple[bytes, int]], net: str) -
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise PlatformError(f"making the seed disk: {command[0]} failed: {result.stderr.strip()[-500:]}",
-                                    "apt-get install e2fsprogs qemu-utils")
+                                    profile_hint("--libvirt") + " (apt-get install e2fsprogs qemu-utils)")
     return target

@@ -185,3 +185,18 @@ def test_the_history_lives_in_the_users_data_folder(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("SUDO_UID", raising=False)
     assert data_dir() == tmp_path / "xdg" / "labctl"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sudo's SUDO_UID counts only for root")
+def test_under_sudo_the_history_and_seed_are_the_invoking_users(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    import pwd
+
+    someone = next((p for p in pwd.getpwall() if p.pw_uid >= 1000 and p.pw_uid != 65534), pwd.getpwnam("nobody"))
+    monkeypatch.delenv("LABCTL_PRACTICE_DIR")
+    monkeypatch.setenv("SUDO_UID", str(someone.pw_uid))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "root-xdg"))  # root's own: not where it goes
+    from labctl.practice import default_seed
+
+    assert data_dir() == Path(someone.pw_dir) / ".local" / "share" / "labctl"
+    assert default_seed() == someone.pw_name

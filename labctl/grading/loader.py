@@ -32,7 +32,8 @@ KEY_HINTS = {
     "mode": 'an octal string in quotes, e.g. mode: "0640" (unquoted, YAML reads a number)',
     "sha256": "64 hexadecimal digits, as `sha256sum` prints them",
     "path": "an absolute path on the node, starting with /",
-    "json_path": "keys and list indexes joined by dots, e.g. interfaces.0.name",
+    "json_path": 'keys and list indexes joined by dots, e.g. interfaces.0.name; quote keys with dots: '
+                 'routes."10.0.0.1/32"[0].metric',
     "package": "a Debian package name as `dpkg -l` shows it, e.g. openssh-server",
     "version": 'quote versions: version: "1.2" (unquoted, YAML may read a number)',
     "min_version": 'quote versions: min_version: "1.2" (unquoted, YAML may read a number)',

@@ -24,9 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from labctl.grading import routing
+from labctl.grading import dnsquery, routing
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
+from labctl.grading.checks.dns import budget as dns_budget
+from labctl.grading.checks.dns import judge_dns
+from labctl.grading.checks.dns import wanted as dns_lookups
 from labctl.grading.checks.network import HTTP_TIMEOUT, evaluate_http, evaluate_reach, evaluate_route, http_timeout
 from labctl.grading.checks.system import (
     CONTENT_LIMIT,
@@ -40,6 +43,7 @@ from labctl.grading.session import CommandResult, NodeSession, NodeUnreachable
 from labctl.grading.spec import (
     CheckBase,
     CommandCheck,
+    DnsCheck,
     FileCheck,
     HttpCheck,
     ManifestCheck,
@@ -378,6 +382,7 @@ class OutsideSession:
             ReachCheck: self._reach, HttpCheck: self._http,
             FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
+            DnsCheck: self._dns,
         }
         observer = observers.get(type(check))
         if observer is None:  # e.g. the router CLI: the node's own session, unless it was tampered with
@@ -562,6 +567,13 @@ class OutsideSession:
             return False
         return any(lport == port and rport == source_port
                    for text in texts for _, lport, _, rport, _ in parse_sockets(text, CONNECTED))
+
+    def _dns(self, check: DnsCheck, timeout: float) -> Verdict:
+        """The node's resolv.conf read from outside; the queries sent by the controller's own code
+        from the node's network namespace (no program of the node takes part)."""
+        conf = self._quiet_text("/etc/resolv.conf")  # missing: glibc's defaults, as the node would
+        limit = min(dns_budget(check), max(0.5, timeout - 0.5))
+        return judge_dns(check, self.view.in_netns(lambda: dnsquery.lookups(dns_lookups(check), conf, limit)))
 
     def _hosts_entry(self, name: str) -> str | None:
         with contextlib.suppress(NodeFileError):

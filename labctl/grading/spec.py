@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -81,6 +81,59 @@ class CheckBase(Strict):
         return value
 
 
+@dataclass(frozen=True)
+class PathStep:
+    """One step of a json_path: a key, a list index ([N]), or a bare word (`0` is a key of an
+    object, an index of a list)."""
+
+    kind: Literal["key", "index", "bare"]
+    text: str
+
+
+def parse_json_path(path: str) -> list[PathStep]:
+    """The steps of a json_path; ValueError saying where it is wrong.
+
+    Grammar: steps joined by `.`; a step is a bare word (no space, `.`, `"` or brackets) or a
+    double-quoted key (`\\"` and `\\\\` escape a quote and a backslash), followed by any
+    number of `[N]` list indexes; a path may also start with `[N]`.
+    """
+    steps: list[PathStep] = []
+    i, n = 0, len(path)
+    while True:
+        start = i
+        if i < n and path[i] == '"':
+            i += 1
+            key = []
+            while i < n and path[i] != '"':
+                if path[i] == "\\" and i + 1 < n and path[i + 1] in '"\\':
+                    i += 1
+                key.append(path[i])
+                i += 1
+            if i >= n:
+                raise ValueError(f"unclosed quote at character {start + 1} of the path")
+            i += 1
+            steps.append(PathStep("key", "".join(key)))
+        else:
+            while i < n and not path[i].isspace() and path[i] not in '."[]':
+                i += 1
+            if i > start:
+                steps.append(PathStep("bare", path[start:i]))
+            elif not (i < n and path[i] == "[" and not steps):
+                raise ValueError(f"a key is missing at character {i + 1} of the path "
+                                 "(quote keys that hold dots, spaces or brackets: \"10.0.0.1/32\")")
+        while i < n and path[i] == "[":
+            close = path.find("]", i)
+            if close == -1 or not path[i + 1:close].isdigit():
+                raise ValueError(f"`[` at character {i + 1} of the path must hold a list index, e.g. [0]")
+            steps.append(PathStep("index", path[i + 1:close]))
+            i = close + 1
+        if i == n:
+            return steps
+        if path[i] != ".":
+            raise ValueError(f"unexpected {path[i]!r} at character {i + 1} of the path")
+        i += 1
+
+
 class CommandCheck(CheckBase):
     """Run a shell command; check its exit code, and optionally its output."""
 
@@ -89,8 +142,9 @@ class CommandCheck(CheckBase):
     exit_code: ExitCode = Field(default=0, description="Expected exit code (0-255).")
     stdout_matches: Regex | None = None
     json_path: str | None = Field(
-        default=None, pattern=r"^[^.\s]+(\.[^.\s]+)*$",
-        description="Dotted path into stdout parsed as JSON, e.g. `a.b.0.c`.",
+        default=None, max_length=1000,
+        description='Path into stdout parsed as JSON: keys joined by dots, list indexes as `.0` or `[0]`, keys with '
+                    'dots or brackets in double quotes, e.g. `a.b.0.c` or `routes."10.0.0.1/32"[0].metric`.',
     )
     equals: Any = Field(default=None, description="Value expected at json_path (any JSON).")
     scope: Literal["node", "network"] = Field(
@@ -101,6 +155,13 @@ class CommandCheck(CheckBase):
     )
 
     _regex = field_validator("stdout_matches")(compile_regex)
+
+    @field_validator("json_path")
+    @classmethod
+    def _json_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_json_path(value)
+        return value
 
     @model_validator(mode="after")
     def _equals_needs_path(self) -> CommandCheck:
@@ -214,6 +275,40 @@ class OspfNeighborCheck(CheckBase):
     type: Literal["ospf_neighbor"]
     neighbor: IPv4Address = Field(description="The neighbor's router id.")
     state: OspfState = "Full"
+
+
+class DnsCheck(CheckBase):
+    """`name` resolves, from the node, through its own resolver configuration (its
+    /etc/resolv.conf: nameservers, search list), to exactly `addresses`."""
+
+    type: Literal["dns"]
+    name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$",
+        description="The name looked up, as a program of the node would (a name without enough dots goes "
+                    "through the search list; a trailing dot makes it absolute).",
+    )
+    addresses: list[IPv4Address | IPv6Address] = Field(
+        default_factory=list,
+        description="The addresses it must resolve to, all of them and no other (A records for IPv4, AAAA for "
+                    "IPv6); none: the name must not resolve at all.",
+    )
+    reverse: bool = Field(default=False, description="Also: each address resolves back to `name` (PTR).")
+    server: IPv4Address | IPv6Address | None = Field(
+        default=None, description="The nameserver that must give the answer (one of the node's resolv.conf).",
+    )
+
+    @model_validator(mode="after")
+    def _reverse_needs_addresses(self) -> DnsCheck:
+        if self.reverse and not self.addresses:
+            raise ValueError("`reverse` needs `addresses` (the addresses whose PTR records are checked)")
+        return self
+
+    def record_types(self) -> list[str]:
+        """The record types looked up: A and/or AAAA as the addresses go, both for a name that must
+        not resolve."""
+        kinds = [kind for kind, version in (("A", 4), ("AAAA", 6))
+                 if any(a.version == version for a in self.addresses)]
+        return kinds or ["A", "AAAA"]
 
 
 class PortCheck(CheckBase):
@@ -342,6 +437,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "http": HttpCheck,
     "route": RouteCheck,
     "ospf_neighbor": OspfNeighborCheck,
+    "dns": DnsCheck,
     "port": PortCheck,
     "service": ServiceCheck,
     "file": FileCheck,
@@ -351,7 +447,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
 }
 
 Check = Annotated[
-    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | PortCheck | ServiceCheck
+    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | PortCheck | ServiceCheck
     | FileCheck | PackageCheck | UserCheck | ManifestCheck,
     Field(discriminator="type"),
 ]

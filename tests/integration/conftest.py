@@ -70,3 +70,17 @@ def make_lab() -> Iterator[object]:
     for lab in made:
         if any(existing.id == lab.id for existing in all_labs()):
             labs.down(lab)
+
+
+def inside(lab: object, node: str, command: str) -> str:
+    """Run a command as the node's root (as the candidate would), with a clean shell; its output."""
+    from labctl.grading.outside import LabView, OutsideSession
+
+    view = LabView(lab)
+    try:
+        session = OutsideSession(view, node, lambda: None)  # type: ignore[arg-type,return-value]
+        result = session.run(command, 30)
+    finally:
+        view.close()
+    assert result.exit_code == 0, (command, result)
+    return result.stdout

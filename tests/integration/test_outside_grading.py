@@ -13,12 +13,12 @@ import pytest
 
 from labctl import lab as labs
 from labctl.grading.loader import load_grading_spec
-from labctl.grading.outside import LabView, OutsideSession
 from labctl.grading.report import render_table
 from labctl.grading.results import Outcome
 from labctl.topology import load_topology
 
 from .conftest import SMALL, pytestmark_local
+from .conftest import inside as _inside
 
 pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
 
@@ -29,17 +29,6 @@ def _check(check_id: str, node: str, kind: str, **keys: object) -> str:
     lines += [f"    {key}: {value!r}" if isinstance(value, str) else f"    {key}: {str(value).lower()}"
               for key, value in keys.items()]
     return "\n".join(lines)
-
-
-def _inside(lab: object, node: str, command: str) -> None:
-    """Run a command as the node's root (as the candidate would), with a clean shell."""
-    view = LabView(lab)
-    try:
-        session = OutsideSession(view, node, lambda: None)  # type: ignore[arg-type,return-value]
-        result = session.run(command, 20)
-    finally:
-        view.close()
-    assert result.exit_code == 0, (command, result)
 
 
 HOSTILE = {

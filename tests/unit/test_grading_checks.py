@@ -250,6 +250,27 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
      {"command": "grep -q '^PermitRootLogin no' /etc/ssh/sshd_config", "exit_code": 2}, PASS,
      "exit code 2"),
     ("command", "command/not-found", {"command": "nginx -t"}, ERROR, "`nginx` is not available"),
+    # dns: labctl's resolver (dnsquery.py) run by ws's python3, srv's dnsmasq serving agence.lan
+    ("dns", "dns/resolves", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"], "reverse": True}, PASS,
+     "srv.agence.lan A -> 10.30.0.2 (from 10.30.0.2); 2.0.30.10.in-addr.arpa PTR -> srv.agence.lan (from "
+     "10.30.0.2) [/etc/resolv.conf: nameserver 10.30.0.2, search agence.lan]"),
+    ("dns", "dns/resolves", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"], "reverse": True,
+                             "server": "10.30.0.2"}, PASS,
+     "from 10.30.0.2"),
+    ("dns", "dns/resolves", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"], "reverse": True,
+                             "server": "10.30.0.9"}, FAIL,
+     "answered by 10.30.0.2, expected by 10.30.0.9"),
+    ("dns", "dns/search", {"name": "srv", "addresses": ["10.30.0.2"]}, PASS, "srv.agence.lan A -> 10.30.0.2"),
+    ("dns", "dns/search", {"name": "srv", "addresses": ["10.30.0.20"]}, FAIL,
+     "srv.agence.lan A -> 10.30.0.2 (from 10.30.0.2); expected 10.30.0.20"),
+    ("dns", "dns/nxdomain", {"name": "nope.agence.lan"}, PASS,
+     "nope.agence.lan A -> no such name (NXDOMAIN) (from 10.30.0.2)"),
+    ("dns", "dns/no-server", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"]}, FAIL,
+     "srv.agence.lan A: no nameserver answered (10.30.0.1: "),
+    ("dns", "dns/no-resolver", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"]}, FAIL,
+     "[no nameserver in /etc/resolv.conf, so 127.0.0.1]"),
+    ("dns", "dns/no-python", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"]}, ERROR,
+     "`python3` is not available"),
 ]
 
 
@@ -290,8 +311,9 @@ def test_registry_covers_every_spec_type() -> None:
 READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
-# http writes its request to the connection it opens: its own test below
-@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http"}))
+# http writes its request to the connection it opens: its own test below; dns sends queries:
+# tests/unit/test_dns_check.py
+@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http", "dns"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},

@@ -20,7 +20,7 @@ from labctl.grading.checks.base import (
 )
 from labctl.grading.debversion import compare_versions
 from labctl.grading.session import CommandResult
-from labctl.grading.spec import CommandCheck, FileCheck, PackageCheck, ServiceCheck, UserCheck
+from labctl.grading.spec import CommandCheck, FileCheck, PackageCheck, ServiceCheck, UserCheck, parse_json_path
 
 CONTENT_LIMIT = 1024 * 1024
 CONTENT_MARK = "--- content ---"
@@ -29,13 +29,14 @@ INSTALLED_STATES = "iWt"  # dpkg: installed, triggers-awaited, triggers-pending
 
 
 def json_lookup(data: Any, path: str) -> tuple[bool, Any]:
-    """Follow a dotted path (keys, or list indexes as numbers); (found, value)."""
+    """Follow a json_path (`spec.parse_json_path`: keys, quoted keys, list indexes); (found, value)."""
     value = data
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and re.fullmatch(r"\d+", part) and int(part) < len(value):
-            value = value[int(part)]
+    for step in parse_json_path(path):
+        if isinstance(value, dict) and step.kind != "index" and step.text in value:
+            value = value[step.text]
+        elif (isinstance(value, list) and step.kind != "key" and re.fullmatch(r"\d+", step.text)
+              and int(step.text) < len(value)):
+            value = value[int(step.text)]
         else:
             return False, None
     return True, value

@@ -1,0 +1,98 @@
+"""The dns and dhcp check types on a real lab: a branch office where srv runs dnsmasq (DNS and
+DHCP) and ws is a workstation (tests/data/scenarios/dns-dhcp). Each check is graded on a wrong
+state (FAIL, with what was seen) and on the right one (PASS), observed from outside the node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl import lab as labs
+from labctl.grading.loader import load_grading_spec
+from labctl.grading.results import CheckResult, Outcome
+from labctl.state import LabState
+
+from .conftest import DATA, inside, pytestmark_local
+
+pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
+
+SCENARIO = DATA / "scenarios" / "dns-dhcp"
+# srv's dnsmasq: the office's zone (agence.lan, with PTR records for host-record entries) and a
+# DHCP pool; started by hand, or restarted by systemd where systemd runs the node
+DNSMASQ_SETUP = r"""set -e
+cat > /etc/dnsmasq.d/lab.conf <<'EOF'
+interface=eth1
+bind-interfaces
+no-resolv
+no-hosts
+domain=agence.lan
+local=/agence.lan/
+host-record=srv.agence.lan,10.30.0.2
+host-record=www.agence.lan,10.30.0.20
+cname=intranet.agence.lan,www.agence.lan
+dhcp-range=10.30.0.100,10.30.0.150,255.255.255.0,1h
+dhcp-option=option:router,10.30.0.1
+dhcp-option=option:dns-server,10.30.0.2
+dhcp-option=option:domain-search,agence.lan
+EOF
+"""
+DNSMASQ_START = r"""if [ -d /run/systemd/system ]; then systemctl restart dnsmasq
+else kill $(cat /run/dnsmasq-lab.pid 2>/dev/null) 2>/dev/null && sleep 0.2 || true
+  dnsmasq --conf-dir=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new --pid-file=/run/dnsmasq-lab.pid
+fi
+"""
+
+
+def grade(lab: LabState, tmp_path: Path, checks: str) -> dict[str, CheckResult]:
+    spec_file = tmp_path / "spec.yml"
+    spec_file.write_text("scenario: dns-dhcp\nchecks:\n" + checks)
+    report = labs.grade(lab, load_grading_spec(spec_file))
+    return {r.check_id: r for r in report.results}
+
+
+def check(check_id: str, kind: str, keys: str, node: str = "ws") -> str:
+    head = (f"  - id: {check_id}\n    criterion: A2.1-c1\n    description: {{fr: {check_id}, en: {check_id}}}\n"
+            f"    node: {node}\n    type: {kind}\n    timeout: 10\n")
+    return head + "".join(f"    {line}\n" for line in keys.splitlines())
+
+
+DNS_CHECKS = "".join([
+    check("www", "dns", "name: www.agence.lan\naddresses: [10.30.0.20]\nserver: 10.30.0.2"),
+    check("srv-short", "dns", "name: srv\naddresses: [10.30.0.2]\nreverse: true"),
+    check("intranet", "dns", "name: intranet.agence.lan\naddresses: [10.30.0.20]"),
+    check("no-such", "dns", "name: compta.agence.lan"),
+])
+
+
+def test_dns_through_the_node_resolver_configuration(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(SCENARIO)  # type: ignore[operator]
+    inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    # wrong: ws has no nameserver (the lab's default resolv.conf); a hosts entry is not DNS
+    inside(lab, "ws", "echo '10.30.0.20 www.agence.lan www' >> /etc/hosts")
+    got = grade(lab, tmp_path, DNS_CHECKS)
+    for name in ("www", "srv-short", "intranet"):
+        assert got[name].outcome is Outcome.FAIL, got[name]
+        assert "no nameserver in /etc/resolv.conf, so 127.0.0.1" in got[name].evidence
+        assert got[name].observed == "outside"
+    assert got["no-such"].outcome is Outcome.FAIL  # nothing answered: not proof of no such name
+    # wrong: the gateway as nameserver (nothing answers DNS there)
+    inside(lab, "ws", "printf 'nameserver 10.30.0.1\\nsearch agence.lan\\n' > /etc/resolv.conf")
+    got = grade(lab, tmp_path, DNS_CHECKS)
+    assert got["www"].outcome is Outcome.FAIL, got["www"]
+    assert "no nameserver answered (10.30.0.1: " in got["www"].evidence
+    # right: srv first (a dead second nameserver does not matter)
+    inside(lab, "ws", "printf 'nameserver 10.30.0.2\\nnameserver 10.30.0.1\\nsearch agence.lan\\n' > /etc/resolv.conf")
+    got = grade(lab, tmp_path, DNS_CHECKS)
+    assert {k: r.outcome for k, r in got.items()} == dict.fromkeys(got, Outcome.PASS), got
+    assert "srv.agence.lan A -> 10.30.0.2 (from 10.30.0.2)" in got["srv-short"].evidence
+    assert "2.0.30.10.in-addr.arpa PTR -> srv.agence.lan" in got["srv-short"].evidence
+    assert "via www.agence.lan" in got["intranet"].evidence
+    assert "no such name (NXDOMAIN)" in got["no-such"].evidence
+    # wrong again: the server's record changed (the candidate broke the zone)
+    inside(lab, "srv", "sed -i 's/www.agence.lan,10.30.0.20/www.agence.lan,10.30.0.21/' /etc/dnsmasq.d/lab.conf\n"
+                       + DNSMASQ_START)
+    got = grade(lab, tmp_path, check("www", "dns", "name: www.agence.lan\naddresses: [10.30.0.20]"))
+    assert got["www"].outcome is Outcome.FAIL
+    assert "www.agence.lan A -> 10.30.0.21 (from 10.30.0.2)" in got["www"].evidence
+    assert "expected 10.30.0.20" in got["www"].evidence

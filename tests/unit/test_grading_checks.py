@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from labctl.grading.checks import CHECK_TYPES, evaluate, probe
 from labctl.grading.checks.system import json_equal, json_lookup
@@ -406,6 +407,28 @@ def test_user_values_are_shell_quoted(kind: str, keys: dict[str, Any], value: st
 ])
 def test_json_lookup(path: str, found: bool, value: Any) -> None:
     assert json_lookup({"a": {"b": [1, {"c": 2}]}, "n": None}, path) == (found, value)
+
+
+ZEBRA = {"10.0.0.1/32": [{"protocol": "ospf", "metric": 20, "0": "key"}], "routes": {"a.b": 1}}
+
+
+@pytest.mark.parametrize(("path", "found", "value"), [
+    ('"10.0.0.1/32"[0].metric', True, 20), ('"10.0.0.1/32".0.metric', True, 20),
+    ('routes."a.b"', True, 1), ("routes.a.b", False, None),  # unquoted, the dot splits the key
+    ('"10.0.0.1/32"[0]."0"', True, "key"), ('"10.0.0.1/32"[0][0]', False, None),  # [N] is never a key
+    ('"10.0.0.1/32"."0"', False, None),  # a quoted key is never a list index
+])
+def test_json_lookup_quoted_keys(path: str, found: bool, value: Any) -> None:
+    assert json_lookup(ZEBRA, path) == (found, value)
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("a..b", "a key is missing at character 3"), ('routes."10.0.0.1/32', "unclosed quote at character 8"),
+    ("a[x]", "must hold a list index"), ("a b", "unexpected ' ' at character 2"),
+])
+def test_json_path_errors_say_where(path: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        make("command", command="true", json_path=path)
 
 
 def test_json_equal_tells_booleans_from_numbers() -> None:

@@ -96,10 +96,25 @@ def _template(text: str) -> Any:
     return environment.from_string(text)
 
 
+def template_line(exc: BaseException) -> int:
+    """The line of the template being rendered when `exc` was raised (1 when unknown).
+
+    Jinja rewrites tracebacks so that frames of template code carry the template's own
+    line numbers (file name `<template>` for templates compiled from a string); the
+    innermost such frame is where the template failed.
+    """
+    import traceback
+
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if frame.filename == "<template>" and frame.lineno]
+    return lines[-1] if lines else 1
+
+
 def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
     """Fill a file's `{{ name }}` placeholders with a scenario's variant values.
 
-    Placeholders stay on their line, so line numbers in later errors remain right.
+    Placeholders stay on their line, so line numbers in later errors remain right; an error
+    while rendering is reported at the template's own line.
     """
     import jinja2
     from jinja2.exceptions import SecurityError
@@ -107,17 +122,18 @@ def render_template(path: Path, text: str, variables: dict[str, Any]) -> str:
     try:
         return sourcelimits.bounded_render(_template(text), variables)
     except SecurityError as exc:
-        raise InvalidInputError([Problem(str(path), 1, f"template error: {exc}",
+        raise InvalidInputError([Problem(str(path), template_line(exc), f"template error: {exc}",
                                          "placeholders name the scenario's parameters: {{ name }}")]) from None
     except (OverflowError, MemoryError, RecursionError, ArithmeticError, TypeError, ValueError) as exc:
-        raise InvalidInputError([Problem(str(path), 1, f"template error: {type(exc).__name__}: {exc}"[:300],
+        raise InvalidInputError([Problem(str(path), template_line(exc),
+                                         f"template error: {type(exc).__name__}: {exc}"[:300],
                                          "placeholders name the scenario's parameters: {{ name }}")]) from None
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidInputError([Problem(str(path), exc.lineno or 1, f"template error: {exc.message}",
                                          "placeholders look like {{ name }}")]) from None
     except jinja2.UndefinedError as exc:
         known = ", ".join(sorted(variables)) or "none"
-        raise InvalidInputError([Problem(str(path), 1, f"template error: {exc.message}",
+        raise InvalidInputError([Problem(str(path), template_line(exc), f"template error: {exc.message}",
                                          f"the scenario's parameters are: {known}")]) from None
 
 

@@ -361,6 +361,7 @@ def validate(files: tuple[Path, ...]) -> None:
 def _validate_one(file: Path) -> str:
     from labctl.errors import InvalidInputError
     from labctl.lab import load_spec
+    from labctl.references import check_references
     from labctl.scenario import is_scenario, load_scenario, scenario_using
     from labctl.sourcefile import read_yaml
     from labctl.topology import load_topology
@@ -370,7 +371,9 @@ def _validate_one(file: Path) -> str:
         scenario = owner or load_scenario(str(file))
         values = scenario.values(None)  # templates are checked with the parameters' defaults
         topology = load_topology(scenario.topology, values)
-        checks = load_spec(scenario, topology, values).checks
+        spec = load_spec(scenario, topology, values)
+        check_references(scenario, spec, values)
+        checks = spec.checks
         what = f"used by scenario {scenario.name}, checked with its default values" if owner else \
             f"scenario {scenario.name}"
         return f"{what}: {len(topology.nodes)} nodes, {len(checks)} checks"

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from labctl import lab as labs
-from labctl.errors import VerificationError
 from labctl.progress import QUIET, Progress
+from labctl.references import check_references
 from labctl.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
     from labctl.grading.results import GradeReport
-    from labctl.grading.spec import GradingSpec
     from labctl.state import LabState
 
 
@@ -62,22 +61,6 @@ def expected_failures(phase: str, report: GradeReport, failing: set[str]) -> lis
         elif result.check_id not in failing and outcome != "PASS":
             problems.append(f"{phase}: {result.check_id} is {outcome} but is not listed as failing: "
                             f"{result.evidence}")
-    return problems
-
-
-def declaration_problems(scenario: Scenario, spec: GradingSpec) -> list[str]:
-    """Lists in scenario.yml that name unknown checks or stages, and unknown stages on checks."""
-    ids = {c.id for c in spec.checks}
-    stage_names = {s.name for s in scenario.stages()}
-    problems = [f"grading check {c.id} has unknown stage '{c.stage}' (stages: {', '.join(sorted(stage_names))})"
-                for c in spec.checks if c.stage is not None and c.stage not in stage_names]
-    lists = [(f"stage {s.name}: initially_failing", s.initially_failing) for s in scenario.stages()]
-    if scenario.spec.partial:
-        lists.append(("partial: failing", scenario.spec.partial.failing))
-    for where, names in lists:
-        unknown = sorted(set(names) - ids)
-        if unknown:
-            problems.append(f"{where} names unknown checks: {', '.join(unknown)}")
     return problems
 
 
@@ -128,11 +111,9 @@ def verify(name: str, *, provider: str | None = None, seed: str | None = None,
            progress: Progress = QUIET) -> VerifyOutcome:
     """Run the whole verification; every lab it builds is removed at the end."""
     scenario = load_scenario(name)
-    spec = labs.load_spec(scenario, values=scenario.values(seed))
-    declared = declaration_problems(scenario, spec)
-    if declared:
-        raise VerificationError(f"scenario {scenario.name} declares what its grading spec does not have:\n  "
-                                + "\n  ".join(declared))
+    values = scenario.values(seed)
+    spec = labs.load_spec(scenario, values=values)
+    check_references(scenario, spec, values)  # a list naming a check that does not exist: exit 2 at once
     outcome = VerifyOutcome(scenario.name)
     phases = [_stages] + ([_partial] if scenario.spec.partial else [])
     for phase in phases:

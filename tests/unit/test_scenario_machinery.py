@@ -14,7 +14,7 @@ from labctl.grading.spec import ManifestCheck
 from labctl.grading.vault import attach_vault
 from labctl.scenario import MAIN_STAGE, load_scenario
 from labctl.topology import load_topology
-from labctl.verify import declaration_problems
+from labctl.references import reference_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ROOT / "tests" / "data" / "scenarios" / "variants"
@@ -75,7 +75,7 @@ def test_stage_checks_keep_the_stage_and_the_stageless() -> None:
     spec = labs.load_spec(scenario)
     assert [c.id for c in labs.stage_checks(spec, "build").checks] == ["marker"]
     assert [c.id for c in labs.stage_checks(spec, "repair").checks] == ["marker", "restored"]
-    assert declaration_problems(scenario, spec) == []
+    assert reference_problems(scenario, spec) == []
 
 
 def test_manifest_checks_get_the_vault_checksums(tmp_path: Path) -> None:

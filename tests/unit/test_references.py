@@ -68,7 +68,8 @@ def _one(folder: Path) -> Problem:
 
 
 def test_initially_failing_naming_an_unknown_check(folder: Path) -> None:
-    _edit(folder / "scenario.yml", "initially_failing: [marker]\n    solution", "initially_failing: [markr]\n    solution")
+    _edit(folder / "scenario.yml", "initially_failing: [marker]\n    solution",
+          "initially_failing: [markr]\n    solution")
     problem = _one(folder)
     assert problem.file == str(folder / "scenario.yml")
     assert problem.line == _line_of(folder / "scenario.yml", "[markr]")
@@ -141,7 +142,8 @@ def test_a_hint_holding_a_placeholder(folder: Path) -> None:
 
 
 def test_validate_exits_2_naming_each_problem(folder: Path) -> None:
-    _edit(folder / "scenario.yml", "initially_failing: [marker]\n    solution", "initially_failing: [markr]\n    solution")
+    _edit(folder / "scenario.yml", "initially_failing: [marker]\n    solution",
+          "initially_failing: [markr]\n    solution")
     _edit(folder / "scenario.yml", "criteria: [A2.3-c1]", "criteria: [A9.9-c9]")
     result = subprocess.run([sys.executable, "-m", "labctl", "validate", str(folder)], capture_output=True,
                             text=True, env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=folder)

@@ -12,9 +12,9 @@ from labctl.brief import diagram_dot, render_html, render_markdown
 from labctl.errors import InvalidInputError, NotFoundError
 from labctl.grading.spec import ManifestCheck
 from labctl.grading.vault import attach_vault
+from labctl.references import reference_problems
 from labctl.scenario import MAIN_STAGE, load_scenario
 from labctl.topology import load_topology
-from labctl.references import reference_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ROOT / "tests" / "data" / "scenarios" / "variants"

@@ -37,7 +37,8 @@ def practice_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _lab(lab_id: str = "prc001", seed: str = "alice") -> LabState:
-    return LabState(id=lab_id, name=f"lab-{lab_id}", provider="local", seed=seed,
+    """The same lab at every call (a lab is known by its id and creation time, as its state.json keeps them)."""
+    return LabState(id=lab_id, name=f"lab-{lab_id}", provider="local", seed=seed, created="2026-12-03T10:00:00Z",
                     plan=plan_lab(load_topology(SMALL), lab_id, f"lab-{lab_id}"))
 
 

@@ -51,9 +51,14 @@ lab_option = click.option("--lab", "lab_ref", metavar="NAME", envvar="LABCTL_LAB
              epilog="\b\nExit codes:\n" + exit_codes_text())
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("--scenarios", "scenario_dirs", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of scenarios (one folder per scenario), searched first for scenario names; "
+                   "repeatable. Then LABCTL_SCENARIOS (folders separated by ':'), ./scenarios, and the "
+                   "scenarios installed with labctl.")
 @click.version_option(package_name="labctl")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool, scenario_dirs: tuple[Path, ...]) -> None:
     """labctl builds practical exam labs from topology files and grades them over SSH.
 
     \b
@@ -65,6 +70,10 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
       labctl down                              remove everything the lab made
     """
     ctx.obj = Context(debug, quiet)
+    if scenario_dirs:
+        from labctl.scenario import set_option_roots
+
+        set_option_roots(list(scenario_dirs))
 
 
 # ---- labs ------------------------------------------------------------------------------
@@ -496,26 +505,44 @@ def scenario() -> None:
 
 @scenario.command("list")
 def scenario_list() -> None:
-    """Scenarios that can be named."""
-    from labctl.scenario import load_scenario, scenario_names
+    """Scenarios that can be named, with their folder, in search order (labctl --help: --scenarios)."""
+    from labctl.errors import LabctlError
+    from labctl.scenario import scenario_folders, scenario_names, search_path
 
     for name in scenario_names():
-        found = load_scenario(name)
-        click.echo(f"{name:<24} {found.spec.title.fr} / {found.spec.title.en}")
+        folders = scenario_folders(name)
+        for folder in folders:
+            try:
+                found = load_scenario_folder(folder)
+                title = f"{found.spec.title.fr} / {found.spec.title.en}"
+            except LabctlError as exc:
+                title = f"(invalid: {exc.render().splitlines()[0]})"
+            twice = f"  [found {len(folders)} times: name it by its folder]" if len(folders) > 1 else ""
+            click.echo(f"{name:<24} {title}  ({folder}){twice}")
+    click.echo("searched, in order: " + "; ".join(f"{root} ({origin})" for root, origin in search_path()))
+
+
+def load_scenario_folder(folder: Path) -> Any:
+    """A scenario by its folder."""
+    from labctl.scenario import load_scenario
+
+    return load_scenario(str(folder))
 
 
 @scenario.command("verify")
 @click.argument("name")
 @click.option("--provider", help="Where nodes run.")
 @click.option("--seed", help="Verify the variant drawn for this candidate id.")
+@click.option("--name", "lab_name", help="Name of the labs it builds (default: verify-SCENARIO); refused if a lab "
+              "has that name.")
 @click.pass_obj
-def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None) -> None:
+def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None, lab_name: str | None) -> None:
     """Per stage: listed checks FAIL, solution makes all PASS; partial fails exactly as declared.
 
     Exit 0 when the scenario behaves as declared, 8 when it does not."""
     from labctl.verify import verify
 
-    outcome = verify(name, provider=provider, seed=seed, progress=obj.progress())
+    outcome = verify(name, provider=provider, seed=seed, progress=obj.progress(), lab_name=lab_name)
     click.echo(outcome.summary())
     sys.exit(EXIT_OK if outcome.ok else EXIT_VERIFICATION)
 

@@ -45,6 +45,8 @@ def resolve_source(reference: str) -> Source:
     if is_scenario(reference):
         scenario = load_scenario(reference)
         return Source(scenario.topology, scenario)
+    if "/" not in reference and not reference.endswith((".yml", ".yaml")) and not Path(reference).exists():
+        load_scenario(reference)  # a bare name: "no scenario 'X'", the search path and the closest name
     return Source(Path(reference), None)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from labctl.errors import InvalidInputError, LabctlError, NotFoundError
+from labctl.errors import InvalidInputError, LabctlError, NotFoundError, Problem
 from labctl.sourcefile import Lines, read_yaml, validate_model
 from labctl.sourcelimits import BoundedInt, SampleSize, TokenLength, refuse
 
@@ -212,10 +212,42 @@ class Scenario:
         return {name: self.spec.parameters[name].draw(rng) for name in sorted(self.spec.parameters)}
 
 
+SCENARIOS_ENV = "LABCTL_SCENARIOS"  # colon-separated folders of scenarios, searched after --scenarios
+_option_roots: list[Path] = []  # --scenarios DIR, in the order given
+
+
+def set_option_roots(folders: list[Path]) -> None:
+    """Folders given with `labctl --scenarios DIR` (searched first)."""
+    _option_roots[:] = [Path(f) for f in folders]
+
+
+def search_path() -> list[tuple[Path, str]]:
+    """Where scenarios are looked for by name, in order, each with where it comes from:
+    --scenarios DIR (each, in order), LABCTL_SCENARIOS (each, in order), ./scenarios, then
+    the scenarios installed with labctl. A folder listed twice counts once (its first place)."""
+    given = [(root, "--scenarios") for root in _option_roots]
+    given += [(Path(part), SCENARIOS_ENV) for part in os.environ.get(SCENARIOS_ENV, "").split(":") if part]
+    given += [(Path.cwd() / "scenarios", "current directory"),
+              (Path(__file__).resolve().parent.parent / "scenarios", "installed with labctl")]
+    seen: dict[Path, tuple[Path, str]] = {}
+    for root, origin in given:
+        seen.setdefault(root.resolve(), (root, origin))
+    return list(seen.values())
+
+
 def search_roots() -> list[Path]:
-    """Where scenarios are looked for: ./scenarios, then the project's own."""
-    roots = [Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"]
-    return [r for r in dict.fromkeys(roots) if os.path.isdir(r)]  # False, not an error, if unreadable
+    """The folders of the search path that exist (an unreadable one is skipped, not an error)."""
+    return [root for root, _ in search_path() if os.path.isdir(root)]
+
+
+def _search_path_text() -> str:
+    return "; ".join(f"{root} ({origin}{'' if os.path.isdir(root) else ', not a folder'})"
+                     for root, origin in search_path())
+
+
+def scenario_folders(name: str) -> list[Path]:
+    """Every folder of the search path holding a scenario called `name`, in search order."""
+    return [root / name for root in search_roots() if (root / name / "scenario.yml").is_file()]
 
 
 def scenario_names() -> list[str]:
@@ -250,14 +282,22 @@ def load_scenario(reference: str) -> Scenario:
     if path.name == "scenario.yml":
         path = path.parent
     if not (path / "scenario.yml").is_file():
-        for root in search_roots():
-            if (root / reference / "scenario.yml").is_file():
-                path = root / reference
-                break
-        else:
+        found = scenario_folders(reference) if reference and "/" not in reference else []
+        if not found:
             close = difflib.get_close_matches(reference, scenario_names(), n=1)
-            raise NotFoundError(f"no scenario '{reference}' (known: {', '.join(scenario_names()) or 'none'})",
-                                f"did you mean '{close[0]}'?" if close else None)
+            raise NotFoundError(f"no scenario '{reference}' (known: {', '.join(scenario_names()) or 'none'}; "
+                                f"searched: {_search_path_text()})",
+                                f"did you mean '{close[0]}'?" if close else
+                                f"give its folder, or add the folder holding it with --scenarios DIR "
+                                f"or {SCENARIOS_ENV}=DIR")
+        if len(found) > 1:
+            raise InvalidInputError([Problem(str(folder / "scenario.yml"), 1,
+                                             f"scenario name '{reference}' is found {len(found)} times in the "
+                                             f"search path ({', '.join(str(f) for f in found)}): labctl will not "
+                                             "guess which one you mean",
+                                             "name it by its folder (labctl up path/to/" + reference + "), or "
+                                             "rename one of them (its folder and `name:`)") for folder in found])
+        path = found[0]
     file = path / "scenario.yml"
     data, lines, problems = read_yaml(file)
     if problems:

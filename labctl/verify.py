@@ -108,8 +108,11 @@ def _partial(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress
 
 
 def verify(name: str, *, provider: str | None = None, seed: str | None = None,
-           progress: Progress = QUIET) -> VerifyOutcome:
-    """Run the whole verification; every lab it builds is removed at the end."""
+           progress: Progress = QUIET, lab_name: str | None = None) -> VerifyOutcome:
+    """Run the whole verification; every lab it builds is removed at the end.
+
+    Its labs are called `lab_name` (refused if a lab has that name), else verify-SCENARIO
+    (verify-SCENARIO-2... when taken)."""
     scenario = load_scenario(name)
     values = scenario.values(seed)
     spec = labs.load_spec(scenario, values=values)
@@ -117,7 +120,8 @@ def verify(name: str, *, provider: str | None = None, seed: str | None = None,
     outcome = VerifyOutcome(scenario.name)
     phases = [_stages] + ([_partial] if scenario.spec.partial else [])
     for phase in phases:
-        lab = labs.up(name, provider=provider, seed=seed, name=f"verify-{scenario.name}", progress=progress)
+        lab = labs.up(name, provider=provider, seed=seed, name=lab_name or f"verify-{scenario.name}",
+                      exact_name=lab_name is not None, progress=progress)
         try:
             phase(lab, scenario, outcome, progress)
         finally:

@@ -140,3 +140,12 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_scenario_verify_builds_its_labs_under_the_name_given(make_lab: object) -> None:
+    taken = make_lab(SMALL, name="trainer-verify-taken")  # type: ignore[operator]
+    before = _lab_ids()
+    result = labctl("scenario", "verify", str(DATA / "scenarios" / "variants"), "--name", taken.name)
+    assert result.returncode == 2, result.stderr  # the name given is the name used: refused, nothing built
+    assert f"a lab named {taken.name} exists" in result.stderr
+    assert _lab_ids() == before

@@ -27,6 +27,7 @@ from typing import Any
 from labctl.grading import dnsquery, routing
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
+from labctl.grading.checks.dhcp import evaluate_dhcp, facts_output
 from labctl.grading.checks.dns import budget as dns_budget
 from labctl.grading.checks.dns import judge_dns
 from labctl.grading.checks.dns import wanted as dns_lookups
@@ -43,6 +44,7 @@ from labctl.grading.session import CommandResult, NodeSession, NodeUnreachable
 from labctl.grading.spec import (
     CheckBase,
     CommandCheck,
+    DhcpCheck,
     DnsCheck,
     FileCheck,
     HttpCheck,
@@ -382,7 +384,7 @@ class OutsideSession:
             ReachCheck: self._reach, HttpCheck: self._http,
             FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
-            DnsCheck: self._dns,
+            DnsCheck: self._dns, DhcpCheck: self._dhcp,
         }
         observer = observers.get(type(check))
         if observer is None:  # e.g. the router CLI: the node's own session, unless it was tampered with
@@ -574,6 +576,17 @@ class OutsideSession:
         conf = self._quiet_text("/etc/resolv.conf")  # missing: glibc's defaults, as the node would
         limit = min(dns_budget(check), max(0.5, timeout - 0.5))
         return judge_dns(check, self.view.in_netns(lambda: dnsquery.lookups(dns_lookups(check), conf, limit)))
+
+    def _dhcp(self, check: DhcpCheck, timeout: float) -> Verdict:
+        """The interface's addresses and the default routes from the node's network namespace (the
+        controller's `ip`), its resolv.conf read from outside."""
+        addresses = self.view.run_in_netns(["ip", "-j", "-4", "addr", "show", "dev", check.interface], timeout)
+        routes = self.view.run_in_netns(["ip", "-j", "-4", "route", "show", "default"], timeout)
+        for result in (addresses, routes):
+            if result.exit_code != 0:
+                return evaluate_dhcp(check, result)
+        output = facts_output(addresses.stdout, routes.stdout, self._quiet_text("/etc/resolv.conf"))
+        return evaluate_dhcp(check, CommandResult(0, output, ""))
 
     def _hosts_entry(self, name: str) -> str | None:
         with contextlib.suppress(NodeFileError):

@@ -311,6 +311,30 @@ class DnsCheck(CheckBase):
         return kinds or ["A", "AAAA"]
 
 
+class DhcpCheck(CheckBase):
+    """The node holds a DHCP lease on `interface`: a dynamic address (finite lifetime) in
+    `range`, and, when given, the default route through `gateway` and the nameservers `dns`."""
+
+    type: Literal["dhcp"]
+    interface: str = Field(min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.@-]+$",
+                           description="The node's interface that must hold the lease, e.g. eth1.")
+    range: tuple[IPv4Address, IPv4Address] | None = Field(
+        default=None, description="First and last address of the DHCP pool the lease must come from.",
+    )
+    gateway: IPv4Address | None = Field(default=None, description="The default gateway the lease must give.")
+    dns: list[IPv4Address] = Field(
+        default_factory=list,
+        description="Nameservers the node must use (in its /etc/resolv.conf), as the lease gives.",
+    )
+
+    @field_validator("range")
+    @classmethod
+    def _low_first(cls, value: tuple[IPv4Address, IPv4Address] | None) -> tuple[IPv4Address, IPv4Address] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"[{value[0]}, {value[1]}]: the first address comes first")
+        return value
+
+
 class PortCheck(CheckBase):
     """A socket listens on `port` (or nothing does, with `listening: false`)."""
 
@@ -438,6 +462,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "route": RouteCheck,
     "ospf_neighbor": OspfNeighborCheck,
     "dns": DnsCheck,
+    "dhcp": DhcpCheck,
     "port": PortCheck,
     "service": ServiceCheck,
     "file": FileCheck,
@@ -447,7 +472,8 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
 }
 
 Check = Annotated[
-    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | PortCheck | ServiceCheck
+    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | DhcpCheck | PortCheck
+    | ServiceCheck
     | FileCheck | PackageCheck | UserCheck | ManifestCheck,
     Field(discriminator="type"),
 ]

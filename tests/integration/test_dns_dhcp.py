@@ -42,6 +42,9 @@ else kill $(cat /run/dnsmasq-lab.pid 2>/dev/null) 2>/dev/null && sleep 0.2 || tr
   dnsmasq --conf-dir=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new --pid-file=/run/dnsmasq-lab.pid
 fi
 """
+# ws's DHCP client by hand, as a technician would on a workstation without a DHCP interface
+DHCLIENT = ("ip -4 addr flush dev eth1 && timeout 20 dhclient -1 -pf /run/dhclient.eth1.pid "
+            "-lf /var/lib/dhcp/dhclient.eth1.leases eth1")
 
 
 def grade(lab: LabState, tmp_path: Path, checks: str) -> dict[str, CheckResult]:
@@ -96,3 +99,34 @@ def test_dns_through_the_node_resolver_configuration(make_lab: object, tmp_path:
     assert got["www"].outcome is Outcome.FAIL
     assert "www.agence.lan A -> 10.30.0.21 (from 10.30.0.2)" in got["www"].evidence
     assert "expected 10.30.0.20" in got["www"].evidence
+
+
+LEASE = "interface: eth1\nrange: [10.30.0.100, 10.30.0.150]\ngateway: 10.30.0.1\ndns: [10.30.0.2]"
+DHCP_CHECKS = check("lease", "dhcp", LEASE) + check(
+    "other-pool", "dhcp", "interface: eth1\nrange: [10.30.0.200, 10.30.0.250]\ngateway: 10.30.0.254") + check(
+    "no-such-interface", "dhcp", "interface: eth7")
+
+
+def test_dhcp_lease_seen_from_the_kernel_and_resolv_conf(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(SCENARIO)  # type: ignore[operator]
+    inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    # wrong: ws keeps the topology's static address, no gateway, no nameserver
+    got = grade(lab, tmp_path, DHCP_CHECKS)
+    assert {k: r.outcome for k, r in got.items()} == dict.fromkeys(got, Outcome.FAIL), got
+    lease = got["lease"]
+    assert lease.observed == "outside"
+    assert lease.evidence.startswith("eth1: 10.30.0.99/24 (static, valid forever)"), lease.evidence
+    assert "no address from DHCP" in lease.evidence and "expected the default route via 10.30.0.1" in lease.evidence
+    assert "expected nameserver 10.30.0.2" in lease.evidence
+    assert got["no-such-interface"].evidence == "eth7: no such interface on ws"
+    # right: the workstation's DHCP client got its lease from srv
+    inside(lab, "ws", DHCLIENT)
+    got = grade(lab, tmp_path, DHCP_CHECKS)
+    lease = got["lease"]
+    assert lease.outcome is Outcome.PASS, lease
+    assert "s of lease left)" in lease.evidence and "default via 10.30.0.1 dev eth1" in lease.evidence
+    assert "/etc/resolv.conf: nameserver 10.30.0.2" in lease.evidence
+    other = got["other-pool"]
+    assert other.outcome is Outcome.FAIL, other
+    assert "outside the pool 10.30.0.200-10.30.0.250" in other.evidence
+    assert "expected the default route via 10.30.0.254" in other.evidence

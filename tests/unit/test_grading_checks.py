@@ -44,6 +44,7 @@ MANIFEST = {"manifest": "originals.sha256", "expected": {
 
 
 INTRANET = {"url": "http://127.0.0.1:8080/"}
+LEASE = {"interface": "eth1", "range": ["10.30.0.100", "10.30.0.150"], "gateway": "10.30.0.1", "dns": ["10.30.0.2"]}
 
 
 def saved(name: str) -> tuple[str, CommandResult]:
@@ -272,6 +273,18 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
      "[no nameserver in /etc/resolv.conf, so 127.0.0.1]"),
     ("dns", "dns/no-python", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"]}, ERROR,
      "`python3` is not available"),
+    # dhcp: ws before and after its DHCP client (dhclient) got a lease from srv's dnsmasq
+    ("dhcp", "dhcp/leased", LEASE, PASS, "eth1: 10.30.0.119/24 (dynamic, 3600 s of lease left); default via "
+     "10.30.0.1 dev eth1; /etc/resolv.conf: nameserver 10.30.0.2"),
+    ("dhcp", "dhcp/leased", {**LEASE, "range": ["10.30.0.10", "10.30.0.20"], "gateway": "10.30.0.254",
+                             "dns": ["10.30.0.2", "10.30.0.3"]}, FAIL,
+     "the lease's address is outside the pool 10.30.0.10-10.30.0.20; expected the default route via "
+     "10.30.0.254; expected nameserver 10.30.0.2, 10.30.0.3"),
+    ("dhcp", "dhcp/static", LEASE, FAIL, "eth1: 10.30.0.99/24 (static, valid forever); no default route; "
+     "/etc/resolv.conf: no nameserver; no address from DHCP"),
+    ("dhcp", "dhcp/static", {"interface": "eth1"}, FAIL, "no address from DHCP"),
+    ("dhcp", "dhcp/no-interface", {**LEASE, "interface": "eth9"}, FAIL, "eth9: no such interface on r1"),
+    ("dhcp", "dhcp/no-ip", LEASE, ERROR, "`ip` is not available"),
 ]
 
 
@@ -313,13 +326,13 @@ READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
 # http writes its request to the connection it opens: its own test below; dns sends queries:
-# tests/unit/test_dns_check.py
+# tests/unit/test_dns_dhcp_checks.py
 @pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http", "dns"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},
             "file": {"path": "/etc/x", "sha256": "a" * 64, "contains": "y"},
-            "package": {"package": "frr"}, "user": {"user": "alice"}}[kind]
+            "package": {"package": "frr"}, "user": {"user": "alice"}, "dhcp": {"interface": "eth1"}}[kind]
     command = probe(make(kind, **keys)).command
     assert command.split()[0] in READ_ONLY_TOOLS
     for word in (">", "rm ", "kill", "systemctl", "tee", "chmod", "chown", "set "):

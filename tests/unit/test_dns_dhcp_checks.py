@@ -3,6 +3,7 @@ lookups recorded from a real lab (tests/data/outputs/dns/) is in test_grading_ch
 
 from __future__ import annotations
 
+import json
 import shlex
 import struct
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from labctl.grading import dnsquery
 from labctl.grading.checks import evaluate, probe
+from labctl.grading.checks.dhcp import facts_output
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import CHECK_MODELS, DnsCheck
@@ -145,3 +147,29 @@ def test_the_resolver_only_reads_and_sends_queries() -> None:
     for word in ("subprocess", "os.system", "exec(", "eval(", "os.remove", "unlink", '"w"', "'w'", "SOCK_RAW"):
         assert word not in source, word
     assert source.count("open(") == 1 and 'open("/etc/resolv.conf", encoding="utf-8", errors="replace")' in source
+
+
+# ---- dhcp -------------------------------------------------------------------------------------
+def dhcp_output(resolv_conf: str, routes: str = "[]") -> str:
+    address = {"family": "inet", "local": "10.30.0.120", "prefixlen": 24, "dynamic": True, "valid_life_time": 600}
+    return facts_output(json.dumps([{"ifname": "eth1", "addr_info": [address]}]), routes, resolv_conf)
+
+
+def dhcp(**keys: Any) -> Any:
+    base = {"id": "t", "criterion": "A2.1-c1", "description": {"fr": "f", "en": "e"}, "node": "ws", "type": "dhcp"}
+    return CHECK_MODELS["dhcp"].model_validate({**base, "interface": "eth1", **keys})
+
+
+def test_dhcp_reads_resolv_conf_that_holds_the_probe_marks() -> None:
+    # a resolv.conf written to look like the probe's sections: it stays resolv.conf text
+    planted = "nameserver 10.30.0.9\n--- labctl dhcp: addresses ---\n[]\nnameserver 10.30.0.2\n"
+    verdict = evaluate(dhcp(dns=["10.30.0.2"]), CommandResult(0, dhcp_output(planted), ""))
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.evidence == ("eth1: 10.30.0.120/24 (dynamic, 600 s of lease left); "
+                                "/etc/resolv.conf: nameserver 10.30.0.9, 10.30.0.2")
+
+
+def test_dhcp_output_without_its_marks_is_an_error() -> None:
+    assert evaluate(dhcp(), CommandResult(0, "[]\n[]\n", "")).outcome is ERROR
+    with pytest.raises(ValidationError, match="the first address comes first"):
+        dhcp(range=["10.0.0.9", "10.0.0.1"])

@@ -547,6 +547,39 @@ def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | N
     sys.exit(EXIT_OK if outcome.ok else EXIT_VERIFICATION)
 
 
+# ---- the référentiel --------------------------------------------------------------------
+@cli.command()
+@click.option("--coverage", "show_coverage", is_flag=True,
+              help="For every live or partial criterion, the scenarios and checks that evidence it, and which "
+                   "have none.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--markdown", is_flag=True, help="With --coverage: the README's table.")
+@click.option("--scenario", "names", multiple=True, metavar="NAME",
+              help="With --coverage: only these scenarios (repeatable; default: every scenario that can be named).")
+def criteria(show_coverage: bool, as_json: bool, markdown: bool, names: tuple[str, ...]) -> None:
+    """The référentiel's criteria (id, lab reach, text); --coverage: what evidences each."""
+    from labctl import coverage as cov
+    from labctl.grading.criteria import all_criteria
+
+    if (markdown or names) and not show_coverage:
+        raise click.UsageError("--markdown and --scenario go with --coverage")
+    if not show_coverage:
+        found = list(all_criteria().values())
+        if as_json:
+            click.echo(json.dumps([vars(c) for c in found], indent=2, ensure_ascii=False))
+            return
+        for c in found:
+            click.echo(f"{c.id:<8} {c.lab:<7} {c.text}")
+        return
+    report = cov.coverage(list(names) or None)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    elif markdown:
+        click.echo(cov.render_markdown(report), nl=False)
+    else:
+        click.echo(cov.render_text(report), nl=False)
+
+
 # ---- practising at home -----------------------------------------------------------------
 @cli.group(invoke_without_command=True)
 @click.pass_context

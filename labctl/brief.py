@@ -32,13 +32,17 @@ def diagram_dot(topology: Topology) -> str:
     lines = [f"graph {_quote(topology.name)} {{", "  graph [rankdir=TB, fontname=Helvetica, nodesep=0.9, ranksep=1.0];",
              "  node [fontname=Helvetica, fontsize=11]; edge [fontname=Helvetica, fontsize=8, labeldistance=2.2];"]
     for name, node in topology.nodes.items():
-        label = name if node.kind is not NodeKind.switch or node.subnet is None else f"{name}\\n{node.subnet}"
+        shown = [str(s) for s in (node.subnet, node.subnet6) if s] if node.kind is NodeKind.switch else \
+            [f"lo {a}" for a in (node.loopback, node.loopback6) if a]
+        label = "\\n".join([name, *shown])
         lines.append(f"  {_quote(name)} [label={_quote(label)}, {SHAPES[node.kind]}];")
     for link in topology.links:
         a, b = link.endpoints
-        ends = [f"{e.interface} {e.address}" if e.interface and e.address else (e.interface or "") for e in (a, b)]
+        ends = ["\\n".join([f"{e.interface} {address}" for address in e.shown_addresses()] or [e.interface or ""])
+                for e in (a, b)]
+        mtu = f", label={_quote(f'MTU {link.mtu}')}" if link.mtu else ""
         lines.append(f"  {_quote(a.node)} -- {_quote(b.node)} [taillabel={_quote(ends[0])}, "
-                     f"headlabel={_quote(ends[1])}];")
+                     f"headlabel={_quote(ends[1])}{mtu}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

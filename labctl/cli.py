@@ -145,7 +145,8 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
         states = provider.node_states(target)
         conditions[target.id] = labs.condition(target, states)
         for node in target.plan.nodes:
-            addresses = [f"{i.name}={i.address}" for i in node.interfaces if i.address]
+            addresses = [f"lo={a}" for a in node.loopbacks]
+            addresses += [f"{i.name}={a}" for i in node.interfaces for a in i.shown_addresses()]
             known = target.nodes.get(node.name)
             rows.append({"lab": target.name, "id": target.id, "lab_status": conditions[target.id],
                          "node": node.name, "kind": node.kind.value, "state": states[node.name],

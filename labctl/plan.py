@@ -30,6 +30,14 @@ class InterfacePlan(BaseModel):
     peer_name: str
     bridge: str | None = None  # the segment's bridge in the fabric namespace, if any
     creates_pair: bool = True  # a point-to-point pair is created from one end only
+    address6: str | None = None
+    dhcp: bool = False  # labctl assigns no IPv4 address: the node's DHCP client asks for one
+    mtu: int | None = None  # both ends of the cable (None: the kernel's 1500)
+
+    def shown_addresses(self) -> list[str]:
+        """What this interface's addresses are, for people: `10.1.0.1/24`, `dhcp`, the IPv6 one."""
+        shown = ["dhcp"] if self.dhcp else [self.address] if self.address else []
+        return shown + ([self.address6] if self.address6 else [])
 
 
 class RoutePlan(BaseModel):
@@ -52,6 +60,7 @@ class NodePlan(BaseModel):
     routes: list[RoutePlan]
     vars: dict[str, object]
     limits: Limits = Limits()  # processes, memory, CPU weight and disk (plans saved before limits: defaults)
+    loopbacks: list[str] = []  # addresses on the node's `lo`, IPv4 then IPv6
 
 
 class SegmentPlan(BaseModel):
@@ -122,6 +131,7 @@ def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
                 name=here.interface, address=str(here.address) if here.address else None,
                 peer_netns=peer_ns, peer_name=peer_name, bridge=bridge,
                 creates_pair=bridge is not None or here is a,
+                address6=str(here.address6) if here.address6 else None, dhcp=here.dhcp, mtu=link.mtu,
             ))
     nodes = [
         NodePlan(
@@ -130,6 +140,7 @@ def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
             mgmt_port=f"m{i}", interfaces=interfaces[name],
             routes=[RoutePlan(to=str(r.to), via=r.gateway) for r in node.routes],
             vars=dict(node.vars), limits=node.limits,
+            loopbacks=[str(a) for a in (node.loopback, node.loopback6) if a is not None and a != "auto"],
         )
         for i, (name, node) in enumerate(machines.items())
     ]

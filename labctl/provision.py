@@ -68,6 +68,9 @@ def inventory(lab: LabState, provider: Provider) -> dict[str, Any]:
             # a room's set-ups share two cores (10 s timed out with 9 labs set up at once).
             "ansible_ssh_timeout": max(CONNECT_TIMEOUT, round(4 * access.ssh_timeout)),
             "labctl_kind": node.kind.value, "labctl_interfaces": interfaces,
+            "labctl_interfaces6": {i.name: i.address6 for i in node.interfaces if i.address6},
+            "labctl_dhcp_interfaces": [i.name for i in node.interfaces if i.dhcp],
+            "labctl_loopbacks": list(node.loopbacks),
             **node.vars,
         }
         groups.setdefault(f"{node.kind.value}s", {"hosts": {}})["hosts"][node.name] = {}

@@ -300,9 +300,11 @@ class LabView:
         # address -> the node the plan gives it (the one that must answer for it)
         self.owners: dict[str, str] = {}
         for node in lab.plan.nodes:
-            for iface in node.interfaces:
-                if iface.address:
-                    self.owners[str(ipaddress.IPv4Interface(iface.address).ip)] = node.name
+            given = [*(i.address for i in node.interfaces), *(i.address6 for i in node.interfaces),
+                     *node.loopbacks]
+            for address in given:
+                if address:
+                    self.owners[str(ipaddress.ip_interface(address).ip)] = node.name
 
     def tampering(self, node: str) -> Tampering:
         """What the candidate changed among the node's system files (computed once per run)."""

@@ -63,6 +63,19 @@ def boot_timeout(accel: str, vms: int) -> float:
     return 600.0 if accel == "kvm" else max(600.0, 150.0 * vms)
 
 
+def _refuse_unbuilt_features(plan: LabPlan) -> None:
+    """Topology features the VMs' seed does not apply yet: refused before anything is built,
+    never a lab that silently lacks them."""
+    found = sorted({f"{what} ({node.name})" for node in plan.nodes for what, used in (
+        ("loopback addresses", bool(node.loopbacks)),
+        ("IPv6 addresses", any(i.address6 for i in node.interfaces)),
+        ("per-link MTU", any(i.mtu for i in node.interfaces)),
+        ("DHCP interfaces", any(i.dhcp for i in node.interfaces))) if used})
+    if found:
+        raise ProviderError(f"the libvirt provider does not build these topology features yet: {', '.join(found)}",
+                            "run this topology on the local provider (--provider local)")
+
+
 def _parallel(items: Iterable[T], work: Callable[[T], object]) -> None:
     items = list(items)
     if not items:
@@ -244,6 +257,7 @@ class LibvirtProvider(Provider):
 
     def build(self, lab: LabState, progress: Progress) -> None:
         """VM image, storage, networks, domains; boots them and waits for SSH (see `create`)."""
+        _refuse_unbuilt_features(lab.plan)
         recipe = self._image(lab, progress)
         lab.image = str(recipe.directory)
         lab.save()

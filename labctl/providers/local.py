@@ -39,11 +39,13 @@ from labctl.providers import firewall, lockdown, nodedisk, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
+from labctl.topology.model import NodeKind
 
 BOOT_TIMEOUT = 30.0
 SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts listening
 STOP_TIMEOUT = 5.0
 SEALED_MARK = "/run/labctl-sealed"
+DHCP_INTERFACES = "/etc/network/interfaces.d/labctl-dhcp"  # read by ifupdown's /etc/network/interfaces
 # The node's PID 2 waits (5 s at most) for labctl to seal its /proc before the node's own init
 # starts its services: sealing replaces /proc under them, and a sysctl or FRR's start script
 # caught in between failed (a router without forwarding, now and then).
@@ -228,6 +230,10 @@ class LocalProvider(Provider):
             "/etc/labctl/node.env": (f"LABCTL_KIND={node.kind.value}\nLABCTL_NODE={node.name}\n"
                                      f"LABCTL_LAB={lab.name}\n", 0o644),
         }
+        dhcp = [iface.name for iface in node.interfaces if iface.dhcp]
+        if dhcp:  # ifupdown's way: brought up at boot, the node's DHCP client asks for the address
+            files[DHCP_INTERFACES] = ("# labctl: these interfaces are addressed by DHCP (topology)\n" + "".join(
+                f"auto {name}\niface {name} inet dhcp\n" for name in dhcp), 0o644)
         for path, (content, mode) in files.items():
             nodefs.place(lower, upper, path, content, mode=mode)
         _make_fuse_device(lab.node_dir(node.name) / "fuse")
@@ -307,12 +313,12 @@ class LocalProvider(Provider):
                 fabric.append(f"link add {iface.name} netns {node.netns} type veth "
                               f"peer name {iface.peer_name} netns {iface.peer_netns}")
                 if iface.bridge:
+                    mtu = f" mtu {iface.mtu}" if iface.mtu else ""
                     fabric += [f"link set {iface.peer_name} master {iface.bridge}",
-                               f"link set {iface.peer_name} up"]
+                               f"link set {iface.peer_name}{mtu} up"]
         netns.batch(plan.fabric_netns, fabric, "creating links")
-        _parallel(plan.nodes, lambda node: netns.batch(
-            node.netns, _network_commands(node, network_of.node_dir(node.name) / "snapshot" if network_of else None),
-            f"configuring node {node.name}"))
+        _parallel(plan.nodes, lambda node: _configure(node, network_of.node_dir(node.name) / "snapshot"
+                                                      if network_of else None))
 
     def _wait_ready(self, lab: LabState, node: NodePlan) -> None:
         """Until the node's sshd is started: it writes its pid file once ready (looking for it
@@ -416,26 +422,55 @@ def _tmpfs_options(memory: int) -> list[str]:
     return [f"--tmpfs=/tmp:mode=1777,size={quarter}k", f"--tmpfs=/dev/shm:mode=1777,size={quarter}k"]
 
 
+def _configure(node: NodePlan, saved: Path | None) -> None:
+    """A freshly wired node's network (`_network_commands`); routers forward IPv6 as they do
+    IPv4 (the node's init turns IPv4 forwarding on; this kernel setting is the node's own)."""
+    netns.batch(node.netns, _network_commands(node, saved), f"configuring node {node.name}")
+    if node.kind is NodeKind.router:
+        netns.run(["ip", "netns", "exec", node.netns, "tee", "/proc/sys/net/ipv6/conf/all/forwarding"],
+                  input_text="1\n", what=f"IPv6 forwarding on {node.name}")
+
+
 def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:
     """`ip` commands giving a freshly wired node its network: the plan's addresses and
     routes, or (`saved`: a snapshot folder) the MTU and state of each link, the addresses
     and the static routes the node had at that snapshot."""
     commands = ["link set lo up"]
     if saved is None:
+        commands += [f"addr add {address} dev lo" for address in node.loopbacks]
         for iface in node.interfaces:
             if iface.address:
                 commands.append(f"addr add {iface.address} dev {iface.name}")
-            commands.append(f"link set {iface.name} up")
+            if iface.address6:  # no duplicate address detection: the plan already made it unique
+                commands.append(f"addr add {iface.address6} dev {iface.name} nodad")
+            commands.append(f"link set {iface.name}" + (f" mtu {iface.mtu}" if iface.mtu else "") + " up")
         return commands + [f"route replace {route.to}" + (f" via {route.via}" if route.via else "")
                            for route in node.routes]
     commands += _link_commands(node, saved)
-    commands += [f"addr add {i['local']}/{i['prefixlen']} dev {a['ifname']}"
+    commands += [f"addr add {i['local']}/{i['prefixlen']} dev {a['ifname']}" + (" nodad" if ":" in i["local"] else "")
                  for a in json.loads((saved / "addr.json").read_text() or "[]")
-                 for i in a.get("addr_info", []) if a["ifname"] not in ("lo", MGMT_IFACE)]
-    return commands + [f"route replace {r['dst']}" + (f" via {r['gateway']}" if r.get("gateway") else "")
+                 for i in a.get("addr_info", []) if _restorable_address(a["ifname"], i)]
+    routes = [r for what in ("route", "route6") if (saved / f"{what}.json").exists()
+              for r in json.loads((saved / f"{what}.json").read_text() or "[]")]
+    return commands + [f"route replace {_destination(r)}" + (f" via {r['gateway']}" if r.get("gateway") else "")
                        + (f" dev {r['dev']}" if r.get("dev") else "")
-                       for r in json.loads((saved / "route.json").read_text() or "[]")
+                       for r in routes
                        if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
+
+
+def _restorable_address(ifname: str, info: dict[str, object]) -> bool:
+    """An address a snapshot gives back: the lab's own, not the kernel's (127.0.0.1, ::1, link-local
+    addresses come by themselves; a DHCP lease is the DHCP client's to ask again)."""
+    if ifname == MGMT_IFACE or info.get("scope") in ("host", "link") or info.get("dynamic"):
+        return False
+    return not (ifname == "lo" and info.get("local") in ("127.0.0.1", "::1"))
+
+
+def _destination(route: dict[str, object]) -> str:
+    """A route's destination as `ip route` takes it back (`default` of IPv6 is ::/0)."""
+    if route["dst"] == "default" and ":" in str(route.get("gateway", "")):
+        return "::/0"
+    return str(route["dst"])
 
 
 def _snapshot_node(lab: LabState, node: NodePlan) -> None:
@@ -445,8 +480,9 @@ def _snapshot_node(lab: LabState, node: NodePlan) -> None:
     staging.mkdir()
     # cp -a keeps owners, modes and the overlay's whiteouts and opaque-folder xattrs.
     netns.run(["cp", "-a", str(lab.upper_dir(node.name)), str(staging / "upper")], what=f"snapshot of {node.name}")
-    for what in ("addr", "route", "link"):
-        listing = netns.run(["ip", "-n", node.netns, "-j", "-4", what, "show"], what=f"ip {what} on {node.name}")
+    for what, argv in (("addr", ["addr"]), ("route", ["-4", "route"]), ("route6", ["-6", "route"]),
+                       ("link", ["link"])):
+        listing = netns.run(["ip", "-n", node.netns, "-j", *argv, "show"], what=f"ip {what} on {node.name}")
         (staging / f"{what}.json").write_text(listing)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)

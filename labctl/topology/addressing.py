@@ -30,20 +30,30 @@ Allocation rules, applied in segment order:
   links the next free /30 of `addressing.p2p`; "free" means overlapping no subnet in use
   (given, implied, already allocated) and not the management network `addressing.mgmt`.
 * Each host/router end without an address gets the lowest host address of its segment's
-  subnet that no interface in the topology uses, in file order.
+  subnet that no interface in the topology uses, in file order; an end addressed by DHCP
+  gets none (the node's own client asks for one).
+* IPv6 the same way, beside IPv4: a segment keeps its `subnet6`, else the /64 of its first
+  explicit IPv6 address, else the next free /64 of `addressing.lan6` (switches) or
+  `addressing.p2p6` (point-to-point links) when that pool is set; segments with none of
+  these stay IPv4 only. Ends of a segment with an IPv6 subnet get an address in it (DHCP
+  ends included: DHCP here is IPv4's).
+* Nodes with `loopback: auto` get the next /32 of `addressing.loopback` that no interface
+  or loopback of the topology uses, in node order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import cast
 
 from labctl.sourcefile import PathKey
 from labctl.topology.model import Endpoint, Link, Topology
 
 LAN_PREFIX = 24
 P2P_PREFIX = 30
+V6_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,29 @@ class Wiring:
         first = self.first_addressed()
         return first.endpoint.address.network if first and first.endpoint.address else None
 
+    @property
+    def subnet6_path(self) -> PathKey:
+        """Where the segment's IPv6 subnet is (or would be) written in the file."""
+        return (*self.subnet_path[:-1], "subnet6")
+
+    def given_subnet6(self, topology: Topology) -> IPv6Network | None:
+        """The IPv6 subnet the file gives this segment (switch or link `subnet6`), if any."""
+        if self.switch is not None:
+            return topology.nodes[self.switch].subnet6
+        return topology.links[self.links[0]].subnet6
+
+    def first_addressed6(self) -> End | None:
+        """The first end (file order) with an explicit IPv6 address."""
+        return next((end for end in self.ends if end.endpoint.address6 is not None), None)
+
+    def known_subnet6(self, topology: Topology) -> IPv6Network | None:
+        """The given IPv6 subnet, else the /64... network of the first explicit IPv6 address."""
+        given = self.given_subnet6(topology)
+        if given is not None:
+            return given
+        first = self.first_addressed6()
+        return first.endpoint.address6.network if first and first.endpoint.address6 else None
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -110,6 +143,7 @@ class Segment:
     subnet: IPv4Network
     endpoints: tuple[Endpoint, ...]
     links: tuple[int, ...]
+    subnet6: IPv6Network | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +190,9 @@ def resolve_addressing(topology: Topology) -> Resolution:
     resolved = topology.model_copy(deep=True)
     plan = wirings(resolved)
     known = [wiring.known_subnet(resolved) for wiring in plan]
-    used = [resolved.addressing.mgmt, *(subnet for subnet in known if subnet is not None)]
+    used: list[IPv4Network | IPv6Network] = [resolved.addressing.mgmt, *(s for s in known if s is not None)]
+    if any(node.loopback == "auto" for node in resolved.nodes.values()):
+        used.append(resolved.addressing.loopback)
     lan = _Pool("lan", resolved.addressing.lan, LAN_PREFIX, used)
     p2p = _Pool("p2p", resolved.addressing.p2p, P2P_PREFIX, used)
     taken = _explicit_ips(resolved)
@@ -164,13 +200,63 @@ def resolve_addressing(topology: Topology) -> Resolution:
     for wiring, subnet in zip(plan, known, strict=True):
         pool = lan if wiring.switch is not None else p2p
         if subnet is None:
-            subnet = pool.take()
+            subnet = cast(IPv4Network | None, pool.take())
         if subnet is None:
             shortages.append(_pool_shortage(wiring, pool))
             continue
         _set_subnet(resolved, wiring, subnet)
         shortages.extend(_fill_addresses(wiring, subnet, taken))
+    shortages.extend(_resolve_ipv6(resolved, plan))
+    shortages.extend(_resolve_loopbacks(resolved, taken))
     return Resolution(resolved, shortages)
+
+
+def _resolve_ipv6(resolved: Topology, plan: list[Wiring]) -> Iterator[Shortage]:
+    """IPv6 subnets and addresses, as `resolve_addressing` does IPv4 (module docstring)."""
+    known = [wiring.known_subnet6(resolved) for wiring in plan]
+    used: list[IPv4Network | IPv6Network] = [subnet for subnet in known if subnet is not None]
+    pools = {kind: _Pool(f"{kind}6", network, V6_PREFIX, used) if network is not None else None
+             for kind, network in (("lan", resolved.addressing.lan6), ("p2p", resolved.addressing.p2p6))}
+    taken: set[IPv4Address | IPv6Address] = {
+        e.address6.ip for link in resolved.links for e in link.endpoints if e.address6}
+    taken |= {n.loopback6.ip for n in resolved.nodes.values() if n.loopback6}
+    for wiring, subnet in zip(plan, known, strict=True):
+        pool = pools["lan" if wiring.switch is not None else "p2p"]
+        if subnet is None and pool is not None:
+            subnet = cast(IPv6Network | None, pool.take())
+            if subnet is None:
+                yield _pool_shortage(wiring, pool)
+                continue
+        if subnet is None:
+            continue
+        if wiring.switch is not None:
+            resolved.nodes[wiring.switch].subnet6 = subnet
+        else:
+            resolved.links[wiring.links[0]].subnet6 = subnet
+        for end in wiring.ends:
+            if end.endpoint.address6 is None:
+                ip = next((host for host in subnet.hosts() if host not in taken), None)
+                if ip is None:
+                    yield Shortage((*end.path, "address6"), f"no free address left in {subnet} for "
+                                   f"{end.endpoint.label}", f"use a larger subnet6 for {_segment_words(wiring)}")
+                    continue
+                taken.add(ip)
+                end.endpoint.address6 = IPv6Interface(f"{ip}/{subnet.prefixlen}")
+
+
+def _resolve_loopbacks(resolved: Topology, taken: set[IPv4Address]) -> Iterator[Shortage]:
+    """`loopback: auto` becomes the next /32 of addressing.loopback nobody uses."""
+    taken = taken | {n.loopback.ip for n in resolved.nodes.values() if isinstance(n.loopback, IPv4Interface)}
+    free = (ip for ip in resolved.addressing.loopback.hosts() if ip not in taken)
+    for name, node in resolved.nodes.items():
+        if node.loopback == "auto":
+            ip = next(free, None)
+            if ip is None:
+                yield Shortage(("nodes", name, "loopback"), f"no free address left in the loopback pool "
+                               f"{resolved.addressing.loopback} for {name}",
+                               "enlarge addressing.loopback, or give this node its loopback address")
+                continue
+            node.loopback = IPv4Interface(f"{ip}/32")
 
 
 def segments(topology: Topology) -> list[Segment]:
@@ -181,7 +267,8 @@ def segments(topology: Topology) -> list[Segment]:
         if subnet is None:
             raise ValueError(f"segment {wiring.name} has no subnet; resolve addressing first")
         endpoints = tuple(end.endpoint for end in wiring.ends)
-        result.append(Segment(wiring.name, wiring.switch, subnet, endpoints, wiring.links))
+        result.append(Segment(wiring.name, wiring.switch, subnet, endpoints, wiring.links,
+                              wiring.given_subnet6(topology)))
     return result
 
 
@@ -209,19 +296,19 @@ def node_subnets(topology: Topology, node: str) -> list[IPv4Network]:
 class _Pool:
     """Hands out the next free subnet of one prefix length from a pool, in address order."""
 
-    def __init__(self, name: str, network: IPv4Network, prefix: int,
-                 used: list[IPv4Network]) -> None:
+    def __init__(self, name: str, network: IPv4Network | IPv6Network, prefix: int,
+                 used: list[IPv4Network | IPv6Network]) -> None:
         self.name = name
         self.network = network
         self.prefix = prefix
         self._used = used  # shared with the other pool: both see every allocation
         self._candidates = self._subnets()
 
-    def _subnets(self) -> Iterator[IPv4Network]:
+    def _subnets(self) -> Iterator[IPv4Network | IPv6Network]:
         if self.network.prefixlen <= self.prefix:
             yield from self.network.subnets(new_prefix=self.prefix)
 
-    def take(self) -> IPv4Network | None:
+    def take(self) -> IPv4Network | IPv6Network | None:
         """The next subnet overlapping none in use (now marked in use), or None."""
         for candidate in self._candidates:  # a rejected candidate stays rejected: used grows
             if not any(candidate.overlaps(subnet) for subnet in self._used):
@@ -231,7 +318,8 @@ class _Pool:
 
 
 def _explicit_ips(topology: Topology) -> set[IPv4Address]:
-    return {e.address.ip for link in topology.links for e in link.endpoints if e.address}
+    ips = {e.address.ip for link in topology.links for e in link.endpoints if e.address}
+    return ips | {n.loopback.ip for n in topology.nodes.values() if isinstance(n.loopback, IPv4Interface)}
 
 
 def _set_subnet(topology: Topology, wiring: Wiring, subnet: IPv4Network) -> None:
@@ -245,7 +333,7 @@ def _fill_addresses(wiring: Wiring, subnet: IPv4Network,
                     taken: set[IPv4Address]) -> Iterator[Shortage]:
     """Give each end without an address the lowest free host address of `subnet`."""
     for end in wiring.ends:
-        if end.endpoint.address is not None:
+        if end.endpoint.address is not None or end.endpoint.dhcp:
             continue
         ip = next((host for host in subnet.hosts() if host not in taken), None)
         if ip is None:

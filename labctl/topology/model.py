@@ -1,8 +1,9 @@
 """The topology file's data model.
 
 A topology names nodes (hosts, FRR routers, switches), the links between node interfaces
-(or from an interface onto a switch, which is a named L2 segment), IPv4 addressing given
-explicitly or drawn from pools, static routes and free per-node variables.
+(or from an interface onto a switch, which is a named L2 segment), IPv4 and IPv6 addressing
+given explicitly or drawn from pools (or DHCP: the node's own client asks), loopback
+addresses, per-link MTU, static routes and free per-node variables.
 
 After `labctl.topology.loader.load_topology`, every endpoint on a host or router has its
 `address` filled in; the models here only describe the shape of the file.
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from ipaddress import IPv4Interface, IPv4Network
-from typing import Any
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,27 +38,42 @@ class NodeKind(StrEnum):
 
 
 class Route(Strict):
-    """A static route: destination network (or `default`) through a gateway address."""
+    """A static route: destination network (or `default`, `default6`) through a gateway address."""
 
-    to: IPv4Network = Field(description="Destination network, e.g. 10.2.0.0/24, or `default`.")
-    via: IPv4Interface | None = Field(
+    to: IPv4Network | IPv6Network = Field(description=(
+        "Destination network, e.g. 10.2.0.0/24 or 2001:db8:2::/64; `default` (IPv4) or `default6` (IPv6)."))
+    via: IPv4Interface | IPv6Interface | None = Field(
         default=None, description="Next-hop address; must be on a subnet the node is attached to."
     )
 
     @field_validator("to", mode="before")
     @classmethod
     def _default_route(cls, value: Any) -> Any:
-        return "0.0.0.0/0" if value == "default" else value
+        return {"default": "0.0.0.0/0", "default6": "::/0"}.get(value, value) if isinstance(value, str) else value
 
     @field_validator("via", mode="before")
     @classmethod
     def _bare_address(cls, value: Any) -> Any:
-        return f"{value}/32" if isinstance(value, str) and "/" not in value else value
+        return _with_prefix(value)
+
+    @model_validator(mode="after")
+    def _one_family(self) -> Route:
+        if self.via is not None and self.via.version != self.to.version:
+            raise ValueError(f"the gateway {self.via.ip} is IPv{self.via.version} but the destination "
+                             f"{self.to} is IPv{self.to.version}: a route's gateway is of its destination's family")
+        return self
 
     @property
     def gateway(self) -> str | None:
         """The next hop as a bare address, or None for an on-link route."""
         return str(self.via.ip) if self.via else None
+
+
+def _with_prefix(value: Any) -> Any:
+    """A bare address as a host address: /32 (IPv4) or /128 (IPv6)."""
+    if isinstance(value, str) and "/" not in value:
+        return f"{value}/128" if ":" in value else f"{value}/32"
+    return value
 
 
 SIZE = re.compile(r"^\s*(\d{1,13})\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -128,8 +144,20 @@ class Node(Strict):
     vars: dict[str, Any] = Field(
         default_factory=dict, description="Free variables, passed to playbooks as host variables."
     )
+    subnet6: IPv6Network | None = Field(default=None, description=(
+        "Switches only: the segment's IPv6 subnet (dual stack); drawn from `lan6` if that pool is set."))
     limits: Limits = Field(default_factory=Limits, description=(
         "Hosts and routers: resource limits (defaults: pids 1024, memory 1G, cpu_weight 100, disk 2G)."))
+    loopback: IPv4Interface | Literal["auto"] | None = Field(default=None, description=(
+        "Hosts and routers: an IPv4 address on the loopback interface, e.g. 10.254.0.1/32 (a bare "
+        "address is a /32), or `auto`: the next free one of `addressing.loopback`."))
+    loopback6: IPv6Interface | None = Field(default=None, description=(
+        "Hosts and routers: an IPv6 address on the loopback interface, e.g. 2001:db8:ff::1/128."))
+
+    @field_validator("loopback", "loopback6", mode="before")
+    @classmethod
+    def _bare_loopback(cls, value: Any) -> Any:
+        return value if value == "auto" else _with_prefix(value)
 
     @model_validator(mode="after")
     def _switch_fields(self) -> Node:
@@ -137,41 +165,69 @@ class Node(Strict):
             raise ValueError("a switch has no routes (it is an L2 segment)")
         if self.kind is NodeKind.switch and "limits" in self.model_fields_set:
             raise ValueError("a switch has no limits (it is an L2 segment, not a machine)")
-        if self.kind is not NodeKind.switch and self.subnet is not None:
-            raise ValueError("`subnet` is for switches; give hosts and routers addresses on links")
+        if self.kind is NodeKind.switch and (self.loopback or self.loopback6):
+            raise ValueError("a switch has no loopback (it is an L2 segment, not a machine)")
+        if self.kind is not NodeKind.switch and (self.subnet is not None or self.subnet6 is not None):
+            raise ValueError("`subnet` is for switches (and `subnet6`); give hosts and routers addresses on links")
         return self
 
 
 class Endpoint(Strict):
-    """One end of a link: a node's interface (with an address), or a switch."""
+    """One end of a link: a node's interface (with its addresses), or a switch."""
 
     node: str
     interface: str | None = Field(
         default=None, description="Interface name inside the node, e.g. eth1. Not for switches."
     )
     address: IPv4Interface | None = Field(
-        default=None, description="e.g. 10.1.0.1/24; drawn from the link's subnet if absent."
+        default=None, description="e.g. 10.1.0.1/24; drawn from the link's subnet if absent; `dhcp`: "
+                                  "labctl assigns none, the node's DHCP client asks for one at boot."
     )
+    address6: IPv6Interface | None = Field(
+        default=None, description="e.g. 2001:db8:1::1/64; drawn from the segment's subnet6 if it has one."
+    )
+    dhcp: bool = Field(default=False, description="Addressed by DHCP (written `@dhcp` or `address: dhcp`).")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        """Accept `node`, `node:iface` and `node:iface@10.0.0.1/24` as well as a mapping."""
+        """Accept `node`, `node:iface`, `node:iface@10.0.0.1/24`, `node:iface@2001:db8::1/64`,
+        `node:iface@10.0.0.1/24,2001:db8::1/64` and `node:iface@dhcp`, as well as a mapping."""
+        if isinstance(value, dict):
+            if value.get("address") == "dhcp":
+                value = {k: v for k, v in value.items() if k != "address"} | {"dhcp": True}
+            return value
         if not isinstance(value, str):
             return value
-        text, _, address = value.partition("@")
+        text, _, addresses = value.partition("@")
         node, _, interface = text.partition(":")
         result: dict[str, Any] = {"node": node.strip()}
         if interface:
             result["interface"] = interface.strip()
-        if address:
-            result["address"] = address.strip()
+        for item in (a.strip() for a in addresses.split(",") if a.strip()):
+            key = "dhcp" if item == "dhcp" else "address6" if ":" in item else "address"
+            if key in result:
+                raise ValueError(f"{value!r} gives {key} twice: at most one IPv4 address (or dhcp) "
+                                 "and one IPv6 address, separated by a comma")
+            result[key] = True if key == "dhcp" else item
         return result
+
+    @model_validator(mode="after")
+    def _dhcp_or_address(self) -> Endpoint:
+        if self.dhcp and self.address is not None:
+            raise ValueError(f"{self.label} is addressed by DHCP and given {self.address}: "
+                             "keep one (DHCP: the node's client asks; an address: labctl assigns it)")
+        return self
 
     @property
     def label(self) -> str:
         """`node:interface`, or just the node for a switch end."""
         return f"{self.node}:{self.interface}" if self.interface else self.node
+
+    def shown_addresses(self) -> list[str]:
+        """What this end's addresses are, for people: `10.1.0.1/24`, `dhcp`, and the IPv6 one."""
+        shown = ["dhcp"] if self.dhcp else [str(self.address)] if self.address else []
+        return shown + ([str(self.address6)] if self.address6 else [])
 
 
 class Link(Strict):
@@ -182,6 +238,10 @@ class Link(Strict):
         default=None,
         description="Point-to-point links only: drawn from the `p2p` pool if absent.",
     )
+    subnet6: IPv6Network | None = Field(default=None, description=(
+        "Point-to-point links only: the IPv6 subnet (dual stack); drawn from `p2p6` if that pool is set."))
+    mtu: int | None = Field(default=None, ge=68, le=65535, description=(
+        "MTU of both ends of this cable (the node's interface and, on a switch, its port), e.g. 1400."))
 
 
 class Addressing(Strict):
@@ -189,6 +249,12 @@ class Addressing(Strict):
 
     lan: IPv4Network = Field(default=IPv4Network("10.0.0.0/16"), description="Split into /24s.")
     p2p: IPv4Network = Field(default=IPv4Network("10.255.0.0/16"), description="Split into /30s.")
+    loopback: IPv4Network = Field(default=IPv4Network("10.254.0.0/24"), description=(
+        "Loopback addresses written `loopback: auto` are the next free /32s of it."))
+    lan6: IPv6Network | None = Field(default=None, description=(
+        "IPv6 for every switch: split into /64s (none: only segments given subnet6 or IPv6 addresses)."))
+    p2p6: IPv6Network | None = Field(default=None, description=(
+        "IPv6 for every point-to-point link: split into /64s (none: only those given subnet6 or addresses)."))
     mgmt: IPv4Network = Field(
         default=IPv4Network("198.18.0.0/24"),
         description=("libvirt VMs' management network (labctl to VMs only; local nodes have none); "

@@ -25,6 +25,7 @@ def topology_json_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     _endpoint_shorthand(defs["Link"])
     _interface_pattern(defs["Endpoint"])
+    _dhcp_address(defs["Endpoint"])
     _default_route(defs["Route"])
     schema["properties"]["nodes"]["propertyNames"] = {"pattern": NODE_NAME.pattern}
     schema.pop("title", None)
@@ -32,11 +33,13 @@ def topology_json_schema() -> dict[str, Any]:
 
 
 def _endpoint_shorthand(link: dict[str, Any]) -> None:
-    """Link ends may be written `node`, `node:iface` or `node:iface@10.0.0.1/24`."""
+    """Link ends may be written `node`, `node:iface`, `node:iface@10.0.0.1/24`, with `,IPV6/LEN`
+    after the IPv4 address (or alone), or `node:iface@dhcp`."""
     endpoints = link["properties"]["endpoints"]
     endpoints["items"] = {"anyOf": [
         {"type": "string", "pattern": ENDPOINT_SHORTHAND,
-         "description": "node, node:interface or node:interface@address/prefix"},
+         "description": "node, node:interface, node:interface@address/prefix[,ipv6/prefix] or "
+                        "node:interface@dhcp"},
         endpoints["items"],
     ]}
 
@@ -49,7 +52,10 @@ def _interface_pattern(endpoint: dict[str, Any]) -> None:
 
 
 def _default_route(route: dict[str, Any]) -> None:
-    """A route's `to` may be `default` as well as a network."""
-    to = route["properties"]["to"]
-    network = {key: to.pop(key) for key in ("type", "format")}
-    to["anyOf"] = [network, {"const": "default"}]
+    """A route's `to` may be `default` (IPv4) or `default6` (IPv6) as well as a network."""
+    route["properties"]["to"]["anyOf"] += [{"const": "default"}, {"const": "default6"}]
+
+
+def _dhcp_address(endpoint: dict[str, Any]) -> None:
+    """An end's `address` may be `dhcp` (the node's DHCP client asks for one)."""
+    endpoint["properties"]["address"]["anyOf"].insert(1, {"const": "dhcp"})

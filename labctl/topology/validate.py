@@ -21,7 +21,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 
 from labctl.errors import Problem
 from labctl.sourcefile import Lines, PathKey
@@ -108,8 +108,10 @@ def check_routes(topology: Topology, origin: Origin) -> list[Problem]:
         subnets = attached.get(name, [])
         if name in unsure or None in subnets:
             continue
-        known = [subnet for subnet in subnets if subnet is not None]
-        own = {e.address.ip for e in topology.interfaces(name) if e.address is not None}
+        known: list[IPv4Network | IPv6Network] = [subnet for subnet in subnets if subnet is not None]
+        known += _attached_subnets6(topology).get(name, [])
+        own: set[IPv4Address | IPv6Address] = {e.address.ip for e in topology.interfaces(name) if e.address}
+        own |= {e.address6.ip for e in topology.interfaces(name) if e.address6}
         for k, route in enumerate(node.routes):
             problems.extend(_gateway(origin, name, k, route, known, own))
     return problems
@@ -180,10 +182,11 @@ def _switch_end(origin: Origin, end: End, number: int) -> Iterator[Problem]:
             f"takes no interface ('{endpoint.interface}')",
             f"write just '{endpoint.node}': the interface belongs to the host/router "
             "at the other end")
-    if endpoint.address is not None:
+    given = ", ".join(endpoint.shown_addresses())
+    if given:
         yield origin.problem(
             (*end.path, "address"), f"{endpoint.node} is a switch: its end of link {number} "
-            f"takes no address ({endpoint.address})",
+            f"takes no address ({given})",
             "put the address on the host/router end (e.g. r1:eth1@10.0.0.1/24), and the "
             f"segment's subnet in {endpoint.node}'s `subnet`")
 
@@ -247,17 +250,46 @@ def _interfaces(topology: Topology, origin: Origin) -> Iterator[Problem]:
 
 
 def _duplicate_addresses(topology: Topology, origin: Origin) -> Iterator[Problem]:
-    first: dict[IPv4Address, End] = {}
-    for end in _machine_ends(topology):
-        address = end.endpoint.address
-        if address is None:
-            continue
-        seen = first.setdefault(address.ip, end)
-        if seen is not end:
+    """An address (IPv4 or IPv6, on an interface or a loopback) given twice."""
+    first: dict[IPv4Address | IPv6Address, tuple[str, PathKey]] = {}
+    for path, label, ip in _addresses(topology):
+        seen = first.setdefault(ip, (label, path))
+        if seen[1] != path:
             yield origin.problem(
-                (*end.path, "address"), f"address {address.ip} of {end.endpoint.label} is "
-                f"already used by {seen.endpoint.label} (line {origin.line(seen.path)})",
-                "every interface needs its own address; remove this one to have one allocated")
+                path, f"address {ip} of {label} is already used by {seen[0]} (line {origin.line(seen[1])})",
+                "every interface and loopback needs its own address; remove this one to have one allocated")
+
+
+def _addresses(topology: Topology) -> Iterator[tuple[PathKey, str, IPv4Address | IPv6Address]]:
+    """Every address the file gives a machine: where, whose, which (file order, loopbacks first)."""
+    for name, node in topology.lab_nodes().items():
+        for key in ("loopback", "loopback6"):
+            value = getattr(node, key)
+            if isinstance(value, IPv4Interface | IPv6Interface):
+                yield ("nodes", name, key), f"{name}'s loopback", value.ip
+    for end in _machine_ends(topology):
+        for key in ("address", "address6"):
+            value = getattr(end.endpoint, key)
+            if value is not None:
+                yield (*end.path, key), end.endpoint.label, value.ip
+
+
+def _segment_addresses6(topology: Topology, origin: Origin) -> Iterator[Problem]:
+    """IPv6 addresses outside their segment's subnet6 (given, or that of its first IPv6 address)."""
+    for wiring in wirings(topology):
+        subnet = wiring.known_subnet6(topology)
+        if subnet is None:
+            continue
+        where = (f"{origin.segment_ref(wiring)}'s subnet6 (line {origin.line(wiring.subnet6_path)})"
+                 if wiring.given_subnet6(topology) is not None else
+                 f"the subnet of {origin.segment_ref(wiring)}'s first IPv6 address")
+        for end in wiring.ends:
+            address = end.endpoint.address6
+            if address is not None and address.network != subnet:
+                yield origin.problem(
+                    (*end.path, "address6"), f"IPv6 address {address} of {end.endpoint.label} is not in "
+                    f"{subnet}, {where}", f"use an address in {subnet} (e.g. {subnet[1]}/{subnet.prefixlen}), "
+                    "or remove it to have one allocated")
 
 
 def _segment_addresses(topology: Topology, origin: Origin) -> Iterator[Problem]:
@@ -328,7 +360,7 @@ def _edge_address(origin: Origin, path: PathKey, endpoint: Endpoint,
 class _Claim:
     """A subnet a segment holds before allocation: given, or implied by an address."""
 
-    subnet: IPv4Network
+    subnet: IPv4Network | IPv6Network
     path: PathKey
     owner: str
 
@@ -342,6 +374,16 @@ def _claims(topology: Topology, origin: Origin) -> list[_Claim]:
             claims.append(_Claim(given, wiring.subnet_path, owner))
         elif first is not None and first.endpoint.address is not None:
             claims.append(_Claim(first.endpoint.address.network, (*first.path, "address"), owner))
+        given6, first6 = wiring.given_subnet6(topology), wiring.first_addressed6()
+        if given6 is not None:
+            claims.append(_Claim(given6, wiring.subnet6_path, owner))
+        elif first6 is not None and first6.endpoint.address6 is not None:
+            claims.append(_Claim(first6.endpoint.address6.network, (*first6.path, "address6"), owner))
+    for name, node in topology.lab_nodes().items():
+        for key in ("loopback", "loopback6"):
+            value = getattr(node, key)
+            if isinstance(value, IPv4Interface | IPv6Interface):
+                claims.append(_Claim(value.network, ("nodes", name, key), f"{name}'s loopback"))
     return sorted(claims, key=lambda claim: origin.line(claim.path))
 
 
@@ -356,7 +398,15 @@ def _overlapping_subnets(topology: Topology, origin: Origin) -> Iterator[Problem
                 "the management network is kept for labctl's access to the nodes: choose "
                 "another subnet, or move addressing.mgmt")
         other = next((c for c in claims[:n] if c.subnet.overlaps(claim.subnet)), None)
-        if other is not None:
+        loopback = next((c for c in (claim, other) if c is not None and c.path[-1] in ("loopback", "loopback6")), None)
+        if other is not None and loopback is not None:
+            segment = other if loopback is claim else claim
+            yield origin.problem(
+                loopback.path, f"{loopback.owner} {loopback.subnet} lies in subnet {segment.subnet} of "
+                f"{segment.owner} (line {origin.line(segment.path)})",
+                "a loopback address belongs to its node alone: take it outside every link's subnet "
+                "(e.g. `loopback: auto`, drawn from addressing.loopback)")
+        elif other is not None:
             yield origin.problem(
                 claim.path, f"subnet {claim.subnet} of {claim.owner} overlaps subnet "
                 f"{other.subnet} of {other.owner} (line {origin.line(other.path)})",
@@ -372,7 +422,7 @@ def _destination(route: Route) -> str:
 
 def _duplicate_routes(topology: Topology, origin: Origin) -> Iterator[Problem]:
     for name, node in topology.nodes.items():
-        first: dict[IPv4Network, int] = {}
+        first: dict[IPv4Network | IPv6Network, int] = {}
         for k, route in enumerate(node.routes):
             seen = first.setdefault(route.to, k)
             if seen != k:
@@ -395,6 +445,18 @@ def _attached_subnets(topology: Topology) -> dict[str, list[IPv4Network | None]]
     return attached
 
 
+def _attached_subnets6(topology: Topology) -> dict[str, list[IPv6Network]]:
+    """Each node's segment IPv6 subnets (resolved topology), in file order."""
+    attached: dict[str, list[IPv6Network]] = {}
+    for wiring in wirings(topology):
+        subnet = wiring.given_subnet6(topology)
+        for end in wiring.ends:
+            subnets = attached.setdefault(end.endpoint.node, [])
+            if subnet is not None and subnet not in subnets:
+                subnets.append(subnet)
+    return attached
+
+
 def _nodes_on_dangling_links(topology: Topology) -> set[str]:
     """Nodes cabled to a node that does not exist (their real subnets are unknown)."""
     unsure: set[str] = set()
@@ -404,8 +466,8 @@ def _nodes_on_dangling_links(topology: Topology) -> set[str]:
     return unsure
 
 
-def _gateway(origin: Origin, name: str, k: int, route: Route, subnets: list[IPv4Network],
-             own: set[IPv4Address]) -> Iterator[Problem]:
+def _gateway(origin: Origin, name: str, k: int, route: Route, subnets: list[IPv4Network | IPv6Network],
+             own: set[IPv4Address | IPv6Address]) -> Iterator[Problem]:
     if route.via is None:
         return
     gateway, path = route.via.ip, ("nodes", name, "routes", k, "via")
@@ -413,7 +475,8 @@ def _gateway(origin: Origin, name: str, k: int, route: Route, subnets: list[IPv4
     if gateway in own:
         yield origin.problem(path, f"{prefix} is {name}'s own address",
                              "use the address of the next router on that subnet")
-    elif not any(gateway in subnet for subnet in subnets):
+    elif not any(gateway in subnet for subnet in subnets if subnet.version == gateway.version):
+        subnets = [subnet for subnet in subnets if subnet.version == gateway.version]
         listed = ", ".join(str(subnet) for subnet in subnets)
         hint = (f"{name} is on {listed}; use a neighbour's address there" if subnets
                 else f"{name} has no links: cable it to the gateway's segment first")
@@ -426,6 +489,7 @@ _STATIC_CHECKS: tuple[_Check, ...] = (
     _interfaces,
     _duplicate_addresses,
     _segment_addresses,
+    _segment_addresses6,
     _overlapping_subnets,
     _duplicate_routes,
 )

@@ -16,6 +16,7 @@ import pytest
 
 from labctl import lab as labs
 from labctl.grading.loader import load_grading_spec
+from labctl.grading.outside import LabView, OutsideSession
 from labctl.grading.results import Outcome
 from labctl.topology import load_topology
 
@@ -24,6 +25,7 @@ from .test_frr_vty import FAST_TIMERS, inside
 
 pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
 TWO_ROUTERS = DATA / "labs" / "two-routers.yml"
+FEATURES = DATA / "labs" / "features.yml"
 IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 
 # A candidate's catch-all OSPF: no router id, every interface the router has in area 0.
@@ -95,3 +97,83 @@ checks:
     one = subprocess.run([sys.executable, "-m", "labctl", "exec", "--lab", lab.name, "r2", "--", "hostname"],
                          capture_output=True, text=True, timeout=60)
     assert (one.returncode, one.stdout.strip()) == (0, "r2"), one.stderr
+
+
+def _attempt(lab: object, node: str, command: str) -> int:
+    """The exit code of `command` run as the node's root (a probe that may fail)."""
+    view = LabView(lab)
+    try:
+        return OutsideSession(view, node, lambda: None).run(command, 20).exit_code  # type: ignore[arg-type]
+    finally:
+        view.close()
+
+
+def _answers(lab: object, node: str, command: str) -> bool:
+    """A ping that must get through: tried for up to 10 s (a fresh link resolves its neighbours first)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _attempt(lab, node, command) == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _reach_spec(tmp_path: Path, wait: int) -> Path:
+    spec = tmp_path / f"loopbacks-{wait}.yml"
+    spec.write_text(f"""\
+scenario: features
+checks:
+  - {{id: r2-r1-lo, criterion: A2.3-c1, description: {{fr: boucle, en: loopback}}, node: r2, type: reach,
+     target: 10.254.0.1, wait: {wait}}}
+  - {{id: h1-r2-lo, criterion: A2.3-c1, description: {{fr: boucle, en: loopback}}, node: h1, type: reach,
+     target: 10.254.0.2, wait: {wait}}}
+""")
+    return spec
+
+
+def test_loopbacks_ipv6_and_mtu_on_a_real_lab(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(FEATURES, name="topo-features")  # type: ignore[operator]
+    labs.snapshot(lab)  # the starting state `reset` comes back to (at the end)
+
+    # MTU: both ends of the WAN cable say 1400; a 1400-byte packet passes it, 1401 bytes do not
+    for router in ("r1", "r2"):
+        assert json.loads(inside(lab, router, "ip -j link show eth1"))[0]["mtu"] == 1400
+    assert json.loads(inside(lab, "r1", "ip -j link show eth0"))[0]["mtu"] == 1500
+    assert _answers(lab, "r1", "ping -c 1 -W 2 -M do -s 1372 10.255.0.2")
+    assert _attempt(lab, "r1", "ping -c 1 -W 2 -M do -s 1373 10.255.0.2") != 0
+
+    # IPv6 beside IPv4: h1 reaches r1 on the LAN and r2 across r1 (static IPv6 routes both ways)
+    addresses = json.loads(inside(lab, "h1", "ip -j -6 addr show dev eth0"))[0]["addr_info"]
+    assert "2001:db8:1::2" in [a["local"] for a in addresses]
+    assert _answers(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:1::1")
+    assert _answers(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:255::2")
+    assert _answers(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:ff::1")  # r1's IPv6 loopback
+    assert _attempt(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:ff::99") != 0  # nobody's: not reached
+
+    # Loopbacks: on lo, unreachable from afar until OSPF carries them, then reached; they are
+    # the routers' OSPF router ids (no router-id configured)
+    assert "10.254.0.1/32" in inside(lab, "r1", "ip -4 -o addr show dev lo")
+    spec = load_grading_spec(_reach_spec(tmp_path, 0), load_topology(FEATURES))
+    before = {r.check_id: r.outcome for r in labs.grade(lab, spec).results}
+    assert before == {"r2-r1-lo": Outcome.FAIL, "h1-r2-lo": Outcome.FAIL}, before
+    for router in ("r1", "r2"):
+        inside(lab, router, CATCH_ALL)
+    spec = load_grading_spec(_reach_spec(tmp_path, 40), load_topology(FEATURES))
+    after = {r.check_id: r for r in labs.grade(lab, spec).results}
+    assert {k: r.outcome for k, r in after.items()} == {"r2-r1-lo": Outcome.PASS, "h1-r2-lo": Outcome.PASS}, after
+    assert json.loads(inside(lab, "r1", "vtysh -c 'show ip ospf json'"))["routerId"] == "10.254.0.1"
+    assert json.loads(inside(lab, "r2", "vtysh -c 'show ip ospf json'"))["routerId"] == "10.254.0.2"
+
+    # status shows every address, loopbacks and IPv6 included
+    shown = subprocess.run([sys.executable, "-m", "labctl", "status", "--lab", lab.name, "--json"],
+                           capture_output=True, text=True, timeout=60)
+    rows = {row["node"]: row["addresses"] for row in json.loads(shown.stdout)}
+    assert rows["r1"] == ["lo=10.254.0.1/32", "lo=2001:db8:ff::1/128", "eth0=10.1.0.1/24", "eth0=2001:db8:1::1/64",
+                          "eth1=10.255.0.1/30", "eth1=2001:db8:255::1/64"], rows
+
+    # reset brings loopbacks, IPv6 addresses and routes and the MTU back
+    inside(lab, "r2", "ip addr flush dev lo; ip -6 route flush table main; ip link set eth1 mtu 1500")
+    labs.reset(lab)
+    assert "10.254.0.2/32" in inside(lab, "r2", "ip -4 -o addr show dev lo")
+    assert json.loads(inside(lab, "r2", "ip -j link show eth1"))[0]["mtu"] == 1400
+    assert _answers(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:255::2")

@@ -30,7 +30,7 @@ PROGRAMS: dict[str, str] = {
     "chpasswd": "passwd", "groupdel": "passwd", "useradd": "passwd", "userdel": "passwd",
     "usermod": "passwd",
     "chromium": "chromium", "chromium-browser": "chromium",  # the second: Ubuntu's name, tried after
-    "chroot": "coreutils", "cp": "coreutils", "sleep": "coreutils",
+    "chroot": "coreutils", "cp": "coreutils", "sleep": "coreutils", "tee": "coreutils",
     "debootstrap": "debootstrap",
     "dot": "graphviz",
     "dpkg": "dpkg", "dpkg-query": "dpkg",

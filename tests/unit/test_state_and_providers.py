@@ -184,3 +184,46 @@ def test_a_node_is_wired_with_the_plan_or_with_its_snapshot_network(tmp_path: Pa
     assert _network_commands(h1, saved)[1] == "link set dev eth1 mtu 1400 down"
     (saved / "link.json").unlink()  # a snapshot from before links were recorded: the plan's links come up
     assert _network_commands(h1, saved)[1] == "link set eth1 up"
+
+
+def test_loopbacks_ipv6_mtu_and_dhcp_are_wired_and_come_back_from_a_snapshot(tmp_path: Path) -> None:
+    import json
+
+    from labctl.plan import plan_lab
+    from labctl.providers.local import _network_commands
+    from labctl.topology.model import Topology
+
+    topology = Topology.model_validate({
+        "name": "features", "nodes": {
+            "r1": {"kind": "router", "loopback": "10.254.0.1", "loopback6": "2001:db8:ff::1",
+                   "routes": [{"to": "2001:db8:9::/64", "via": "2001:db8:1::2"}]},
+            "h1": {"kind": "host"}, "lan": {"kind": "switch", "subnet": "10.1.0.0/24"}},
+        "links": [{"endpoints": ["r1:eth1@10.1.0.1/24,2001:db8:1::1/64", "lan"], "mtu": 1400},
+                  {"endpoints": ["h1:eth1@dhcp", "lan"]}]})
+    plan = plan_lab(topology, "feat01", "features")
+    r1, h1 = plan.node("r1"), plan.node("h1")
+    assert _network_commands(r1, None) == [
+        "link set lo up", "addr add 10.254.0.1/32 dev lo", "addr add 2001:db8:ff::1/128 dev lo",
+        "addr add 10.1.0.1/24 dev eth1", "addr add 2001:db8:1::1/64 dev eth1 nodad", "link set eth1 mtu 1400 up",
+        "route replace 2001:db8:9::/64 via 2001:db8:1::2"]
+    assert _network_commands(h1, None) == ["link set lo up", "link set eth1 up"]  # DHCP: no address from labctl
+    assert h1.interfaces[0].shown_addresses() == ["dhcp"]
+
+    # a snapshot: loopbacks and IPv6 come back; kernel, link-local and leased addresses do not
+    saved = tmp_path / "snapshot"
+    saved.mkdir()
+    (saved / "addr.json").write_text(json.dumps([
+        {"ifname": "lo", "addr_info": [{"local": "127.0.0.1", "prefixlen": 8, "scope": "host"},
+                                       {"local": "10.254.0.1", "prefixlen": 32, "scope": "global"},
+                                       {"local": "::1", "prefixlen": 128, "scope": "host"}]},
+        {"ifname": "eth1", "addr_info": [{"local": "10.1.0.7", "prefixlen": 24, "scope": "global", "dynamic": True},
+                                         {"local": "2001:db8:1::1", "prefixlen": 64, "scope": "global"},
+                                         {"local": "fe80::1", "prefixlen": 64, "scope": "link"}]}]))
+    (saved / "route.json").write_text("[]")
+    (saved / "route6.json").write_text(json.dumps([
+        {"dst": "2001:db8:1::/64", "dev": "eth1", "protocol": "kernel"},
+        {"dst": "fe80::/64", "dev": "eth1", "protocol": "kernel"},
+        {"dst": "default", "gateway": "2001:db8:1::9", "dev": "eth1"}]))
+    assert _network_commands(r1, saved)[2:] == [
+        "addr add 10.254.0.1/32 dev lo", "addr add 2001:db8:1::1/64 dev eth1 nodad",
+        "route replace ::/0 via 2001:db8:1::9 dev eth1"]

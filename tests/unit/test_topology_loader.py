@@ -46,8 +46,12 @@ def addressing_summary(topology: Topology) -> str:
     lines = []
     for segment in segments(topology):
         kind = f"switch {segment.switch}" if segment.switch else "point-to-point"
-        lines.append(f"{segment.name}: {segment.subnet} ({kind}, links {list(segment.links)})")
-        lines.extend(f"  {e.label} {e.address}" for e in segment.endpoints)
+        v6 = f" {segment.subnet6}" if segment.subnet6 else ""
+        lines.append(f"{segment.name}: {segment.subnet}{v6} ({kind}, links {list(segment.links)})")
+        lines.extend(f"  {e.label} {' '.join(e.shown_addresses())}" for e in segment.endpoints)
+    lines += [f"{name}: loopback {' '.join(str(a) for a in (node.loopback, node.loopback6) if a)}"
+              for name, node in topology.lab_nodes().items() if node.loopback or node.loopback6]
+    lines += [f"link {i + 1}: mtu {link.mtu}" for i, link in enumerate(topology.links) if link.mtu]
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import Any
 
 import pytest
@@ -20,17 +20,52 @@ from labctl.topology.model import (
 )
 from labctl.topology.schema import ENDPOINT_SHORTHAND, topology_json_schema
 
+NO_ADDRESS = {"address": None, "address6": None, "dhcp": False}
+
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("sw1", {"node": "sw1", "interface": None, "address": None}),
-    ("r1:eth1", {"node": "r1", "interface": "eth1", "address": None}),
+    ("sw1", {"node": "sw1", "interface": None, **NO_ADDRESS}),
+    ("r1:eth1", {"node": "r1", "interface": "eth1", **NO_ADDRESS}),
     ("r1:eth1@10.0.0.1/24",
-     {"node": "r1", "interface": "eth1", "address": IPv4Interface("10.0.0.1/24")}),
+     {"node": "r1", "interface": "eth1", **NO_ADDRESS, "address": IPv4Interface("10.0.0.1/24")}),
     (" r1 : eth1 @ 10.0.0.1/24 ",
-     {"node": "r1", "interface": "eth1", "address": IPv4Interface("10.0.0.1/24")}),
+     {"node": "r1", "interface": "eth1", **NO_ADDRESS, "address": IPv4Interface("10.0.0.1/24")}),
+    ("r1:eth1@10.0.0.1/24,2001:db8::1/64", {"node": "r1", "interface": "eth1", **NO_ADDRESS,
+     "address": IPv4Interface("10.0.0.1/24"), "address6": IPv6Interface("2001:db8::1/64")}),
+    ("r1:eth1@2001:db8::1/64", {"node": "r1", "interface": "eth1", **NO_ADDRESS,
+                                "address6": IPv6Interface("2001:db8::1/64")}),
+    ("h1:eth1@dhcp", {"node": "h1", "interface": "eth1", **NO_ADDRESS, "dhcp": True}),
+    ({"node": "h1", "interface": "eth1", "address": "dhcp"}, {"node": "h1", "interface": "eth1", **NO_ADDRESS,
+                                                               "dhcp": True}),
 ])
 def test_endpoint_shorthand(text: str, expected: dict[str, Any]) -> None:
     assert Endpoint.model_validate(text).model_dump() == expected
+    assert Endpoint.model_validate(text).shown_addresses() == [
+        *(["dhcp"] if expected["dhcp"] else [str(expected["address"])] if expected["address"] else []),
+        *([str(expected["address6"])] if expected["address6"] else [])]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("h1:eth1@dhcp,10.0.0.1/24", "addressed by DHCP and given 10.0.0.1/24"),
+    ("h1:eth1@10.0.0.1/24,10.0.0.2/24", "gives address twice"),
+])
+def test_endpoint_shorthand_refuses_two_answers(text: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Endpoint.model_validate(text)
+
+
+def test_routes_and_loopbacks_take_both_families() -> None:
+    assert Route.model_validate({"to": "default6", "via": "2001:db8::1"}).to == IPv6Network("::/0")
+    assert Route.model_validate({"to": "default", "via": "10.0.0.1"}).gateway == "10.0.0.1"
+    with pytest.raises(ValidationError, match="a route's gateway is of its destination's family"):
+        Route.model_validate({"to": "2001:db8:2::/64", "via": "10.0.0.1"})
+    node = Node.model_validate({"kind": "router", "loopback": "10.254.0.1", "loopback6": "2001:db8:ff::1"})
+    assert (str(node.loopback), str(node.loopback6)) == ("10.254.0.1/32", "2001:db8:ff::1/128")
+    assert Node.model_validate({"kind": "router", "loopback": "auto"}).loopback == "auto"
+    with pytest.raises(ValidationError, match="a switch has no loopback"):
+        Node.model_validate({"kind": "switch", "loopback": "auto"})
+    with pytest.raises(ValidationError, match="greater than or equal to 68"):
+        Link.model_validate({"endpoints": ["a:eth0", "b:eth0"], "mtu": 40})
 
 
 def test_endpoint_mapping_and_label() -> None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from labctl.errors import InvalidInputError, Problem
 from labctl.grading.checks import Verdict, evaluate, probe
-from labctl.grading.checks.base import error
+from labctl.grading.checks.base import error, with_expectation
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
 from labctl.grading.spec import CheckBase, GradingSpec
@@ -298,6 +298,8 @@ class NodeRun:
                ended: float | None = None) -> None:
         """Record the final result of a check (probed from `started` to `ended`, default now)
         and report progress."""
+        if check.expectation is not None:
+            verdict = with_expectation(verdict, (check.expectation.fr, check.expectation.en))
         result = CheckResult(
             check_id=check.id, criterion=check.criterion, node=check.node,
             description_fr=check.description.fr, description_en=check.description.en,

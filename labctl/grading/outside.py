@@ -35,6 +35,7 @@ from labctl.grading.checks.network import HTTP_TIMEOUT, evaluate_http, evaluate_
 from labctl.grading.checks.system import (
     CONTENT_LIMIT,
     evaluate_command,
+    file_verdict,
     package_verdict,
     user_verdict,
 )
@@ -614,11 +615,7 @@ class OutsideSession:
             seen["sha256"] = self.view.sha256(check.path)
         if regular and check.contains is not None:
             seen["content"] = self.view.text(check.path, CONTENT_LIMIT)
-        from labctl.grading.checks.system import _file_mismatches
-
-        wrong = _file_mismatches(check, seen)
-        shown = f"{check.path}: {seen['kind']}, mode {seen['mode']}, owner {seen['owner']}, group {seen['group']}"
-        return judged(not wrong, shown + (f"; {'; '.join(wrong)}" if wrong else ""))
+        return file_verdict(check, seen)
 
     def _quiet_text(self, path: str) -> str:
         try:

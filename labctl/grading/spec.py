@@ -72,6 +72,12 @@ class CheckBase(Strict):
         description="Where to look, for a candidate practising: shown by `labctl grade --hints` under a check "
                     "that does not PASS; never in exam sessions' reports.",
     )
+    expectation: Description | None = Field(
+        default=None,
+        description="What the check expects, in words a jury reads (fr, en), e.g. \"both WAN links carry 1500-byte "
+                    "packets\": the report shows it with the value observed, instead of the check's technical "
+                    "terms (a regular expression, a JSON path).",
+    )
 
     @field_validator("id")
     @classmethod

@@ -240,7 +240,7 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
     ("command", "command/ip-text", {"command": "ip addr show dev v1", "json_path": "0"}, ERROR,
      "is not valid JSON"),
     ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",
-                                   "stdout_matches": "^1$"}, FAIL, "output does not match /^1$/: 0"),
+                                   "stdout_matches": "^1$"}, FAIL, "output: 0; it does not match /^1$/"),
     ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",
                                    "stdout_matches": "^0$"}, PASS, "exit code 0"),
     ("command", "command/sysctl", {"command": "sysctl -n net.ipv4.ip_forward",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from labctl.grading.results import Outcome
@@ -38,6 +38,9 @@ class Verdict:
     outcome: Outcome
     evidence: str
     observed: str = ""
+    # the value observed, in full (bounded), where the evidence compares it with technical terms
+    # (a regex, a JSON path): shown with the check's `expectation` instead of them
+    seen: str = ""
 
 
 class Unobservable(Exception):
@@ -61,6 +64,30 @@ def judged(ok: bool, evidence: str) -> Verdict:
 def error(evidence: str) -> Verdict:
     """An ERROR verdict: the state could not be observed."""
     return Verdict(Outcome.ERROR, evidence)
+
+
+SEEN_LIMIT = 1000  # characters of an observed value shown in evidence
+
+
+def shown(text: str, limit: int = SEEN_LIMIT) -> str:
+    """An observed output for evidence: its non-blank lines joined by " ⏎ ", each line's spaces
+    kept single, cut at `limit` characters with the count of those left out."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    flat = " ⏎ ".join(line for line in lines if line)
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}… ({len(flat) - limit} more characters)"
+
+
+def with_expectation(verdict: Verdict, expectation: tuple[str, str] | None) -> Verdict:
+    """The verdict's evidence as a jury reads it when the check states its expectation in words:
+    what was observed (in full, bounded), then what was expected, French first. An ERROR keeps
+    its reason (nothing was observed)."""
+    if expectation is None or verdict.outcome is Outcome.ERROR:
+        return verdict
+    french, english = expectation
+    observed = verdict.seen or verdict.evidence
+    return replace(verdict, evidence=f"constaté / observed: {observed} — attendu : {french} / expected: {english}")
 
 
 def short(text: str, limit: int = 200) -> str:

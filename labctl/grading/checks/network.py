@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from labctl.grading.checks.base import (
@@ -147,8 +148,8 @@ def evaluate_http(check: HttpCheck, result: CommandResult) -> Verdict:
         return judged(True, f"{seen} ({len(body)} characters; page: {page_excerpt(body)})")
     line = matching_line(check.body_matches, body)
     if line is None:
-        return judged(False, f"{seen} but the page does not match /{check.body_matches}/ "
-                             f"(page: {page_excerpt(body)})")
+        return replace(judged(False, f"{seen} but the page does not match /{check.body_matches}/ "
+                                     f"(page: {page_excerpt(body)})"), seen=f"{seen}; page: {page_excerpt(body)}")
     return judged(True, f"{seen}, the page matches /{check.body_matches}/: {short(line, 120)}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from labctl.grading.checks.base import (
@@ -16,6 +17,7 @@ from labctl.grading.checks.base import (
     matching_line,
     parse_json,
     short,
+    shown,
     tool_failure,
 )
 from labctl.grading.debversion import compare_versions
@@ -58,28 +60,33 @@ def evaluate_command(check: CommandCheck, result: CommandResult) -> Verdict:
     code = result.exit_code
     if code in (126, 127) and check.exit_code != code:
         return tool_failure(result, check.command.split()[0] if check.command.split() else "")
+    output = shown(result.stdout) or "no output"
     if code != check.exit_code:
-        detail = short(result.stderr or result.stdout, 120)
-        return judged(False, f"exit code {code}, expected {check.exit_code}"
-                             + (f"; output: {detail}" if detail else ""))
+        detail = shown(result.stderr or result.stdout)
+        return replace(judged(False, f"exit code {code}, expected {check.exit_code}"
+                                     + (f"; output: {detail}" if detail else "")),
+                       seen=f"exit code {code}" + (f", output: {detail}" if detail else ""))
     seen = [f"exit code {code}"]
     if check.stdout_matches is not None:
         line = matching_line(check.stdout_matches, result.stdout)
-        if line is None:
-            return judged(False, f"output does not match /{check.stdout_matches}/: "
-                                 f"{short(result.stdout, 120) or 'no output'}")
-        seen.append(f"output matches /{check.stdout_matches}/: {short(line, 120)}")
+        if line is None:  # the output first: a long pattern does not push it out of sight
+            return replace(judged(False, f"output: {output}; it does not match /{check.stdout_matches}/"),
+                           seen=output)
+        seen.append(f"output matches /{check.stdout_matches}/: {shown(line)}")
     if check.json_path is not None:
         data = parse_json(result.stdout, "the command's output")
         found, value = json_lookup(data, check.json_path)
         if not found:
-            return judged(False, f"no value at {check.json_path} in the output")
-        shown = json.dumps(value, ensure_ascii=False)
+            return replace(judged(False, f"no value at {check.json_path} in the output: {output}"),
+                           seen=f"nothing at {check.json_path}; output: {output}")
+        text = shown(json.dumps(value, ensure_ascii=False))
         if "equals" in check.model_fields_set and not json_equal(value, check.equals):
             expected = json.dumps(check.equals, ensure_ascii=False)
-            return judged(False, f"{check.json_path} is {short(shown, 80)}, expected {expected}")
-        seen.append(f"{check.json_path} = {short(shown, 80)}")
-    return judged(True, "; ".join(seen))
+            return replace(judged(False, f"{check.json_path} is {text}, expected {shown(expected)}"),
+                           seen=f"{check.json_path} = {text}")
+        seen.append(f"{check.json_path} = {text}")
+        return replace(judged(True, "; ".join(seen)), seen=f"{check.json_path} = {text}")
+    return replace(judged(True, "; ".join(seen)), seen=output)
 
 
 def probe_service(check: ServiceCheck) -> Probe:
@@ -142,11 +149,18 @@ def evaluate_file(check: FileCheck, result: CommandResult) -> Verdict:
                                         + (", expected it to exist" if check.exists else ""))
     if not check.exists:
         return judged(False, f"{check.path} exists, expected it not to")
-    facts = _file_facts(result.stdout)
+    return file_verdict(check, _file_facts(result.stdout))
+
+
+def file_verdict(check: FileCheck, facts: dict[str, str]) -> Verdict:
+    """An existing file's facts (kind, mode, owner, group, sha256 and content when read) against
+    the check; the content read is the observed value when the check looks into it."""
     wrong = _file_mismatches(check, facts)
-    seen = f"{check.path}: {facts['kind']}, mode {facts['mode']}, owner {facts['owner']}, " \
-           f"group {facts['group']}"
-    return judged(not wrong, seen + (f"; {'; '.join(wrong)}" if wrong else ""))
+    seen = f"{check.path}: {facts['kind']}, mode {facts['mode']}, owner {facts['owner']}, group {facts['group']}"
+    verdict = judged(not wrong, seen + (f"; {'; '.join(wrong)}" if wrong else ""))
+    if check.contains is not None and "content" in facts:
+        return replace(verdict, seen=f"{check.path}: {shown(facts['content']) or 'empty'}")
+    return verdict
 
 
 def _file_mismatches(check: FileCheck, facts: dict[str, str]) -> list[str]:

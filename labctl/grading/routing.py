@@ -37,6 +37,7 @@ from labctl.grading.spec import OspfNeighborCheck, RouteCheck
 from labctl.plan import LabPlan
 
 NEIGHBORS = "show ip ospf neighbor json"
+OSPF_ROUTES = "show ip ospf route json"
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,32 @@ def zebra_key(destination: str) -> str:
     return "0.0.0.0/0" if destination == "default" else destination
 
 
+ROUTE_TYPES = {"N": "intra-area", "N IA": "inter-area", "N E1": "external-1", "N E2": "external-2"}
+
+
+def ospf_route_type(check: RouteCheck, routes: dict[str, Any]) -> tuple[str, bool]:
+    """ospfd's word on the destination (`show ip ospf route json`): its route type, cost and
+    area, and whether the type is the one the check asks for."""
+    entry = routes.get(zebra_key(check.destination)) if isinstance(routes, dict) else None
+    if not isinstance(entry, dict):
+        return f"ospfd: no OSPF route to {check.destination}", False
+    code = str(entry.get("routeType", "")).strip()
+    kind = ROUTE_TYPES.get(code, code or "?")
+    cost = f"cost {entry.get('cost')}"
+    if "type2cost" in entry:
+        cost += f" to the ASBR, external cost {entry['type2cost']}"
+    area = f" in area {entry['area']}" if entry.get("area") else ""
+    return f"ospfd: {check.destination} {kind} ({code}){area}, {cost}", kind == check.ospf_type
+
+
 def judge_ospf_route(check: RouteCheck, zebra: dict[str, Any], kernel: list[dict[str, Any]],
-                     table: dict[str, list[dict[str, Any]]], expected: list[Peering]) -> Verdict:
+                     table: dict[str, list[dict[str, Any]]], expected: list[Peering],
+                     ospf_routes: dict[str, Any] | None = None) -> Verdict:
     """Did OSPF learn the route (zebra: from ospfd, selected, installed), through `check.via`,
     a Full neighbour that is the router the topology puts at that address, and does the
-    kernel forward with it? `absent`: no such route, learned or in the kernel."""
+    kernel forward with it? With `metric`, zebra's metric for it; with `ospf_type`, ospfd's
+    route type (`ospf_routes`: its routing table). `absent`: no such route, learned or in the
+    kernel."""
     if not isinstance(zebra, dict) or not isinstance(kernel, list):
         raise Unobservable("unexpected zebra or kernel route listing")
     via = str(check.via) if check.via else None
@@ -159,11 +181,24 @@ def judge_ospf_route(check: RouteCheck, zebra: dict[str, Any], kernel: list[dict
         return judged(False, seen + f"; the kernel forwards with {_describe(preferred)} "
                                     f"(a lower metric), not with the OSPF route")
     gateways = {str(h.get("ip")) for _, h in good if h.get("ip")}
+    wrong = []
+    if check.metric is not None:
+        metrics = sorted({int(r.get("metric", 0)) for r, _ in good})
+        seen += f"; metric {', '.join(str(m) for m in metrics)}"
+        if check.metric not in metrics:
+            wrong.append(f"expected metric {check.metric}")
+    if check.ospf_type is not None:
+        words, ok = ospf_route_type(check, ospf_routes or {})
+        seen += f"; {words}"
+        if not ok:
+            wrong.append(f"expected an {check.ospf_type} route")
     neighbor = _full_neighbor(gateways, table, expected)
     if neighbor is None:
         owners = [p for p in expected if p.address in gateways]
         who = f" ({' or '.join(p.describe() for p in owners)})" if owners else ""
-        return judged(False, seen + f"; next hop {', '.join(sorted(gateways))}{who} is not a Full OSPF neighbor")
+        wrong.append(f"next hop {', '.join(sorted(gateways))}{who} is not a Full OSPF neighbor")
+    if wrong:
+        return judged(False, seen + "; " + "; ".join(wrong))
     return judged(True, seen + f"; next hop is OSPF neighbor {neighbor}")
 
 
@@ -272,8 +307,9 @@ def observe_ospf_route(check: RouteCheck, plan: LabPlan, init_pid: int, lower: P
                                 lower, timeout)
         ospfd, answer = _answer(init_pid, "ospfd", NEIGHBORS, lower, timeout)
         table = neighbor_table(json.dumps(answer)) if answer else {}
+        ospf_routes = _answer(init_pid, "ospfd", OSPF_ROUTES, lower, timeout)[1] if check.ospf_type else None
         listing = kernel_routes(kernel(["ip", "-j", "route", "show", check.destination], timeout))
-        verdict = judge_ospf_route(check, routes, listing, table, peerings(plan, check.node))
+        verdict = judge_ospf_route(check, routes, listing, table, peerings(plan, check.node), ospf_routes)
         return Verdict(verdict.outcome, f"{zebra}, {ospfd}: {verdict.evidence}")
     return _guarded(work)
 

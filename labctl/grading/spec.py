@@ -259,6 +259,22 @@ class RouteCheck(CheckBase):
         default=None, description="Required origin as `ip -j route` reports it: ospf, static, ..."
     )
     absent: bool = Field(default=False, description="True: no matching route may exist.")
+    metric: int | None = Field(
+        default=None, ge=0, le=4294967295,
+        description="Required metric: with `protocol: ospf`, the route's OSPF metric as zebra holds it (the "
+                    "cost; for an E2 external route, its external cost); otherwise the kernel route's metric.",
+    )
+    ospf_type: Literal["intra-area", "inter-area", "external-1", "external-2"] | None = Field(
+        default=None, description="Required OSPF route type (ospfd's routing table); needs `protocol: ospf`.",
+    )
+
+    @model_validator(mode="after")
+    def _ospf_type_needs_ospf(self) -> RouteCheck:
+        if self.ospf_type is not None and self.protocol != "ospf":
+            raise ValueError("`ospf_type` needs `protocol: ospf`")
+        if self.absent and (self.metric is not None or self.ospf_type is not None):
+            raise ValueError("`absent: true` cannot be combined with metric or ospf_type")
+        return self
 
     @field_validator("destination")
     @classmethod

@@ -118,3 +118,46 @@ def test_ospf_from_the_daemons_themselves(make_lab: object, tmp_path: Path) -> N
     tampering = labs.grade(lab, load_grading_spec(tmp_path / "ospf-0.yml", load_topology(TWO_ROUTERS)))
     assert any(c["path"] == "/usr/bin/vtysh" for t in tampering.tampering if t["node"] == "r1"
                for c in t["changes"])
+
+
+TYPED_SPEC = """\
+scenario: two-routers
+checks:
+  - {id: lan2-inter-area, criterion: A1.3-c2, description: {fr: inter, en: inter}, node: r1, type: route,
+     destination: 10.2.0.0/24, via: 10.255.0.2, protocol: ospf, ospf_type: inter-area, metric: 20, wait: WAIT}
+  - {id: lan2-cost-17, criterion: A1.3-c2, description: {fr: cout, en: cost}, node: r1, type: route,
+     destination: 10.2.0.0/24, protocol: ospf, metric: 17}
+  - {id: external-e2, criterion: A1.3-c2, description: {fr: externe, en: external}, node: r1, type: route,
+     destination: 172.16.0.0/24, via: 10.255.0.2, protocol: ospf, ospf_type: external-2, wait: WAIT}
+"""
+
+
+def test_ospf_route_types_and_metrics(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(TWO_ROUTERS, name="frr-types")  # type: ignore[operator]
+    inside(lab, "r1", ospf("1.1.1.1", ["10.1.0.0/24", "10.255.0.0/30"]))
+    inside(lab, "r2", ospf("2.2.2.2", ["10.2.0.0/24", "10.255.0.0/30"]))  # r2's LAN in area 0: intra-area
+    spec_file = tmp_path / "typed.yml"
+
+    def grade(wait: int) -> dict[str, CheckResult]:
+        spec_file.write_text(TYPED_SPEC.replace("WAIT", str(wait)))
+        spec = load_grading_spec(spec_file, load_topology(TWO_ROUTERS))
+        return {r.check_id: r for r in labs.grade(lab, spec).results}  # type: ignore[arg-type]
+
+    # once r1 has learned r2's LAN (intra-area), the area and the external route are wrong
+    converged = graded(lab, tmp_path, 40)
+    assert outcomes(converged) == {"neighbor": "PASS", "route": "PASS"}, converged
+    intra = grade(0)
+    assert outcomes(intra) == {"lan2-inter-area": "FAIL", "lan2-cost-17": "FAIL", "external-e2": "FAIL"}, intra
+    assert "ospfd: 10.2.0.0/24 intra-area (N) in area 0.0.0.0, cost 20; expected an inter-area route" \
+        in intra["lan2-inter-area"].evidence, intra["lan2-inter-area"]
+    assert "zebra: OSPF learned nothing for 172.16.0.0/24" in intra["external-e2"].evidence
+    # the candidate puts r2's LAN in area 1 and redistributes a static route: inter-area, external E2
+    inside(lab, "r2", "vtysh -c 'configure terminal' -c 'ip route 172.16.0.0/24 blackhole' -c 'router ospf'"
+                      " -c 'no network 10.2.0.0/24 area 0' -c 'network 10.2.0.0/24 area 1'"
+                      " -c 'redistribute static' -c end")
+    grade(40)  # until the new routes are learned
+    typed = grade(0)
+    assert outcomes(typed) == {"lan2-inter-area": "PASS", "lan2-cost-17": "FAIL", "external-e2": "PASS"}, typed
+    assert "ospfd: 10.2.0.0/24 inter-area (N IA) in area 0.0.0.0, cost 20" in typed["lan2-inter-area"].evidence
+    assert "; metric 20; expected metric 17" in typed["lan2-cost-17"].evidence  # the cost seen, then the one expected
+    assert "172.16.0.0/24 external-2 (N E2), cost 10 to the ASBR, external cost 20" in typed["external-e2"].evidence

@@ -107,6 +107,10 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
     ("http", "http/no-bash", INTRANET, ERROR,
      "`bash` is not available on the node (exit 127): sh: 1: timeout: not found"),
     # route: ip -j route show <prefix>
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "metric": 20}, PASS,
+     "10.2.0.0/24 via 10.255.0.2 dev v1 proto ospf metric 20"),
+    ("route", "route/ospf", {"destination": "10.2.0.0/24", "metric": 30}, FAIL,
+     "proto ospf metric 20; expected a route 10.2.0.0/24 metric 30"),
     ("route", "route/ospf", {"destination": "10.2.0.0/24", "via": "10.255.0.2", "protocol": "ospf"},
      PASS, "10.2.0.0/24 via 10.255.0.2 dev v1 proto ospf"),
     ("route", "route/ospf", {"destination": "10.2.0.0/24", "via": "10.255.0.9"}, FAIL,

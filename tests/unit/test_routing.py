@@ -171,3 +171,44 @@ def test_which_checks_are_graded_here() -> None:
     assert observed_by_routing(make("route", **LAN_A))
     assert not observed_by_routing(make("route", destination="default", via="10.1.0.1"))
     assert not observed_by_routing(make("reach", target="10.0.0.1"))
+
+
+# recorded on a two-routers lab: r2's LAN (10.2.0.0/24) in area 1, r2 redistributing a static route
+# (172.16.0.0/24, external type 2 by default): r1 learns an inter-area and an external route
+TWO_R1_PEERS = [Peering("r2", "2.2.2.2", "eth1", "10.255.0.2")]
+
+
+def typed(check: CheckBase) -> tuple[Outcome, str]:
+    data = recorded("areas-r1")
+    verdict = judge_ospf_route(check, data["show ip route json"], data["kernel"], table("areas-r1"), TWO_R1_PEERS,
+                               data["show ip ospf route json"])
+    return verdict.outcome, verdict.evidence
+
+
+@pytest.mark.parametrize(("keys", "outcome", "words"), [
+    ({"destination": "10.2.0.0/24", "ospf_type": "inter-area", "metric": 20}, PASS,
+     "; metric 20; ospfd: 10.2.0.0/24 inter-area (N IA) in area 0.0.0.0, cost 20; next hop is OSPF neighbor 2.2.2.2"),
+    ({"destination": "10.2.0.0/24", "ospf_type": "intra-area"}, FAIL,
+     "ospfd: 10.2.0.0/24 inter-area (N IA) in area 0.0.0.0, cost 20; expected an intra-area route"),
+    ({"destination": "10.2.0.0/24", "metric": 17}, FAIL, "; metric 20; expected metric 17"),
+    ({"destination": "172.16.0.0/24", "ospf_type": "external-2", "metric": 20}, PASS,
+     "ospfd: 172.16.0.0/24 external-2 (N E2), cost 10 to the ASBR, external cost 20"),
+    ({"destination": "172.16.0.0/24", "ospf_type": "external-1"}, FAIL, "expected an external-1 route"),
+    ({"destination": "10.9.0.0/24", "ospf_type": "intra-area"}, FAIL, "OSPF learned nothing for 10.9.0.0/24"),
+])
+def test_ospf_route_type_and_metric(keys: dict[str, Any], outcome: Outcome, words: str) -> None:
+    got, evidence = typed(make("route", via="10.255.0.2", protocol="ospf", **keys))
+    assert got is outcome, evidence
+    assert words in evidence, evidence
+
+
+def test_route_type_needs_ospf_and_is_not_read_from_the_kernel() -> None:
+    from pydantic import ValidationError
+
+    from labctl.grading.checks import evaluate
+
+    with pytest.raises(ValidationError, match="`ospf_type` needs `protocol: ospf`"):
+        make("route", destination="10.2.0.0/24", ospf_type="inter-area")
+    check = make("route", destination="10.2.0.0/24", protocol="ospf", ospf_type="inter-area")
+    kernel = json.dumps(recorded("areas-r1")["kernel"])
+    assert evaluate(check, CommandResult(0, kernel, "")).outcome is ERROR  # a node's `ip` cannot tell

@@ -176,13 +176,15 @@ def _protocol(route: dict[str, Any]) -> str:
     return FRR_PROTOCOLS.get(protocol, protocol)
 
 
-def _describe(route: dict[str, Any]) -> str:
-    """A route in `ip route` words."""
+def _describe(route: dict[str, Any], metric: bool = False) -> str:
+    """A route in `ip route` words (with its metric when asked)."""
     words = [str(route.get("type", "")), _destination(route)]
     words += [f"via {g}" for g in _gateways(route)]
     if "dev" in route:
         words.append(f"dev {route['dev']}")
     words.append(f"proto {_protocol(route)}")
+    if metric:
+        words.append(f"metric {route.get('metric', 0)}")
     return " ".join(w for w in words if w)
 
 
@@ -190,16 +192,23 @@ def evaluate_route(check: RouteCheck, result: CommandResult) -> Verdict:
     """Is there a route to the destination matching `via` and `protocol`?"""
     if result.exit_code != 0:
         return tool_failure(result, "ip route")
+    if check.ospf_type is not None or (check.protocol == "ospf" and check.metric is not None):
+        # the kernel knows neither (FRR installs every route with metric 20): ospfd and zebra do,
+        # which the local provider asks (routing.py); a node's own `ip` cannot tell
+        raise Unobservable("an OSPF route's type and metric are read from ospfd and zebra, which this provider "
+                           "does not ask (local labs only)")
     routes = parse_json(result.stdout or "[]", "`ip -j route` output")
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise Unobservable(f"`ip -j route` printed no list of routes: {short(result.stdout, 120)}")
     routes = [r for r in routes if _destination(r) == check.destination]
     matching = [r for r in routes
                 if (check.via is None or str(check.via) in _gateways(r))
-                and (check.protocol is None or _protocol(r) == check.protocol)]
+                and (check.protocol is None or _protocol(r) == check.protocol)
+                and (check.metric is None or int(r.get("metric", 0)) == check.metric)]
     wanted = " ".join([check.destination, *([f"via {check.via}"] if check.via else []),
-                       *([f"proto {check.protocol}"] if check.protocol else [])])
-    seen = "; ".join(_describe(r) for r in routes) or f"no route to {check.destination}"
+                       *([f"proto {check.protocol}"] if check.protocol else []),
+                       *([f"metric {check.metric}"] if check.metric is not None else [])])
+    seen = "; ".join(_describe(r, check.metric is not None) for r in routes) or f"no route to {check.destination}"
     if check.absent:
         return judged(not matching, seen + (f"; expected no route {wanted}" if matching else ""))
     return judged(bool(matching), seen + ("" if matching else f"; expected a route {wanted}"))

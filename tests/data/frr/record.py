@@ -9,6 +9,12 @@ Run as root with a lab up (`labctl up multi-site-routing --name NAME`), once per
     # delete those two routes, labctl play playbooks/multi-site-routing/solution.yml, wait 4 s
     .venv/bin/python tests/data/frr/record.py NAME solved
 
+and on a two-routers lab (`labctl up tests/data/labs/two-routers.yml --name NAME`) set up as
+tests/integration/test_frr_vty.py::test_ospf_route_types_and_metrics leaves it (r2's LAN in
+area 1, a static route redistributed):
+
+    .venv/bin/python tests/data/frr/record.py NAME areas
+
 Each <state>-<router>.json holds ospfd's and zebra's JSON answers (asked over their vty
 sockets by labctl.grading.frr_vty, the daemons proven to be the image's) and the kernel's
 routes (`ip -j route show` of the controller in the router's network namespace).
@@ -29,9 +35,10 @@ COMMANDS = {"ospfd": ["show ip ospf neighbor json", "show ip ospf route json"], 
 
 def main(lab_name: str, state: str) -> None:
     lab = find_lab(lab_name)
-    for node in ("r1", "r2", "r3"):
+    routers = [node.name for node in lab.plan.nodes if node.kind.value == "router"]
+    for node in routers:
         pid = lab.nodes[node].init.pid  # type: ignore[union-attr]
-        record: dict[str, object] = {"recorded": f"{state} multi-site-routing lab, FRR 8.4", "node": node}
+        record: dict[str, object] = {"recorded": f"{state} {lab.name} lab, FRR 8.4", "node": node}
         for daemon, commands in COMMANDS.items():
             session = frr_vty.open_daemon(pid, daemon, Path(lab.image), 5)
             for command in commands:

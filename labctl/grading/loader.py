@@ -38,7 +38,7 @@ KEY_HINTS = {
     "version": 'quote versions: version: "1.2" (unquoted, YAML may read a number)',
     "min_version": 'quote versions: min_version: "1.2" (unquoted, YAML may read a number)',
     "process": "the name `pgrep -x` matches: the kernel keeps the first 15 characters",
-    "target": "an IPv4 address, e.g. 10.0.1.10",
+    "target": "an IPv4 or IPv6 address, e.g. 10.0.1.10 or 2001:db8:1::10",
     "neighbor": "the neighbor's OSPF router id, an IPv4 address",
     "via": "a next-hop IPv4 address, e.g. 10.255.0.2",
 }

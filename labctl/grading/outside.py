@@ -230,12 +230,20 @@ def name_of(table: list[tuple[str, str]], number: int) -> str:
 
 
 def echo_reply_from(frame: bytes, source: str, pattern: bytes) -> bool:
-    """Whether an Ethernet frame is an ICMP echo reply from `source` carrying `pattern`."""
+    """Whether an Ethernet frame is an ICMP (or ICMPv6) echo reply from `source` carrying `pattern`."""
+    address = ipaddress.ip_address(source)
+    if address.version == 6:
+        # IPv6 header (40 bytes), next header ICMPv6 (58), type 129: echo reply
+        if len(frame) < 14 + 40 + 8 or frame[12:14] != b"\x86\xdd":
+            return False
+        ip = frame[14:]
+        return ip[0] >> 4 == 6 and ip[6] == 58 and ip[8:24] == address.packed and ip[40] == 129 \
+            and pattern in ip[48:]
     if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
         return False
     ip = frame[14:]
     header = (ip[0] & 0x0F) * 4
-    if ip[0] >> 4 != 4 or ip[9] != 1 or len(ip) < header + 8 or ip[12:16] != ipaddress.IPv4Address(source).packed:
+    if ip[0] >> 4 != 4 or ip[9] != 1 or len(ip) < header + 8 or ip[12:16] != address.packed:
         return False
     return ip[header] == 0 and pattern in ip[header + 8:]
 

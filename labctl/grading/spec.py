@@ -244,7 +244,7 @@ class ReachCheck(CheckBase):
     """Ping `target` from the node: it must answer (or must not, for `unreachable`)."""
 
     type: Literal["reach"]
-    target: IPv4Address
+    target: IPv4Address | IPv6Address = Field(description="An IPv4 or IPv6 address.")
     expect: Literal["reachable", "unreachable"] = "reachable"
     count: SmallCount = Field(default=2, description="Echo requests sent.")
 

@@ -3,6 +3,7 @@ and judging it (PASS on a right state, FAIL on a wrong one, ERROR when tampered)
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,21 @@ def test_an_echo_reply_is_recognised_by_its_source_and_pattern() -> None:
     assert not echo_reply_from(_icmp_frame(0, bytes([10, 2, 0, 1]), payload), "10.3.0.10", pattern)
     assert not echo_reply_from(_icmp_frame(0, h3, b"T" * 56), "10.3.0.10", pattern)  # another ping's
     assert not echo_reply_from(b"\x00" * 20, "10.3.0.10", pattern)
+
+
+def _icmp6_frame(kind: int, source: str, payload: bytes, next_header: int = 58) -> bytes:
+    ip = bytes([0x60, 0, 0, 0, 0, 8 + len(payload), next_header, 64]) + ipaddress.IPv6Address(source).packed \
+        + ipaddress.IPv6Address("2001:db8:1::10").packed
+    return b"\x00" * 12 + b"\x86\xdd" + ip + bytes([kind, 0, 0, 0, 0, 1, 0, 1]) + payload
+
+
+def test_an_icmpv6_echo_reply_is_recognised_by_its_source_and_pattern() -> None:
+    pattern = bytes(range(16))
+    payload = b"T" * 16 + pattern + pattern + pattern[:8]
+    h3 = "2001:db8:3::10"
+    assert echo_reply_from(_icmp6_frame(129, h3, payload), h3, pattern)
+    assert not echo_reply_from(_icmp6_frame(128, h3, payload), h3, pattern)  # a request, forwarded
+    assert not echo_reply_from(_icmp6_frame(129, "2001:db8:2::1", payload), h3, pattern)
+    assert not echo_reply_from(_icmp6_frame(129, h3, b"T" * 56), h3, pattern)  # another ping's
+    assert not echo_reply_from(_icmp6_frame(129, h3, payload, next_header=17), h3, pattern)  # not ICMPv6
+    assert not echo_reply_from(_icmp_frame(0, bytes([10, 3, 0, 10]), payload), h3, pattern)  # an IPv4 frame

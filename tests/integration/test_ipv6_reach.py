@@ -19,7 +19,8 @@ FEATURES = DATA / "labs" / "features.yml"
 SPEC = """\
 scenario: features
 checks:
-  - {id: lan, criterion: A2.3-c1, description: {fr: lan, en: lan}, node: h1, type: reach, target: "2001:db8:1::1", wait: WAIT}
+  - {id: lan, criterion: A2.3-c1, description: {fr: lan, en: lan}, node: h1, type: reach, target: "2001:db8:1::1",
+     wait: WAIT}
   - {id: wan, criterion: A2.3-c1, description: {fr: wan, en: wan}, node: h1, type: reach, target: "2001:db8:255::2",
      wait: WAIT}
   - {id: nobody, criterion: A2.3-c1, description: {fr: personne, en: nobody}, node: h1, type: reach,

@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, ip_interface
 from pathlib import Path
 from typing import Any
 
 from labctl.grading.checks.base import Unobservable, Verdict, error, judged, short
 from labctl.grading.checks.network import _describe, _destination, _gateways, _protocol
-from labctl.grading.checks.ospf import _state, neighbor_table
+from labctl.grading.checks.ospf import COMMANDS, DAEMONS, _state, neighbor_table
 from labctl.grading.frr_vty import Forged, NotRunning, VtyError, open_daemon
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
@@ -67,10 +67,11 @@ def peerings(plan: LabPlan, node: str) -> list[Peering]:
                 shared = (iface.bridge is not None and far.bridge == iface.bridge) or (
                     iface.bridge is None and far.peer_netns == own.netns and iface.peer_netns == other.netns
                     and far.name == iface.peer_name)
-                if shared and far.address:
+                address = far.address or far.address6  # an IPv6-only link still has its peer
+                if shared and address:
                     rid = other.vars.get("router_id")
                     found.append(Peering(other.name, str(rid) if rid else None, iface.name,
-                                         str(IPv4Interface(far.address).ip)))
+                                         str(ip_interface(address).ip)))
     return found
 
 
@@ -90,7 +91,10 @@ def _address(entry: dict[str, Any]) -> str:
 
 
 def _entry_text(router_id: str, entry: dict[str, Any]) -> str:
-    return f"{router_id} {_state(entry)} on {_iface(entry) or '?'} ({_address(entry) or '?'})"
+    """`2.2.2.2 Full/- on eth1 (10.255.0.2)`; ospf6d names no address (its neighbours speak from
+    link-local ones)."""
+    address = _address(entry) or ("" if "ifaceAddress" not in entry and "address" not in entry else "?")
+    return f"{router_id} {_state(entry)} on {_iface(entry) or '?'}" + (f" ({address})" if address else "")
 
 
 def judge_ospf_neighbor(check: OspfNeighborCheck, table: dict[str, list[dict[str, Any]]],
@@ -105,8 +109,10 @@ def judge_ospf_neighbor(check: OspfNeighborCheck, table: dict[str, list[dict[str
     if not entries:
         others = ", ".join(f"{r} {_state(e[0])}" for r, e in sorted(table.items())) or "none"
         return judged(False, f"no OSPF neighbor {rid} (neighbors: {others}); expected {check.state}{where}")
-    placed = [e for e in entries if (any((_iface(e), _address(e)) == (p.iface, p.address) for p in wanted)
-                                     if wanted else _iface(e) in interfaces)]
+    def at(entry: dict[str, Any], peer: Peering) -> bool:  # OSPFv3: the link, by interface
+        return _iface(entry) == peer.iface and (check.version == 3 or _address(entry) == peer.address)
+
+    placed = [e for e in entries if (any(at(e, p) for p in wanted) if wanted else _iface(e) in interfaces)]
     seen = "; ".join("neighbor " + _entry_text(rid, e) for e in entries)
     if not placed:
         why = where or f"; expected on one of the lab's interfaces ({', '.join(sorted(interfaces))})"
@@ -272,15 +278,17 @@ def observe_ospf_neighbor(check: OspfNeighborCheck, plan: LabPlan, init_pid: int
     (`far_pid(node)` gives that node's PID 1): its own ospfd must see this router Full
     where the topology puts it, so a neighbour faked on one side only does not count.
     """
+    name, command = DAEMONS[check.version], COMMANDS[check.version]
+
     def work() -> Verdict:
-        daemon, answer = _answer(init_pid, "ospfd", NEIGHBORS, lower, timeout)
+        daemon, answer = _answer(init_pid, name, command, lower, timeout)
         table = neighbor_table(json.dumps(answer)) if answer else {}
         near = judge_ospf_neighbor(check, table, peerings(plan, check.node), lab_interfaces(plan, check.node))
         evidence = f"{daemon}: {near.evidence}"
         far = far_end(check, plan)
         if near.outcome is not Outcome.PASS or far is None or far_pid is None:
             return Verdict(near.outcome, evidence)
-        far_daemon, far_answer = _answer(far_pid(far.node), "ospfd", NEIGHBORS, lower, timeout)
+        far_daemon, far_answer = _answer(far_pid(far.node), name, command, lower, timeout)
         far_table = neighbor_table(json.dumps(far_answer)) if far_answer else {}
         seen = judge_ospf_neighbor(far, far_table, peerings(plan, far.node), lab_interfaces(plan, far.node))
         return Verdict(seen.outcome, f"{evidence}; seen from {far.node}, {far_daemon}: {seen.evidence}")

@@ -297,6 +297,7 @@ class OspfNeighborCheck(CheckBase):
     type: Literal["ospf_neighbor"]
     neighbor: IPv4Address = Field(description="The neighbor's router id.")
     state: OspfState = "Full"
+    version: Literal[2, 3] = Field(default=2, description="2: OSPF for IPv4 (ospfd); 3: OSPFv3 for IPv6 (ospf6d).")
 
 
 class DnsCheck(CheckBase):

@@ -161,3 +161,46 @@ def test_ospf_route_types_and_metrics(make_lab: object, tmp_path: Path) -> None:
     assert "ospfd: 10.2.0.0/24 inter-area (N IA) in area 0.0.0.0, cost 20" in typed["lan2-inter-area"].evidence
     assert "; metric 20; expected metric 17" in typed["lan2-cost-17"].evidence  # the cost seen, then the one expected
     assert "172.16.0.0/24 external-2 (N E2), cost 10 to the ASBR, external cost 20" in typed["external-e2"].evidence
+
+
+FEATURES = DATA / "labs" / "features.yml"
+# ospf6d is off in the image's /etc/frr/daemons: turned on as an administrator would
+OSPF6D_ON = ("sed -i 's/^ospf6d=no/ospf6d=yes/' /etc/frr/daemons && if [ -d /run/systemd/system ];"
+             " then systemctl restart frr; else /usr/lib/frr/frrinit.sh restart >/dev/null; fi")
+V3_SPEC = """\
+scenario: features
+checks:
+  - {id: v3, criterion: A1.3-c2, description: {fr: v3, en: v3}, node: r1, type: ospf_neighbor, version: 3,
+     neighbor: 2.2.2.2, wait: WAIT}
+"""
+
+
+def ospf6(router_id: str) -> str:
+    """OSPFv3 on the WAN link (eth1), fast timers."""
+    lines = ["configure terminal", "interface eth1", "ipv6 ospf6 area 0", "ipv6 ospf6 network point-to-point",
+             "ipv6 ospf6 hello-interval 1", "ipv6 ospf6 dead-interval 4", "exit", "router ospf6",
+             f"ospf6 router-id {router_id}", "end"]
+    return "vtysh " + " ".join(f"-c '{line}'" for line in lines)
+
+
+def test_ospfv3_neighbor(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(FEATURES, name="frr-v3")  # type: ignore[operator]
+    spec_file = tmp_path / "v3.yml"
+
+    def grade(wait: int) -> CheckResult:
+        spec_file.write_text(V3_SPEC.replace("WAIT", str(wait)))
+        return labs.grade(lab, load_grading_spec(spec_file, load_topology(FEATURES))).results[0]  # type: ignore[arg-type]
+
+    gone = grade(0)  # ospf6d does not run: an observation, FAIL
+    assert gone.outcome is Outcome.FAIL and "ospf6d is not running" in gone.evidence, gone
+    for router in ("r1", "r2"):
+        inside(lab, router, OSPF6D_ON)
+    inside(lab, "r1", ospf6("1.1.1.1"))
+    alone = grade(0)
+    assert alone.outcome is Outcome.FAIL, alone
+    assert "/usr/lib/frr/ospf6d of the image): no OSPF neighbor 2.2.2.2 (neighbors: none)" in alone.evidence
+    inside(lab, "r2", ospf6("2.2.2.2"))
+    full = grade(30)
+    assert full.outcome is Outcome.PASS, full
+    assert full.evidence.endswith("of the image): neighbor 2.2.2.2 Full on eth1"), full.evidence
+    assert full.observed == "outside"

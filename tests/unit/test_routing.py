@@ -212,3 +212,34 @@ def test_route_type_needs_ospf_and_is_not_read_from_the_kernel() -> None:
     check = make("route", destination="10.2.0.0/24", protocol="ospf", ospf_type="inter-area")
     kernel = json.dumps(recorded("areas-r1")["kernel"])
     assert evaluate(check, CommandResult(0, kernel, "")).outcome is ERROR  # a node's `ip` cannot tell
+
+
+# recorded on the features lab running OSPFv3 on its WAN link (ospf6d of FRR 8.4)
+V3_PEER = [Peering("r2", "2.2.2.2", "eth1", "2001:db8:255::2")]
+
+
+@pytest.mark.parametrize(("keys", "peers", "outcome", "words"), [
+    ({"neighbor": "2.2.2.2"}, V3_PEER, PASS, "neighbor 2.2.2.2 Full on eth1"),
+    ({"neighbor": "2.2.2.2"}, [Peering("r2", "2.2.2.2", "eth0", "2001:db8:1::2")], FAIL,
+     "neighbor 2.2.2.2 Full on eth1: not where the topology puts it; expected r2 (2.2.2.2) at 2001:db8:1::2 on eth0"),
+    ({"neighbor": "3.3.3.3"}, V3_PEER, FAIL, "no OSPF neighbor 3.3.3.3 (neighbors: 2.2.2.2 Full); expected Full"),
+    ({"neighbor": "2.2.2.2", "state": "2-Way"}, V3_PEER, FAIL, "expected 2-Way"),
+])
+def test_ospfv3_neighbor(keys: dict[str, Any], peers: list[Peering], outcome: Outcome, words: str) -> None:
+    answer = recorded("ospf6-r1")["show ipv6 ospf6 neighbor json"]
+    check = make("ospf_neighbor", version=3, **keys)
+    verdict = judge_ospf_neighbor(check, neighbor_table(json.dumps(answer)), peers, {"eth0", "eth1"})
+    assert verdict.outcome is outcome, verdict.evidence
+    assert words in verdict.evidence, verdict.evidence
+
+
+def test_ospfv3_through_the_router_cli() -> None:
+    from labctl.grading.checks import evaluate, probe
+
+    check = make("ospf_neighbor", neighbor="1.1.1.1", version=3, node="r2")
+    assert probe(check).command == "show ipv6 ospf6 neighbor json" and probe(check).cli
+    output = json.dumps(recorded("ospf6-r2")["show ipv6 ospf6 neighbor json"])
+    verdict = evaluate(check, CommandResult(0, output, ""))
+    assert verdict.outcome is PASS and "neighbor 1.1.1.1 state Full on eth1" in verdict.evidence, verdict.evidence
+    broken = json.dumps({"neighbors": [{"state": "Full"}]})
+    assert evaluate(check, CommandResult(0, broken, "")).outcome is ERROR  # an entry without its router id

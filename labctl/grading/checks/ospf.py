@@ -1,8 +1,11 @@
-"""The ospf_neighbor check type: FRR's `show ip ospf neighbor json` through the router CLI.
+"""The ospf_neighbor check type: FRR's `show ip ospf neighbor json` through the router CLI
+(`show ipv6 ospf6 neighbor json` for OSPFv3).
 
 FRR 8.x prints {"neighbors": {"<router id>": [{"nbrState": "Full/DR", ...}, ...]}};
 older releases print the router ids at the top level, each with one object whose state is
-in "state". Both are read. The state before the "/" (the DR role) is compared.
+in "state". Both are read. ospf6d prints {"neighbors": [{"neighborId": ..., "state": "Full",
+"interfaceName": "eth1"}, ...]}: read into the same table. The state before the "/" (the DR
+role) is compared.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from labctl.grading.session import CommandResult
 from labctl.grading.spec import OspfNeighborCheck
 
 COMMAND = "show ip ospf neighbor json"
+COMMANDS = {2: COMMAND, 3: "show ipv6 ospf6 neighbor json"}
+DAEMONS = {2: "ospfd", 3: "ospf6d"}
 
 
 def probe_ospf_neighbor(check: OspfNeighborCheck) -> Probe:
     """The neighbor table as JSON, through the router CLI (vtysh)."""
-    return Probe(COMMAND, cli=True)
+    return Probe(COMMANDS[check.version], cli=True)
 
 
 def _json_text(output: str) -> str:
@@ -37,6 +42,14 @@ def neighbor_table(output: str) -> dict[str, list[dict[str, Any]]]:
     if not isinstance(data, dict):
         raise Unobservable(f"unexpected output of `{COMMAND}`: {short(output, 120)}")
     neighbors = data.get("neighbors", data)
+    if isinstance(neighbors, list):  # ospf6d: a list of neighbours, each naming its router id
+        by_id: dict[str, Any] = {}
+        for entry in neighbors:
+            if not isinstance(entry, dict) or not entry.get("neighborId"):
+                raise Unobservable(f"unexpected neighbor entry in `{COMMANDS[3]}`: {short(str(entry), 120)}")
+            by_id.setdefault(str(entry["neighborId"]), []).append(
+                {"nbrState": entry.get("state"), "ifaceName": entry.get("interfaceName")})
+        neighbors = by_id
     if not isinstance(neighbors, dict):
         raise Unobservable(f"unexpected `neighbors` in `{COMMAND}`: {short(output, 120)}")
     table: dict[str, list[dict[str, Any]]] = {}

@@ -15,6 +15,11 @@ area 1, a static route redistributed):
 
     .venv/bin/python tests/data/frr/record.py NAME areas
 
+and on a features lab (tests/data/labs/features.yml) running OSPFv3 on the WAN link, as
+tests/integration/test_frr_vty.py::test_ospfv3_neighbor sets it up:
+
+    .venv/bin/python tests/data/frr/record.py NAME ospf6
+
 Each <state>-<router>.json holds ospfd's and zebra's JSON answers (asked over their vty
 sockets by labctl.grading.frr_vty, the daemons proven to be the image's) and the kernel's
 routes (`ip -j route show` of the controller in the router's network namespace).
@@ -31,6 +36,7 @@ from labctl.grading import frr_vty
 from labctl.state import find_lab
 
 COMMANDS = {"ospfd": ["show ip ospf neighbor json", "show ip ospf route json"], "zebra": ["show ip route json"]}
+OSPF6 = {"ospf6d": ["show ipv6 ospf6 neighbor json"]}  # state "ospf6": a features lab running OSPFv3
 
 
 def main(lab_name: str, state: str) -> None:
@@ -39,7 +45,7 @@ def main(lab_name: str, state: str) -> None:
     for node in routers:
         pid = lab.nodes[node].init.pid  # type: ignore[union-attr]
         record: dict[str, object] = {"recorded": f"{state} {lab.name} lab, FRR 8.4", "node": node}
-        for daemon, commands in COMMANDS.items():
+        for daemon, commands in (OSPF6 if state == "ospf6" else COMMANDS).items():
             session = frr_vty.open_daemon(pid, daemon, Path(lab.image), 5)
             for command in commands:
                 record[command] = json.loads(session.ask(command, 5).text or "{}")

@@ -230,7 +230,7 @@ def ask(server: str, qname: str, qtype: str, timeout: float = QUERY_TIMEOUT) -> 
     qid = int.from_bytes(os.urandom(2), "big")
     query = build_query(qid, qname, qtype)
     deadline = time.monotonic() + timeout
-    entry: dict[str, Any] = {"server": server, "name": qname, "type": qtype}
+    entry: dict[str, Any] = {"server": server, "name": qname, "type": qtype, "id": qid}
     try:
         reply = _exchange_udp(server, query, qid, qname, qtype, deadline)
         if reply.get("truncated"):

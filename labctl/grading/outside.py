@@ -276,8 +276,8 @@ class ReplyWatch:
             sock.settimeout(0.02)
             self.ready.set()
             grace = 0.0
-            while not self.seen:
-                if self.done.is_set():  # the ping is over: frames it caused may still be queued here
+            while True:
+                if self.done.is_set():  # the probe is over: frames it caused may still be queued here
                     grace = grace or time.monotonic() + 0.2
                     if time.monotonic() > grace:
                         return
@@ -285,8 +285,13 @@ class ReplyWatch:
                     frame, address = sock.recvfrom(65535)
                 except TimeoutError:
                     continue
-                if address[2] == PACKET_OUTGOING and echo_reply_from(frame, self.source, self.pattern):
-                    self.seen = True
+                if address[2] == PACKET_OUTGOING and self.take(frame):
+                    return
+
+    def take(self, frame: bytes) -> bool:
+        """Note a frame the owner sends; True when what was awaited is seen (watching stops)."""
+        self.seen = self.seen or echo_reply_from(frame, self.source, self.pattern)
+        return self.seen
 
     def stop(self) -> bool:
         """Stop watching; whether the owner sent a reply to these requests."""
@@ -294,6 +299,59 @@ class ReplyWatch:
         if self.thread is not None:
             self.thread.join(2)
         return self.seen
+
+
+def dns_reply_id(frame: bytes, server: str) -> int | None:
+    """The DNS id of a reply `server` sends from port 53 in an Ethernet frame (UDP, or the first
+    segment of a TCP answer), or None."""
+    address = ipaddress.ip_address(server)
+    if address.version == 4:
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4 or frame[26:30] != address.packed:
+            return None
+        protocol, start = frame[23], 14 + (frame[14] & 0x0F) * 4
+    else:
+        if len(frame) < 54 or frame[12:14] != b"\x86\xdd" or frame[22:38] != address.packed:
+            return None
+        protocol, start = frame[20], 54
+    segment = frame[start:]
+    if protocol == 17 and len(segment) >= 10 and segment[0:2] == b"\x00\x35":
+        return int.from_bytes(segment[8:10], "big")
+    if protocol == 6 and len(segment) >= 20 and segment[0:2] == b"\x00\x35":
+        data = segment[(segment[12] >> 4) * 4:]
+        return int.from_bytes(data[2:4], "big") if len(data) >= 4 else None
+    return None
+
+
+class DnsReplyWatch(ReplyWatch):
+    """Watches, from a nameserver's network namespace, the DNS replies its kernel sends: the ids
+    of the answers its owner really gave (proof that the node the topology gives the address
+    answered, not another node or the asking node itself)."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(server, b"")
+        self.ids: set[int] = set()
+
+    def take(self, frame: bytes) -> bool:
+        found = dns_reply_id(frame, self.source)
+        if found is not None:
+            self.ids.add(found)
+        return False
+
+
+def unproven_answers(data: dict[str, Any], sent: dict[str, set[int] | None], owners: dict[str, str]) -> None:
+    """Mark, in the lookups `data`, the answers no nameserver's owner sent (`sent`: the reply ids
+    seen leaving each watched server, None for one whose owner does not run): they are errors
+    ("answered, but not by ..."), so the judgement counts them as no answer."""
+    for item in data["lookups"]:
+        for query in item["queries"]:
+            server = query.get("server")
+            if "error" in query or server not in sent:
+                continue
+            seen = sent[server]
+            if seen is None or query.get("id") not in seen:
+                why = "it is not running" if seen is None else "it sent no such reply"
+                query["error"] = (f"answered, but not by {owners[server]} ({why}): another node answers for "
+                                  f"{server}")
 
 
 # ---- the session ------------------------------------------------------------------------------
@@ -586,7 +644,29 @@ class OutsideSession:
         from the node's network namespace (no program of the node takes part)."""
         conf = self._quiet_text("/etc/resolv.conf")  # missing: glibc's defaults, as the node would
         limit = min(dns_budget(check), max(0.5, timeout - 0.5))
-        return judge_dns(check, self.view.in_netns(lambda: dnsquery.lookups(dns_lookups(check), conf, limit)))
+        # a nameserver the topology gives to another node must answer itself: watched from its namespace
+        owners = {server: owner for server in dnsquery.parse_resolv_conf(conf)["nameservers"]
+                  if (owner := self.lab.owners.get(server)) not in (None, self.node)}
+        watches: dict[str, DnsReplyWatch | None] = {}
+        for server, owner in owners.items():
+            try:
+                owner_view = self.lab.view(owner)
+            except NodeUnreachable:  # the owner is down: whatever answers, it is not the owner
+                watches[server] = None
+                continue
+            watch = DnsReplyWatch(server)
+            if not watch.start(owner_view):
+                return error(f"cannot watch {owner}'s DNS replies from its network namespace: who answers "
+                             f"{server} is not known")
+            watches[server] = watch
+        try:
+            data = self.view.in_netns(lambda: dnsquery.lookups(dns_lookups(check), conf, limit))
+        finally:
+            for watching in watches.values():
+                if watching is not None:
+                    watching.stop()
+        unproven_answers(data, {server: w.ids if w else None for server, w in watches.items()}, owners)
+        return judge_dns(check, data)
 
     def _dhcp(self, check: DhcpCheck, timeout: float) -> Verdict:
         """The interface's addresses and the default routes from the node's network namespace (the

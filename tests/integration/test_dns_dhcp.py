@@ -130,3 +130,18 @@ def test_dhcp_lease_seen_from_the_kernel_and_resolv_conf(make_lab: object, tmp_p
     assert other.outcome is Outcome.FAIL, other
     assert "outside the pool 10.30.0.200-10.30.0.250" in other.evidence
     assert "expected the default route via 10.30.0.254" in other.evidence
+
+
+def test_a_nameserver_address_answered_by_another_node_fails(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(SCENARIO)  # type: ignore[operator]
+    inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    inside(lab, "ws", "printf 'nameserver 10.30.0.2\\n' > /etc/resolv.conf")
+    www = check("www", "dns", "name: www.agence.lan\naddresses: [10.30.0.20]")
+    assert grade(lab, tmp_path, www)["www"].outcome is Outcome.PASS
+    # the candidate on ws takes srv's address on its own lo and answers what the check wants
+    inside(lab, "ws", "ip addr add 10.30.0.2/32 dev lo && dnsmasq --port=53 --listen-address=10.30.0.2"
+                      " --bind-interfaces --no-resolv --no-hosts --address=/www.agence.lan/10.30.0.20"
+                      " --pid-file=/run/fake-dns.pid")
+    got = grade(lab, tmp_path, www)["www"]
+    assert got.outcome is Outcome.FAIL, got
+    assert "answered, but not by srv (it sent no such reply): another node answers for 10.30.0.2" in got.evidence

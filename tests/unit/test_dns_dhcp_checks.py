@@ -173,3 +173,44 @@ def test_dhcp_output_without_its_marks_is_an_error() -> None:
     assert evaluate(dhcp(), CommandResult(0, "[]\n[]\n", "")).outcome is ERROR
     with pytest.raises(ValidationError, match="the first address comes first"):
         dhcp(range=["10.0.0.9", "10.0.0.1"])
+
+
+# ---- who answered: the nameserver's owner, watched from its own namespace ---------------------
+def udp_reply_frame(server: str, qid: int, sport: int = 53) -> bytes:
+    ip = bytes([0x45, 0, 0, 60, 0, 0, 0, 0, 64, 17, 0, 0]) + bytes(map(int, server.split("."))) + bytes([10, 30, 0, 99])
+    udp = struct.pack("!HHHH", sport, 40000, 20, 0) + struct.pack("!H", qid) + b"\x81\x80" + bytes(8)
+    return b"\x00" * 12 + b"\x08\x00" + ip + udp
+
+
+def test_a_dns_reply_is_known_by_its_server_port_and_id() -> None:
+    from labctl.grading.outside import dns_reply_id
+
+    assert dns_reply_id(udp_reply_frame("10.30.0.2", 0xBEEF), "10.30.0.2") == 0xBEEF
+    assert dns_reply_id(udp_reply_frame("10.30.0.9", 0xBEEF), "10.30.0.2") is None  # another source
+    assert dns_reply_id(udp_reply_frame("10.30.0.2", 0xBEEF, sport=5353), "10.30.0.2") is None
+    assert dns_reply_id(b"\x00" * 30, "10.30.0.2") is None
+
+
+def test_answers_the_owner_did_not_send_count_as_none() -> None:
+    from labctl.grading.checks.dns import judge_dns
+    from labctl.grading.outside import unproven_answers
+
+    def data() -> dict[str, Any]:
+        query = {"server": "10.30.0.2", "name": "www.agence.lan.", "type": "A", "id": 7, "rcode": "NOERROR",
+                 "answers": ["10.30.0.20"]}
+        return {"resolv_conf": {"nameservers": ["10.30.0.2"], "search": [], "ndots": 1},
+                "lookups": [{"name": "www.agence.lan", "type": "A", "queries": [query]}]}
+
+    check = dns(name="www.agence.lan", addresses=["10.30.0.20"])
+    proven = data()
+    unproven_answers(proven, {"10.30.0.2": {7}}, {"10.30.0.2": "srv"})
+    assert judge_dns(check, proven).outcome is Outcome.PASS
+    forged = data()
+    unproven_answers(forged, {"10.30.0.2": {8}}, {"10.30.0.2": "srv"})
+    verdict = judge_dns(check, forged)
+    assert verdict.outcome is Outcome.FAIL
+    assert ("no nameserver answered (10.30.0.2: answered, but not by srv (it sent no such reply): another node "
+            "answers for 10.30.0.2)") in verdict.evidence
+    down = data()
+    unproven_answers(down, {"10.30.0.2": None}, {"10.30.0.2": "srv"})
+    assert "(it is not running)" in judge_dns(check, down).evidence

@@ -7,7 +7,7 @@ resolv.conf files, dhcp before and after ws's DHCP client (dhclient) got a lease
 <type>/<case>.json = {"recorded", "channel", "command", "exit_code", "stdout", "stderr"}.
 The lab is removed at the end. (The other types' outputs: record.py, in bare namespaces.)
 
-    .venv/bin/python tests/data/outputs/record_lab.py
+    .venv/bin/python tests/data/outputs/record_lab.py [dns] [dhcp]    # default: both
 """
 
 from __future__ import annotations
@@ -51,29 +51,39 @@ def resolv_conf(text: str) -> str:
     return f"printf '{text}' > /etc/resolv.conf"
 
 
-def main() -> None:
+def main(kinds: list[str]) -> None:
     subprocess.run([*LABCTL, "up", str(ROOT / "tests/data/scenarios/dns-dhcp"), "--name", LAB, "--replace"],
                    check=True)
     try:
         assert exec_on("srv", DNSMASQ_SETUP + DNSMASQ_START).returncode == 0
-        lan = resolv_conf("nameserver 10.30.0.2\\nsearch agence.lan\\n")
-        record("dns", "resolves", lan, name="srv.agence.lan", addresses=["10.30.0.2"], reverse=True)
-        record("dns", "search", lan, name="srv", addresses=["10.30.0.2"])
-        record("dns", "nxdomain", lan, name="nope.agence.lan")
-        record("dns", "no-python", lan, name="srv.agence.lan", addresses=["10.30.0.2"], path="/nonexistent")
-        record("dns", "no-server", resolv_conf("nameserver 10.30.0.1\\n"), name="srv.agence.lan",
-               addresses=["10.30.0.2"])
-        record("dns", "no-resolver", resolv_conf("options timeout:1 attempts:1\\n"), name="srv.agence.lan",
-               addresses=["10.30.0.2"])
-        lease = {"interface": "eth1", "range": ["10.30.0.100", "10.30.0.150"], "gateway": "10.30.0.1",
-                 "dns": ["10.30.0.2"]}
-        record("dhcp", "static", "", **lease)
-        record("dhcp", "no-interface", "", **{**lease, "interface": "eth9"})
-        record("dhcp", "no-ip", "", path="/nonexistent", **lease)
-        record("dhcp", "leased", DHCLIENT, **lease)
+        if "dns" in kinds:
+            record_dns()
+        if "dhcp" in kinds:
+            record_dhcp()
     finally:
         subprocess.run([*LABCTL, "down", "--lab", LAB], check=False)
 
 
+def record_dns() -> None:
+    lan = resolv_conf("nameserver 10.30.0.2\\nsearch agence.lan\\n")
+    record("dns", "resolves", lan, name="srv.agence.lan", addresses=["10.30.0.2"], reverse=True)
+    record("dns", "search", lan, name="srv", addresses=["10.30.0.2"])
+    record("dns", "nxdomain", lan, name="nope.agence.lan")
+    record("dns", "no-python", lan, name="srv.agence.lan", addresses=["10.30.0.2"], path="/nonexistent")
+    record("dns", "no-server", resolv_conf("nameserver 10.30.0.1\\n"), name="srv.agence.lan",
+           addresses=["10.30.0.2"])
+    record("dns", "no-resolver", resolv_conf("options timeout:1 attempts:1\\n"), name="srv.agence.lan",
+           addresses=["10.30.0.2"])
+
+
+def record_dhcp() -> None:
+    lease = {"interface": "eth1", "range": ["10.30.0.100", "10.30.0.150"], "gateway": "10.30.0.1",
+             "dns": ["10.30.0.2"]}
+    record("dhcp", "static", "", **lease)
+    record("dhcp", "no-interface", "", **{**lease, "interface": "eth9"})
+    record("dhcp", "no-ip", "", path="/nonexistent", **lease)
+    record("dhcp", "leased", DHCLIENT, **lease)
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or ["dns", "dhcp"])

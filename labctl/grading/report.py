@@ -26,6 +26,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any, Literal, TextIO
 
+from labctl.grading.checks.base import evidence_in
 from labctl.grading.criteria import all_criteria
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.spec import Description
@@ -80,7 +81,7 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
                          f"{_description(r, lang)}")
             if r.outcome is not Outcome.PASS:
                 tries = f" [{r.attempts} attempts]" if r.attempts > 1 else ""
-                lines.append(f"         ↳ {r.evidence}{tries}")
+                lines.append(f"         ↳ {evidence_in(r.evidence, lang)}{tries}")
                 if r.observed:
                     lines.append(f"           ({observed_text(r.observed, lang)})")
                 hint = (hints or {}).get(r.check_id)

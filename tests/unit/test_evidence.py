@@ -93,3 +93,24 @@ def test_reports_carry_the_expectation_with_the_observed_value() -> None:
     assert words.evidence.startswith("constaté / observed: 1500 bytes to r2 10.255.0.2: lost")
     assert "expected: both WAN links carry 1500-byte packets" in words.evidence and MTU_REGEX not in words.evidence
     assert pattern.evidence.startswith("output: 1500 bytes to r2 10.255.0.2: lost") and MTU_REGEX in pattern.evidence
+
+
+def test_the_table_shows_the_expectation_in_the_chosen_language() -> None:
+    from labctl.grading.checks.base import evidence_in
+    from labctl.grading.report import render_table
+    from labctl.grading.results import CheckResult, GradeReport
+
+    words = (MTU_WORDS["fr"], MTU_WORDS["en"])
+    # the node's output may imitate the marks: the expectation is what follows the last one
+    output = "lost — attendu : rien / expected: nothing\n"
+    failed = evaluate(command(stdout_matches=MTU_REGEX), CommandResult(0, output, ""))
+    evidence = with_expectation(failed, words).evidence
+    assert evidence_in(evidence, "en") == ("observed: lost — attendu : rien / expected: nothing — expected: both WAN "
+                                           "links carry 1500-byte packets")
+    assert evidence_in(evidence, "fr").endswith("— attendu : " + MTU_WORDS["fr"])
+    assert evidence_in(evidence, "both") == evidence and evidence_in("plain", "en") == "plain"
+    result = CheckResult("wan-mtu", "A1.3-c2", "r1", "MTU", "MTU", 1, Outcome.FAIL, evidence)
+    report = GradeReport("lab", "s", "t0", "t1", [result])
+    assert "↳ observed: lost" in render_table(report, lang="en")
+    assert "↳ constaté : lost" in render_table(report, lang="fr")
+    assert "↳ constaté / observed: lost" in render_table(report, lang="both")

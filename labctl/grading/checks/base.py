@@ -79,6 +79,22 @@ def shown(text: str, limit: int = SEEN_LIMIT) -> str:
     return f"{flat[:limit]}… ({len(flat) - limit} more characters)"
 
 
+OBSERVED_MARK, EXPECTED_MARK, ENGLISH_MARK = "constaté / observed: ", " — attendu : ", " / expected: "
+
+
+def evidence_in(evidence: str, lang: str) -> str:
+    """An evidence `with_expectation` wrote, in one language (`fr`, `en`) or both as stored; any
+    other evidence as it is. The observed value (the node's output) comes first and may hold
+    anything: the expectation is the part after the last mark."""
+    if lang not in ("fr", "en") or not evidence.startswith(OBSERVED_MARK) or EXPECTED_MARK not in evidence:
+        return evidence
+    observed, _, expected = evidence[len(OBSERVED_MARK):].rpartition(EXPECTED_MARK)
+    french, _, english = expected.partition(ENGLISH_MARK)
+    if lang == "fr":
+        return f"constaté : {observed} — attendu : {french}"
+    return f"observed: {observed} — expected: {english}"
+
+
 def with_expectation(verdict: Verdict, expectation: tuple[str, str] | None) -> Verdict:
     """The verdict's evidence as a jury reads it when the check states its expectation in words:
     what was observed (in full, bounded), then what was expected, French first. An ERROR keeps
@@ -87,7 +103,7 @@ def with_expectation(verdict: Verdict, expectation: tuple[str, str] | None) -> V
         return verdict
     french, english = expectation
     observed = verdict.seen or verdict.evidence
-    return replace(verdict, evidence=f"constaté / observed: {observed} — attendu : {french} / expected: {english}")
+    return replace(verdict, evidence=f"{OBSERVED_MARK}{observed}{EXPECTED_MARK}{french}{ENGLISH_MARK}{english}")
 
 
 def short(text: str, limit: int = 200) -> str:

@@ -256,7 +256,10 @@ class RouteCheck(CheckBase):
     destination: str = Field(description="A prefix such as 10.2.0.0/24, or `default`.")
     via: IPv4Address | None = Field(default=None, description="Required next hop.")
     protocol: str | None = Field(
-        default=None, description="Required origin as `ip -j route` reports it: ospf, static, ..."
+        default=None,
+        description="Required origin: ospf (learned by OSPF), static (configured: `ip route add`, ifupdown, FRR's "
+                    "staticd), connected (an interface's subnet), kernel, or another protocol as `ip -j route` "
+                    "names it (bgp, dhcp, boot...).",
     )
     absent: bool = Field(default=False, description="True: no matching route may exist.")
     metric: int | None = Field(

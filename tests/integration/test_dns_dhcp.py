@@ -145,3 +145,16 @@ def test_a_nameserver_address_answered_by_another_node_fails(make_lab: object, t
     got = grade(lab, tmp_path, www)["www"]
     assert got.outcome is Outcome.FAIL, got
     assert "answered, but not by srv (it sent no such reply): another node answers for 10.30.0.2" in got.evidence
+
+
+def test_route_protocols_in_a_technicians_words(make_lab: object, tmp_path: Path) -> None:
+    lab = make_lab(SCENARIO)  # type: ignore[operator]
+    checks = "".join([
+        check("static-default", "route", "destination: default\nvia: 10.30.0.1\nprotocol: static", node="srv"),
+        check("connected-lan", "route", "destination: 10.30.0.0/24\nprotocol: connected", node="srv"),
+        check("lan-not-static", "route", "destination: 10.30.0.0/24\nprotocol: static", node="srv"),
+    ])
+    got = grade(lab, tmp_path, checks)
+    assert {k: r.outcome.value for k, r in got.items()} == {
+        "static-default": "PASS", "connected-lan": "PASS", "lan-not-static": "FAIL"}, got
+    assert got["lan-not-static"].evidence.startswith("10.30.0.0/24 dev eth1 proto kernel")

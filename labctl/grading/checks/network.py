@@ -176,6 +176,20 @@ def _protocol(route: dict[str, Any]) -> str:
     return FRR_PROTOCOLS.get(protocol, protocol)
 
 
+# a check's protocol in a technician's words -> the kernel's protocols it covers: `static` is a route
+# configured by hand or by a tool (`ip route add` leaves proto boot; FRR's staticd, proto static)
+PROTOCOL_WORDS = {"static": ("static", "boot")}
+
+
+def protocol_matches(route: dict[str, Any], wanted: str) -> bool:
+    """Whether a kernel route has the check's protocol: `connected` is a kernel route to an
+    interface's subnet (proto kernel, scope link), `static` one configured by hand or a tool,
+    any other word is the route's protocol as `ip` names it."""
+    if wanted == "connected":
+        return _protocol(route) == "kernel" and route.get("scope") == "link"
+    return _protocol(route) in PROTOCOL_WORDS.get(wanted, (wanted,))
+
+
 def _describe(route: dict[str, Any], metric: bool = False) -> str:
     """A route in `ip route` words (with its metric when asked)."""
     words = [str(route.get("type", "")), _destination(route)]
@@ -203,7 +217,7 @@ def evaluate_route(check: RouteCheck, result: CommandResult) -> Verdict:
     routes = [r for r in routes if _destination(r) == check.destination]
     matching = [r for r in routes
                 if (check.via is None or str(check.via) in _gateways(r))
-                and (check.protocol is None or _protocol(r) == check.protocol)
+                and (check.protocol is None or protocol_matches(r, check.protocol))
                 and (check.metric is None or int(r.get("metric", 0)) == check.metric)]
     wanted = " ".join([check.destination, *([f"via {check.via}"] if check.via else []),
                        *([f"proto {check.protocol}"] if check.protocol else []),

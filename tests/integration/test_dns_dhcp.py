@@ -42,6 +42,9 @@ else kill $(cat /run/dnsmasq-lab.pid 2>/dev/null) 2>/dev/null && sleep 0.2 || tr
   dnsmasq --conf-dir=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new --pid-file=/run/dnsmasq-lab.pid
 fi
 """
+# every node has the scenario image's dnsmasq: where systemd runs the node, it starts at boot on
+# the workstation too (answering on 127.0.0.1 and holding port 53): stopped there, as an office would
+WS_WITHOUT_DNSMASQ = "if [ -d /run/systemd/system ]; then systemctl disable --now dnsmasq; fi"
 # ws's DHCP client by hand, as a technician would on a workstation without a DHCP interface
 DHCLIENT = ("ip -4 addr flush dev eth1 && timeout 20 dhclient -1 -pf /run/dhclient.eth1.pid "
             "-lf /var/lib/dhcp/dhclient.eth1.leases eth1")
@@ -71,6 +74,7 @@ DNS_CHECKS = "".join([
 def test_dns_through_the_node_resolver_configuration(make_lab: object, tmp_path: Path) -> None:
     lab = make_lab(SCENARIO)  # type: ignore[operator]
     inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    inside(lab, "ws", WS_WITHOUT_DNSMASQ)
     # wrong: ws has no nameserver (the lab's default resolv.conf); a hosts entry is not DNS
     inside(lab, "ws", "echo '10.30.0.20 www.agence.lan www' >> /etc/hosts")
     got = grade(lab, tmp_path, DNS_CHECKS)
@@ -110,6 +114,7 @@ DHCP_CHECKS = check("lease", "dhcp", LEASE) + check(
 def test_dhcp_lease_seen_from_the_kernel_and_resolv_conf(make_lab: object, tmp_path: Path) -> None:
     lab = make_lab(SCENARIO)  # type: ignore[operator]
     inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    inside(lab, "ws", WS_WITHOUT_DNSMASQ)
     # wrong: ws keeps the topology's static address, no gateway, no nameserver
     got = grade(lab, tmp_path, DHCP_CHECKS)
     assert {k: r.outcome for k, r in got.items()} == dict.fromkeys(got, Outcome.FAIL), got
@@ -135,6 +140,7 @@ def test_dhcp_lease_seen_from_the_kernel_and_resolv_conf(make_lab: object, tmp_p
 def test_a_nameserver_address_answered_by_another_node_fails(make_lab: object, tmp_path: Path) -> None:
     lab = make_lab(SCENARIO)  # type: ignore[operator]
     inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    inside(lab, "ws", WS_WITHOUT_DNSMASQ)
     inside(lab, "ws", "printf 'nameserver 10.30.0.2\\n' > /etc/resolv.conf")
     www = check("www", "dns", "name: www.agence.lan\naddresses: [10.30.0.20]")
     assert grade(lab, tmp_path, www)["www"].outcome is Outcome.PASS

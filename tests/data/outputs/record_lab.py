@@ -26,7 +26,7 @@ ROOT = OUT.parents[2]
 LAB = "lcrec-dns"
 LABCTL = [sys.executable, "-m", "labctl"]
 sys.path.insert(0, str(ROOT))
-from tests.integration.test_dns_dhcp import DHCLIENT, DNSMASQ_SETUP, DNSMASQ_START  # noqa: E402
+from tests.integration.test_dns_dhcp import DHCLIENT, DNSMASQ_SETUP, DNSMASQ_START, WS_WITHOUT_DNSMASQ  # noqa: E402
 
 
 def exec_on(node: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -56,6 +56,7 @@ def main(kinds: list[str]) -> None:
                    check=True)
     try:
         assert exec_on("srv", DNSMASQ_SETUP + DNSMASQ_START).returncode == 0
+        assert exec_on("ws", WS_WITHOUT_DNSMASQ).returncode == 0
         if "dns" in kinds:
             record_dns()
         if "dhcp" in kinds:

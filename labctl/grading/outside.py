@@ -278,6 +278,8 @@ class ReplyWatch:
             grace = 0.0
             while True:
                 if self.done.is_set():  # the probe is over: frames it caused may still be queued here
+                    if self.complete():
+                        return
                     grace = grace or time.monotonic() + 0.2
                     if time.monotonic() > grace:
                         return
@@ -291,6 +293,10 @@ class ReplyWatch:
     def take(self, frame: bytes) -> bool:
         """Note a frame the owner sends; True when what was awaited is seen (watching stops)."""
         self.seen = self.seen or echo_reply_from(frame, self.source, self.pattern)
+        return self.seen
+
+    def complete(self) -> bool:
+        """Whether everything awaited was seen (no need to wait for late frames)."""
         return self.seen
 
     def stop(self) -> bool:
@@ -330,12 +336,22 @@ class DnsReplyWatch(ReplyWatch):
     def __init__(self, server: str) -> None:
         super().__init__(server, b"")
         self.ids: set[int] = set()
+        self.awaited: set[int] = set()  # the ids of the answers received, once the lookups are over
 
     def take(self, frame: bytes) -> bool:
         found = dns_reply_id(frame, self.source)
         if found is not None:
             self.ids.add(found)
         return False
+
+    def complete(self) -> bool:
+        return self.awaited <= self.ids
+
+    def finish(self, awaited: set[int]) -> set[int]:
+        """Stop once the replies with these ids were seen (or after a short grace); the ids seen."""
+        self.awaited = awaited
+        self.stop()
+        return self.ids
 
 
 def unproven_answers(data: dict[str, Any], sent: dict[str, set[int] | None], owners: dict[str, str]) -> None:
@@ -659,13 +675,14 @@ class OutsideSession:
                 return error(f"cannot watch {owner}'s DNS replies from its network namespace: who answers "
                              f"{server} is not known")
             watches[server] = watch
+        data: dict[str, Any] = {"lookups": []}
         try:
             data = self.view.in_netns(lambda: dnsquery.lookups(dns_lookups(check), conf, limit))
         finally:
-            for watching in watches.values():
-                if watching is not None:
-                    watching.stop()
-        unproven_answers(data, {server: w.ids if w else None for server, w in watches.items()}, owners)
+            answered = [q for item in data["lookups"] for q in item["queries"] if "error" not in q]
+            sent = {server: w.finish({q["id"] for q in answered if q["server"] == server}) if w else None
+                    for server, w in watches.items()}
+        unproven_answers(data, sent, owners)
         return judge_dns(check, data)
 
     def _dhcp(self, check: DhcpCheck, timeout: float) -> Verdict:

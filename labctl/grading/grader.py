@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from labctl.errors import InvalidInputError, Problem
 from labctl.grading.checks import Verdict, evaluate, probe
-from labctl.grading.checks.base import error, with_expectation
+from labctl.grading.checks.base import error, printable, with_expectation
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.session import CommandResult, CommandTimeout, NodeSession, NodeUnreachable
 from labctl.grading.spec import CheckBase, GradingSpec
@@ -303,7 +303,7 @@ class NodeRun:
         result = CheckResult(
             check_id=check.id, criterion=check.criterion, node=check.node,
             description_fr=check.description.fr, description_en=check.description.en,
-            weight=check.weight, outcome=verdict.outcome, evidence=verdict.evidence,
+            weight=check.weight, outcome=verdict.outcome, evidence=printable(verdict.evidence),
             attempts=attempts, duration_s=round((ended or time.monotonic()) - started, 3), stage=check.stage,
             observed=verdict.observed,
         )

@@ -82,17 +82,20 @@ def test_reports_carry_the_expectation_with_the_observed_value() -> None:
     base = {"criterion": "A1.3-c2", "description": {"fr": "MTU", "en": "MTU"}, "node": "r1", "type": "command",
             "command": f"printf '{MTU_LOST}'", "stdout_matches": MTU_REGEX}
     spec = GradingSpec.model_validate({"scenario": "s", "checks": [
-        {**base, "id": "in-words", "expectation": MTU_WORDS}, {**base, "id": "as-pattern"}]})
+        {**base, "id": "in-words", "expectation": MTU_WORDS}, {**base, "id": "as-pattern"},
+        {**base, "id": "escapes", "command": "printf '\\033[31mred'",
+         "stdout_matches": "green", "exit_code": 0}]})
 
     def connect(node: str) -> NodeSession:
         return Shell()
 
     report = grade(spec, connect, lab="t", options=GradeOptions(command_timeout=10))
-    words, pattern = report.results
+    words, pattern = report.results[:2]
     assert words.outcome is pattern.outcome is Outcome.FAIL
     assert words.evidence.startswith("constaté / observed: 1500 bytes to r2 10.255.0.2: lost")
     assert "expected: both WAN links carry 1500-byte packets" in words.evidence and MTU_REGEX not in words.evidence
     assert pattern.evidence.startswith("output: 1500 bytes to r2 10.255.0.2: lost") and MTU_REGEX in pattern.evidence
+    assert report.results[2].evidence == "output: \\x1b[31mred; it does not match /green/"  # every result printable
 
 
 def test_the_table_shows_the_expectation_in_the_chosen_language() -> None:
@@ -114,3 +117,14 @@ def test_the_table_shows_the_expectation_in_the_chosen_language() -> None:
     assert "↳ observed: lost" in render_table(report, lang="en")
     assert "↳ constaté : lost" in render_table(report, lang="fr")
     assert "↳ constaté / observed: lost" in render_table(report, lang="both")
+
+
+def test_a_nodes_output_cannot_drive_the_jurys_terminal() -> None:
+    from labctl.grading.checks.base import short
+
+    hostile = "\x1b[2J\x1b[32mPASS\x1b[0m\x00\x07 ok\u202e"
+    for text in (shown(hostile), short(hostile)):
+        assert "\x1b" not in text and "\x00" not in text and "\u202e" not in text
+        assert "\\x1b[2J" in text and "\\u202e" in text
+    assert shown("\x00" * 5000).endswith("… (4000 more characters)")
+    assert shown("déjà vu — ok ⏎") == "déjà vu — ok ⏎"  # printable text is left alone

@@ -190,7 +190,8 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
      PASS, "regular file, mode 0640, owner root, group shadow"),
     ("file", "file/full", {"path": "/srv/exam/app.conf", "mode": "0640", "sha256": "0" * 64,
                            "contains": "^PasswordAuthentication yes"},
-     FAIL, "sha256 d65ec1c8aa7f5404…, expected 0000000000000000…; content does not match"),
+     FAIL, "sha256 d65ec1c8aa7f5404…, expected 0000000000000000…; content does not match /^PasswordAuthentication "
+           "yes/; content: PermitRootLogin no ⏎ PasswordAuthentication no"),
     ("file", "file/plain", {"path": "/srv/exam/app.conf", "owner": "root", "group": "shadow"},
      PASS, "owner root"),
     ("file", "file/plain", {"path": "/srv/exam/app.conf", "mode": "640"}, PASS, "mode 0640"),

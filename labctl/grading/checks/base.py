@@ -75,8 +75,17 @@ def shown(text: str, limit: int = SEEN_LIMIT) -> str:
     lines = [" ".join(line.split()) for line in text.splitlines()]
     flat = " ⏎ ".join(line for line in lines if line)
     if len(flat) <= limit:
-        return flat
-    return f"{flat[:limit]}… ({len(flat) - limit} more characters)"
+        return printable(flat)
+    return f"{printable(flat[:limit])}… ({len(flat) - limit} more characters)"
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on (escape sequences, NULs, controls)
+    written as an escape (\\x1b): a node's output cannot colour, move or clear a jury's screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)
 
 
 OBSERVED_MARK, EXPECTED_MARK, ENGLISH_MARK = "constaté / observed: ", " — attendu : ", " / expected: "
@@ -109,7 +118,7 @@ def with_expectation(verdict: Verdict, expectation: tuple[str, str] | None) -> V
 def short(text: str, limit: int = 200) -> str:
     """`text` on one line, cut to `limit` characters."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return printable(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
 def matching_line(pattern: str, text: str) -> str | None:

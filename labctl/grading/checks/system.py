@@ -157,10 +157,12 @@ def file_verdict(check: FileCheck, facts: dict[str, str]) -> Verdict:
     the check; the content read is the observed value when the check looks into it."""
     wrong = _file_mismatches(check, facts)
     seen = f"{check.path}: {facts['kind']}, mode {facts['mode']}, owner {facts['owner']}, group {facts['group']}"
-    verdict = judged(not wrong, seen + (f"; {'; '.join(wrong)}" if wrong else ""))
-    if check.contains is not None and "content" in facts:
-        return replace(verdict, seen=f"{check.path}: {shown(facts['content']) or 'empty'}")
-    return verdict
+    if check.contains is None or "content" not in facts:
+        return judged(not wrong, seen + (f"; {'; '.join(wrong)}" if wrong else ""))
+    content = shown(facts["content"]) or "empty"
+    unmatched = any(w.startswith("content does not match") for w in wrong)  # then the content read is shown
+    evidence = seen + (f"; {'; '.join(wrong)}" if wrong else "") + (f"; content: {content}" if unmatched else "")
+    return replace(judged(not wrong, evidence), seen=f"{check.path}: {content}")
 
 
 def _file_mismatches(check: FileCheck, facts: dict[str, str]) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 from labctl.grading import dnsquery, routing
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
-from labctl.grading.checks.dhcp import evaluate_dhcp, facts_output
+from labctl.grading.checks.dhcp import client_line, evaluate_dhcp, facts_output
 from labctl.grading.checks.dns import budget as dns_budget
 from labctl.grading.checks.dns import judge_dns
 from labctl.grading.checks.dns import wanted as dns_lookups
@@ -70,6 +70,7 @@ CONNECTED = ("01", "02", "03", "04", "05", "06", "08", "09", "0B", "0C")
 ADDED_OUT_OF_PATH = "/usr/local/"  # programs added there are not on the clean shell's PATH
 DPKG_STATUS = "/var/lib/dpkg/status"
 DPKG_LIMIT = 64 * 1024 * 1024
+DHCP_CLIENT_PORT = 68
 PATTERN_BYTES = 16  # a fresh random payload pattern per ping: its replies are recognised at the owner
 # echo requests 50 ms apart (the controller's ping runs as root; a node's user would be held
 # to 200 ms): a reach check costs a round trip and 50 ms per extra request
@@ -693,7 +694,17 @@ class OutsideSession:
         for result in (addresses, routes):
             if result.exit_code != 0:
                 return evaluate_dhcp(check, result)
-        output = facts_output(addresses.stdout, routes.stdout, self._quiet_text("/etc/resolv.conf"))
+        # the processes holding UDP port 68, by real executable: a client the image or a package
+        # installed goes by its name; one written in the node is shown as such and does not count
+        port = [s.inode for s in listeners([self.view.net_file("udp"), self.view.net_file("udp6")], "udp")
+                if s.port == DHCP_CLIENT_PORT]
+        holders = self.view.socket_owners() if port else {}
+        clients = []
+        for process in {p.pid: p for inode in port for p in holders.get(inode, [])}.values():
+            origin = self.origin(process.exe)
+            name = os.path.basename(process.exe) if not origin.startswith("written") else f"{process.exe} ({origin})"
+            clients.append(client_line(name, process.pid))
+        output = facts_output(addresses.stdout, routes.stdout, clients, self._quiet_text("/etc/resolv.conf"))
         return evaluate_dhcp(check, CommandResult(0, output, ""))
 
     def _hosts_entry(self, name: str) -> str | None:

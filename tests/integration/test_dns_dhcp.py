@@ -124,12 +124,21 @@ def test_dhcp_lease_seen_from_the_kernel_and_resolv_conf(make_lab: object, tmp_p
     assert "no address from DHCP" in lease.evidence and "expected the default route via 10.30.0.1" in lease.evidence
     assert "expected nameserver 10.30.0.2" in lease.evidence
     assert got["no-such-interface"].evidence == "eth7: no such interface on ws"
+    # forged: an address in the pool given a lifetime by hand, the route and resolv.conf written by hand
+    inside(lab, "ws", "ip -4 addr flush dev eth1 && ip addr add 10.30.0.120/24 dev eth1 valid_lft 600"
+                      " preferred_lft 600 && ip route add default via 10.30.0.1"
+                      " && printf 'nameserver 10.30.0.2\\n' > /etc/resolv.conf")
+    forged = grade(lab, tmp_path, DHCP_CHECKS)["lease"]
+    assert forged.outcome is Outcome.FAIL, forged
+    assert "no DHCP client runs to keep the lease (UDP port 68 held by nothing)" in forged.evidence
+    inside(lab, "ws", "ip route del default")
     # right: the workstation's DHCP client got its lease from srv
     inside(lab, "ws", DHCLIENT)
     got = grade(lab, tmp_path, DHCP_CHECKS)
     lease = got["lease"]
     assert lease.outcome is Outcome.PASS, lease
-    assert "s of lease left)" in lease.evidence and "default via 10.30.0.1 dev eth1" in lease.evidence
+    assert "s of lease left); DHCP client: dhclient (pid " in lease.evidence
+    assert "default via 10.30.0.1 dev eth1" in lease.evidence
     assert "/etc/resolv.conf: nameserver 10.30.0.2" in lease.evidence
     other = got["other-pool"]
     assert other.outcome is Outcome.FAIL, other

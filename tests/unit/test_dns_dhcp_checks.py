@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from labctl.grading import dnsquery
 from labctl.grading.checks import evaluate, probe
-from labctl.grading.checks.dhcp import facts_output
+from labctl.grading.checks.dhcp import client_line, facts_output
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import CHECK_MODELS, DnsCheck
@@ -152,7 +152,8 @@ def test_the_resolver_only_reads_and_sends_queries() -> None:
 # ---- dhcp -------------------------------------------------------------------------------------
 def dhcp_output(resolv_conf: str, routes: str = "[]") -> str:
     address = {"family": "inet", "local": "10.30.0.120", "prefixlen": 24, "dynamic": True, "valid_life_time": 600}
-    return facts_output(json.dumps([{"ifname": "eth1", "addr_info": [address]}]), routes, resolv_conf)
+    client = client_line("dhclient", 21)
+    return facts_output(json.dumps([{"ifname": "eth1", "addr_info": [address]}]), routes, [client], resolv_conf)
 
 
 def dhcp(**keys: Any) -> Any:
@@ -165,7 +166,7 @@ def test_dhcp_reads_resolv_conf_that_holds_the_probe_marks() -> None:
     planted = "nameserver 10.30.0.9\n--- labctl dhcp: addresses ---\n[]\nnameserver 10.30.0.2\n"
     verdict = evaluate(dhcp(dns=["10.30.0.2"]), CommandResult(0, dhcp_output(planted), ""))
     assert verdict.outcome is Outcome.PASS
-    assert verdict.evidence == ("eth1: 10.30.0.120/24 (dynamic, 600 s of lease left); "
+    assert verdict.evidence == ("eth1: 10.30.0.120/24 (dynamic, 600 s of lease left); DHCP client: dhclient (pid 21); "
                                 "/etc/resolv.conf: nameserver 10.30.0.9, 10.30.0.2")
 
 
@@ -214,3 +215,16 @@ def test_answers_the_owner_did_not_send_count_as_none() -> None:
     down = data()
     unproven_answers(down, {"10.30.0.2": None}, {"10.30.0.2": "srv"})
     assert "(it is not running)" in judge_dns(check, down).evidence
+
+
+@pytest.mark.parametrize(("clients", "words"), [
+    ([], "no DHCP client runs to keep the lease (UDP port 68 held by nothing)"),
+    ([client_line("nc", 30)], "UDP port 68 held by nc (pid 30)"),  # a listener is no DHCP client
+    ([client_line("/sbin/dhclient (written in the node (not the image's file, not a package's))", 31)],
+     "held by /sbin/dhclient (written in the node"),
+])
+def test_an_address_given_a_lifetime_by_hand_is_no_lease(clients: list[str], words: str) -> None:
+    address = {"family": "inet", "local": "10.30.0.120", "prefixlen": 24, "dynamic": True, "valid_life_time": 600}
+    output = facts_output(json.dumps([{"addr_info": [address]}]), "[]", clients, "nameserver 10.30.0.2\n")
+    verdict = evaluate(dhcp(), CommandResult(0, output, ""))
+    assert verdict.outcome is Outcome.FAIL and words in verdict.evidence, verdict.evidence

@@ -287,8 +287,8 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
     ("dns", "dns/no-python", {"name": "srv.agence.lan", "addresses": ["10.30.0.2"]}, ERROR,
      "`python3` is not available"),
     # dhcp: ws before and after its DHCP client (dhclient) got a lease from srv's dnsmasq
-    ("dhcp", "dhcp/leased", LEASE, PASS, "eth1: 10.30.0.119/24 (dynamic, 3600 s of lease left); default via "
-     "10.30.0.1 dev eth1; /etc/resolv.conf: nameserver 10.30.0.2"),
+    ("dhcp", "dhcp/leased", LEASE, PASS, "eth1: 10.30.0.140/24 (dynamic, 3600 s of lease left); DHCP client: "
+     "dhclient (pid 54); default via 10.30.0.1 dev eth1; /etc/resolv.conf: nameserver 10.30.0.2"),
     ("dhcp", "dhcp/leased", {**LEASE, "range": ["10.30.0.10", "10.30.0.20"], "gateway": "10.30.0.254",
                              "dns": ["10.30.0.2", "10.30.0.3"]}, FAIL,
      "the lease's address is outside the pool 10.30.0.10-10.30.0.20; expected the default route via "

@@ -11,6 +11,7 @@ its own `ip` in the node's network namespace and reads resolv.conf through nodev
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from ipaddress import IPv4Address
 from typing import Any
@@ -22,22 +23,32 @@ from labctl.grading.spec import DhcpCheck
 
 FOREVER = 4294967295  # the kernel's "valid forever" lifetime: a static address
 SECTION = "--- labctl dhcp: {} ---"
-SECTIONS = ("addresses", "default routes", "resolv.conf")
+SECTIONS = ("addresses", "default routes", "clients", "resolv.conf")
+# programs that are DHCP clients: a lease is kept (and renewed) by one of them, holding UDP port 68
+CLIENTS = ("dhclient", "systemd-networkd", "dhcpcd", "udhcpc", "NetworkManager", "connmand")
+SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')
 
 
 def probe_dhcp(check: DhcpCheck) -> Probe:
-    """The interface's IPv4 addresses and the default routes (as JSON), then resolv.conf."""
+    """The interface's IPv4 addresses and the default routes (as JSON), the processes holding UDP
+    port 68 (`ss`), then resolv.conf."""
     iface = shlex.quote(check.interface)
     marks = [shlex.quote(SECTION.format(name)) for name in SECTIONS]
     return Probe(f"export LC_ALL=C; echo {marks[0]}; ip -j -4 addr show dev {iface} || exit; "
                  f"echo {marks[1]}; ip -j -4 route show default || exit; "
-                 f"echo {marks[2]}; head -c 65536 /etc/resolv.conf 2>/dev/null; exit 0")
+                 f"echo {marks[2]}; ss -Hunap 'sport = :68' || exit; "
+                 f"echo {marks[3]}; head -c 65536 /etc/resolv.conf 2>/dev/null; exit 0")
 
 
-def facts_output(addresses: str, routes: str, resolv_conf: str) -> str:
-    """The probe's output made of the three facts (how the outside observation hands them over)."""
+def client_line(name: str, pid: int) -> str:
+    """A process holding UDP port 68, as `ss -p` shows it (how the outside observation hands it over)."""
+    return f'UNCONN 0 0 0.0.0.0:68 0.0.0.0:* users:(("{name}",pid={pid},fd=0))'
+
+
+def facts_output(addresses: str, routes: str, clients: list[str], resolv_conf: str) -> str:
+    """The probe's output made of the four facts (how the outside observation hands them over)."""
     parts = [SECTION.format(SECTIONS[0]), addresses.strip(), SECTION.format(SECTIONS[1]), routes.strip(),
-             SECTION.format(SECTIONS[2]), resolv_conf]
+             SECTION.format(SECTIONS[2]), *clients, SECTION.format(SECTIONS[3]), resolv_conf]
     return "\n".join(parts)
 
 
@@ -72,8 +83,9 @@ def evaluate_dhcp(check: DhcpCheck, result: CommandResult) -> Verdict:
     links = _json_list(parts["addresses"], "addresses")
     addresses = [a for link in links for a in link.get("addr_info", []) if isinstance(a, dict)
                  and a.get("family") == "inet"]
+    clients = [(name, int(pid)) for name, pid in SS_USER.findall(parts["clients"])]
     return judge_dhcp(check, addresses, _json_list(parts["default routes"], "default routes"),
-                      parse_resolv_conf(parts["resolv.conf"]))
+                      parse_resolv_conf(parts["resolv.conf"]), clients)
 
 
 def _lease_text(address: dict[str, Any]) -> str:
@@ -83,14 +95,22 @@ def _lease_text(address: dict[str, Any]) -> str:
 
 
 def judge_dhcp(check: DhcpCheck, addresses: list[dict[str, Any]], routes: list[dict[str, Any]],
-               conf: dict[str, Any]) -> Verdict:
-    """A dynamic address in the range, the gateway, the nameservers: each mismatch is listed."""
+               conf: dict[str, Any], clients: list[tuple[str, int]]) -> Verdict:
+    """A dynamic address in the range, kept by a DHCP client (`clients`: the processes holding UDP
+    port 68, by name), the gateway, the nameservers: each mismatch is listed."""
     leases = [a for a in addresses if int(a.get("valid_life_time", FOREVER)) < FOREVER]
     shown = ", ".join(_lease_text(a) for a in addresses) or "no IPv4 address"
     seen = [f"{check.interface}: {shown}"]
     wrong: list[str] = []
+    dhcp_clients = [(name, pid) for name, pid in clients if name in CLIENTS]
+    if dhcp_clients:
+        seen.append("DHCP client: " + ", ".join(f"{name} (pid {pid})" for name, pid in dhcp_clients))
     if not leases:
         wrong.append("no address from DHCP (a lease's address has a finite lifetime)")
+    elif not dhcp_clients:
+        others = "; ".join(f"{name} (pid {pid})" for name, pid in clients) or "nothing"
+        wrong.append(f"no DHCP client runs to keep the lease (UDP port 68 held by {others}): an address given a "
+                     "lifetime by hand is no lease")
     elif check.range is not None:
         low, high = check.range
         inside = [a for a in leases if low <= IPv4Address(str(a.get('local'))) <= high]

@@ -509,7 +509,7 @@ class OutsideSession:
             lab = self.lab.lab
             return routing.observe_ospf_route(check, lab.plan, self.view.pid, Path(lab.image), timeout,
                                               self.view.run_in_netns)
-        result = self.view.run_in_netns(["ip", "-j", "route", "show", check.destination], timeout)
+        result = self.view.run_in_netns(check.listing_argv(), timeout)
         return evaluate(check, result) if result.exit_code else evaluate_route(check, result)
 
     def _port(self, check: PortCheck, timeout: float) -> Verdict:

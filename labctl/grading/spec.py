@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -253,8 +253,9 @@ class RouteCheck(CheckBase):
     """A route to `destination` is in the main table (or is not, with `absent`)."""
 
     type: Literal["route"]
-    destination: str = Field(description="A prefix such as 10.2.0.0/24, or `default`.")
-    via: IPv4Address | None = Field(default=None, description="Required next hop.")
+    destination: str = Field(
+        description="A prefix such as 10.2.0.0/24 or 2001:db8:1::/64, `default` (IPv4) or `default6` (IPv6).")
+    via: IPv4Address | IPv6Address | None = Field(default=None, description="Required next hop.")
     protocol: str | None = Field(
         default=None,
         description="Required origin: ospf (learned by OSPF), static (configured: `ip route add`, ifupdown, FRR's "
@@ -271,8 +272,27 @@ class RouteCheck(CheckBase):
         default=None, description="Required OSPF route type (ospfd's routing table); needs `protocol: ospf`.",
     )
 
+    @property
+    def version(self) -> int:
+        """4 or 6: the destination's address family."""
+        return 6 if self.destination == "default6" or ":" in self.destination else 4
+
+    @property
+    def kernel_destination(self) -> str:
+        """The destination as the kernel's table names it (`default` for either family)."""
+        return "default" if self.destination == "default6" else self.destination
+
+    def listing_argv(self) -> list[str]:
+        """`ip -j route show DESTINATION` (with -6 for IPv6): the kernel's routes to the destination."""
+        family = ["-6"] if self.version == 6 else []
+        return ["ip", "-j", *family, "route", "show", self.kernel_destination]
+
     @model_validator(mode="after")
     def _ospf_type_needs_ospf(self) -> RouteCheck:
+        if self.via is not None and self.via.version != self.version:
+            raise ValueError(f"`via` {self.via} is not of the destination's address family (IPv{self.version})")
+        if self.protocol == "ospf" and self.version == 6:
+            raise ValueError("OSPF routes are graded for IPv4 destinations (OSPFv3's routes are not read yet)")
         if self.ospf_type is not None and self.protocol != "ospf":
             raise ValueError("`ospf_type` needs `protocol: ospf`")
         if self.absent and (self.metric is not None or self.ospf_type is not None):
@@ -282,15 +302,15 @@ class RouteCheck(CheckBase):
     @field_validator("destination")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if value == "default":
+        if value in ("default", "default6"):
             return value
         try:
-            network = IPv4Network(value)
+            network = ip_network(value)
         except ValueError as exc:
             if "host bits" in str(exc):
-                prefix = IPv4Network(value, strict=False).with_prefixlen
+                prefix = ip_network(value, strict=False).with_prefixlen
                 raise ValueError(f"has host bits set; the network is {prefix}") from None
-            raise ValueError(f"not an IPv4 prefix ({exc})") from None
+            raise ValueError(f"not an IPv4 or IPv6 prefix ({exc})") from None
         return network.with_prefixlen
 
 

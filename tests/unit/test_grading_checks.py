@@ -460,3 +460,22 @@ def test_json_path_errors_say_where(path: str, why: str) -> None:
 def test_json_equal_tells_booleans_from_numbers() -> None:
     assert json_equal(1, 1.0) and json_equal({"a": [1]}, {"a": [1.0]})
     assert not json_equal(True, 1) and not json_equal([True], [1]) and not json_equal({}, [])
+
+
+def test_ipv6_route_checks() -> None:
+    from pydantic import ValidationError
+
+    check = make("route", destination="2001:db8:1::/64", via="2001:db8:255::1")
+    assert probe(check).command == "ip -j -6 route show 2001:db8:1::/64"
+    assert probe(make("route", destination="default6")).command == "ip -j -6 route show default"
+    listing = json.dumps([{"dst": "2001:db8:1::/64", "gateway": "2001:db8:255::1", "dev": "eth1", "protocol": "boot"},
+                          {"dst": "2001:db8:ff::1", "dev": "lo", "protocol": "kernel"}])
+    verdict = evaluate(check, CommandResult(0, listing, ""))
+    assert verdict.outcome is PASS and "2001:db8:1::/64 via 2001:db8:255::1 dev eth1" in verdict.evidence
+    host = make("route", destination="2001:db8:ff::1/128")
+    assert evaluate(host, CommandResult(0, listing, "")).outcome is PASS  # a /128 listed without its length
+    for keys, why in [({"destination": "2001:db8:1::/64", "via": "10.0.0.1"}, "not of the destination's address"),
+                      ({"destination": "default6", "protocol": "ospf"}, "OSPF routes are graded for IPv4"),
+                      ({"destination": "2001:db8:1::1/64"}, "has host bits set; the network is 2001:db8:1::/64")]:
+        with pytest.raises(ValidationError, match=why):
+            make("route", **keys)

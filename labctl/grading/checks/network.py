@@ -155,13 +155,13 @@ def evaluate_http(check: HttpCheck, result: CommandResult) -> Verdict:
 
 def probe_route(check: RouteCheck) -> Probe:
     """Routes with exactly this destination in the main table, as JSON."""
-    return Probe(f"ip -j route show {check.destination}")
+    return Probe(shlex.join(check.listing_argv()))
 
 
 def _destination(route: dict[str, Any]) -> str:
     """A route's destination as a prefix (`ip -j` prints /32 routes without the length)."""
     dst = str(route.get("dst", ""))
-    return dst if dst == "default" or "/" in dst else f"{dst}/32"
+    return dst if dst == "default" or "/" in dst else f"{dst}/{128 if ':' in dst else 32}"
 
 
 def _gateways(route: dict[str, Any]) -> list[str]:
@@ -214,7 +214,7 @@ def evaluate_route(check: RouteCheck, result: CommandResult) -> Verdict:
     routes = parse_json(result.stdout or "[]", "`ip -j route` output")
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise Unobservable(f"`ip -j route` printed no list of routes: {short(result.stdout, 120)}")
-    routes = [r for r in routes if _destination(r) == check.destination]
+    routes = [r for r in routes if _destination(r) == check.kernel_destination]
     matching = [r for r in routes
                 if (check.via is None or str(check.via) in _gateways(r))
                 and (check.protocol is None or protocol_matches(r, check.protocol))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from labctl import sourcelimits
 from labctl.errors import PlatformError
+from labctl.lang import languages, say
 from labctl.scenario import Scenario
 from labctl.sourcefile import render_template
 from labctl.topology import load_topology
@@ -66,26 +67,36 @@ def brief_markdown(scenario: Scenario, lang: str, seed: str | None) -> tuple[str
     return text, load_topology(scenario.topology, values)
 
 
+def _briefs(scenario: Scenario, lang: str, seed: str | None) -> tuple[list[tuple[str, str]], Topology, str]:
+    """The brief in each language `lang` stands for (both: French, then English), the candidate's
+    topology, and the diagram's heading in `lang`."""
+    texts = [(one, brief_markdown(scenario, one, seed)[0]) for one in languages(lang)]
+    return texts, load_topology(scenario.topology, scenario.values(seed)), say(HEADINGS["fr"], HEADINGS["en"], lang)
+
+
 def render_markdown(scenario: Scenario, lang: str, seed: str | None, diagram_file: Path | None) -> str:
-    """Markdown; the diagram is an SVG file beside it when a path is given, else its DOT source."""
-    text, topology = brief_markdown(scenario, lang, seed)
+    """Markdown (both: the French brief, a rule, the English one); the diagram is an SVG file beside
+    it when a path is given, else its DOT source."""
+    texts, topology, heading = _briefs(scenario, lang, seed)
     if diagram_file is not None:
         diagram_file.write_text(diagram_svg(topology), encoding="utf-8")
-        figure = f"![{HEADINGS[lang]}]({diagram_file.name})"
+        figure = f"![{heading}]({diagram_file.name})"
     else:
         figure = f"```dot\n{diagram_dot(topology)}```"
-    return f"{text.rstrip()}\n\n## {HEADINGS[lang]}\n\n{figure}\n"
+    text = "\n\n---\n\n".join(body.rstrip() for _, body in texts)
+    return f"{text}\n\n## {heading}\n\n{figure}\n"
 
 
 def render_html(scenario: Scenario, lang: str, seed: str | None) -> str:
     """A standalone, printable HTML page with the diagram inline."""
     import markdown
 
-    text, topology = brief_markdown(scenario, lang, seed)
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
-    title = html.escape(getattr(scenario.spec.title, lang))
+    texts, topology, heading = _briefs(scenario, lang, seed)
+    body = "\n<hr>\n".join(f'<section lang="{one}">\n{markdown.markdown(text, extensions=["tables", "fenced_code"])}'
+                           f"\n</section>" for one, text in texts)
+    title = html.escape(say(scenario.spec.title.fr, scenario.spec.title.en, lang))
     return f"""<!doctype html>
-<html lang="{lang}">
+<html lang="{languages(lang)[0]}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -103,7 +114,7 @@ def render_html(scenario: Scenario, lang: str, seed: str | None) -> str:
 <main>
 {body}
 <figure>
-<figcaption><h2>{HEADINGS[lang]}</h2></figcaption>
+<figcaption><h2>{heading}</h2></figcaption>
 {diagram_svg(topology)}
 </figure>
 </main>

@@ -127,15 +127,41 @@ def down(obj: Context, lab_ref: str | None, every: bool) -> None:
         click.echo("no lab to remove")
 
 
+STATE_WORDS = {"running": "en marche", "stopped": "arrêté", "missing": "absent", "degraded": "dégradé",
+               "broken": "interrompu", "creating": "en création", "resetting": "en réinitialisation",
+               "destroying": "en suppression", "out-of-band": "hors bande", "host": "hôte", "router": "routeur",
+               "switch": "commutateur"}
+
+
+def _in_french(state: str) -> str:
+    """A lab's or node's state (labctl.lab.condition, provider node states) in French."""
+    import re
+
+    word = STATE_WORDS.get
+    if match := re.fullmatch(r"degraded \((\d+) of (\d+) nodes running\)", state):
+        return f"dégradé ({match[1]} nœuds sur {match[2]} en marche)"
+    if match := re.fullmatch(r"broken \(interrupted while (\w+); remove it: (.*)\)", state):
+        return f"interrompu (coupé {word(match[1], match[1])} ; supprimez-le : {match[2]})"
+    if match := re.fullmatch(r"(\w+) \((.*) in progress\)", state):
+        return f"{word(match[1], match[1])} ({match[2]} en cours)"
+    return word(state, state)
+
+
 @cli.command()
 @lab_option
 @click.option("--all", "every", is_flag=True, help="Every lab on this machine.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="en", show_default=True,
+              help="Language of the table (JSON keeps its English values).")
+def status(lab_ref: str | None, every: bool, as_json: bool, lang: str) -> None:
     """Nodes of a lab: kind, state, addresses."""
     from labctl import lab as labs
+    from labctl.lang import say
     from labctl.providers import get_provider
     from labctl.state import all_labs, find_lab
+
+    def words(text: str) -> str:
+        return say(_in_french(text), text, lang)
 
     targets = all_labs() if every or (not lab_ref and len(all_labs()) != 1) else [find_lab(lab_ref)]
     rows: list[dict[str, Any]] = []
@@ -157,22 +183,33 @@ def status(lab_ref: str | None, every: bool, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not targets:
-        click.echo("no lab is running; start one with: labctl up SCENARIO")
+        click.echo(say("aucun labo en marche ; pour en lancer un : labctl up SCÉNARIO",
+                       "no lab is running; start one with: labctl up SCENARIO", lang, "\n"))
         return
     for target in targets:
-        seed = f", seed {target.seed}" if target.seed else ""
-        stage = f", stage {target.stage}" if target.stage else ""
-        click.echo(f"lab {target.name} ({target.id}) — {conditions[target.id]}, provider {target.provider}, "
-                   f"created {target.created}{seed}{stage}")
+        seed_fr, seed_en = (f", graine {target.seed}", f", seed {target.seed}") if target.seed else ("", "")
+        stage_fr, stage_en = (f", étape {target.stage}", f", stage {target.stage}") if target.stage else ("", "")
+        click.echo(say(f"labo {target.name} ({target.id}) — {_in_french(conditions[target.id])}, fournisseur "
+                       f"{target.provider}, créé le {target.created}{seed_fr}{stage_fr}",
+                       f"lab {target.name} ({target.id}) — {conditions[target.id]}, provider {target.provider}, "
+                       f"created {target.created}{seed_en}{stage_en}", lang, "\n"))
         lab_rows = [r for r in rows if r["id"] == target.id]
+        heads = {key: say(fr, key, lang, "/") for key, fr in (
+            ("NODE", "NŒUD"), ("KIND", "TYPE"), ("STATE", "ÉTAT"), ("HYPERVISOR", "HYPERVISEUR"), ("MGMT", "GESTION"),
+            ("ADDRESSES", "ADRESSES"))}
+        shown = [(row, words(row["kind"]), words(row["state"]), words(row["mgmt"])) for row in lab_rows]
+        widths = {"NODE": 10, "KIND": max([7, len(heads["KIND"]), *(len(k) for _, k, _, _ in shown)]),
+                  "STATE": max([8, len(heads["STATE"]), *(len(st) for _, _, st, _ in shown)]),
+                  "MGMT": max([14, len(heads["MGMT"]), *(len(m) + 1 for _, _, _, m in shown)])}
         width = max((len(r["hypervisor"] or "") for r in lab_rows), default=0)  # 0: local nodes, no column
-        width = max(width, len("HYPERVISOR")) if width else 0
-        where = f"{'HYPERVISOR':<{width}} " if width else ""
-        click.echo(f"  {'NODE':<10} {'KIND':<7} {'STATE':<8} {where}{'MGMT':<14} ADDRESSES")
-        for row in lab_rows:
+        width = max(width, len(heads["HYPERVISOR"])) if width else 0
+        where = f"{heads['HYPERVISOR']:<{width}} " if width else ""
+        click.echo(f"  {heads['NODE']:<{widths['NODE']}} {heads['KIND']:<{widths['KIND']}} "
+                   f"{heads['STATE']:<{widths['STATE']}} {where}{heads['MGMT']:<{widths['MGMT']}} {heads['ADDRESSES']}")
+        for row, kind, state, mgmt in shown:
             where = f"{row['hypervisor'] or '-':<{width}} " if width else ""
-            click.echo(f"  {row['node']:<10} {row['kind']:<7} {row['state']:<8} {where}{row['mgmt']:<14} "
-                       f"{' '.join(row['addresses'])}")
+            click.echo(f"  {row['node']:<{widths['NODE']}} {kind:<{widths['KIND']}} {state:<{widths['STATE']}} "
+                       f"{where}{mgmt:<{widths['MGMT']}} {' '.join(row['addresses'])}")
 
 
 def _ssh_argv(lab_ref: str | None, node: str, command: tuple[str, ...] = ()) -> list[str]:
@@ -239,7 +276,8 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, timeout: flo
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write a JUnit XML report.")
 @click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="both", show_default=True,
-              help="Language of check descriptions (French first with English alongside by default).")
+              help="Language of everything printed: criteria, checks, outcomes, hints, score (both: French "
+                   "first, English alongside).")
 @click.option("--hints", is_flag=True, help="Practice: under each check that does not PASS, the spec's hint "
               "(where to look). Exam sessions never show them.")
 @click.pass_obj
@@ -430,7 +468,8 @@ def doctor(provider: str) -> None:
 
 @cli.command()
 @click.argument("scenario_name", metavar="SCENARIO")
-@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="fr", show_default=True,
+              help="Language of the brief; both: the French brief, then the English one.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("--seed", help="The candidate's id: the brief shows the candidate's own values.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
@@ -536,15 +575,18 @@ def load_scenario_folder(folder: Path) -> Any:
 @click.option("--seed", help="Verify the variant drawn for this candidate id.")
 @click.option("--name", "lab_name", help="Name of the labs it builds (default: verify-SCENARIO); refused if a lab "
               "has that name.")
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="en", show_default=True,
+              help="Language of the summary (problems quote evidence as observed).")
 @click.pass_obj
-def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None, lab_name: str | None) -> None:
+def scenario_verify(obj: Context, name: str, provider: str | None, seed: str | None, lab_name: str | None,
+                    lang: str) -> None:
     """Per stage: listed checks FAIL, solution makes all PASS; partial fails exactly as declared.
 
     Exit 0 when the scenario behaves as declared, 8 when it does not."""
     from labctl.verify import verify
 
     outcome = verify(name, provider=provider, seed=seed, progress=obj.progress(), lab_name=lab_name)
-    click.echo(outcome.summary())
+    click.echo(outcome.summary(lang))
     sys.exit(EXIT_OK if outcome.ok else EXIT_VERIFICATION)
 
 

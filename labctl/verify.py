@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from labctl import lab as labs
+from labctl.lang import say
 from labctl.progress import QUIET, Progress
 from labctl.references import check_references
 from labctl.scenario import Scenario, load_scenario
@@ -42,13 +43,31 @@ class VerifyOutcome:
         return {r.check_id for report in self.reports.values() for r in report.results
                 if r.outcome.value == "FAIL"}
 
-    def summary(self) -> str:
-        """Human-readable result."""
-        phases = ", ".join(f"{phase}: {sum(r.outcome.value == 'FAIL' for r in report.results)} FAIL"
-                           f"/{len(report.results)}" for phase, report in self.reports.items())
+    def summary(self, lang: str = "en") -> str:
+        """Human-readable result in `lang` (fr, en or both; the problems' details stay in English:
+        they quote evidence)."""
+        phases = {one: ", ".join(f"{phase_text(phase, one)}: {sum(r.outcome.value == 'FAIL' for r in report.results)}"
+                                 f" FAIL/{len(report.results)}" for phase, report in self.reports.items())
+                  for one in ("fr", "en")}
         if self.ok:
-            return f"scenario {self.scenario} verified ({phases})"
-        return f"scenario {self.scenario} does NOT verify ({phases}):\n  " + "\n  ".join(self.problems)
+            return say(f"scénario {self.scenario} vérifié ({phases['fr']})",
+                       f"scenario {self.scenario} verified ({phases['en']})", lang, "\n")
+        return say(f"le scénario {self.scenario} ne se vérifie PAS ({phases['fr']}) :",
+                   f"scenario {self.scenario} does NOT verify ({phases['en']}):", lang, "\n") + \
+            "\n  " + "\n  ".join(self.problems)
+
+
+PHASES_FR = {"start": "départ", "solved": "résolue", "after reset": "après réinitialisation"}
+
+
+def phase_text(phase: str, lang: str) -> str:
+    """A verification phase ("stage build, start", "partial solution") in `lang` (fr or en)."""
+    if lang != "fr":
+        return phase
+    if phase == "partial solution":
+        return "solution partielle"
+    stage, _, when = phase.removeprefix("stage ").partition(", ")
+    return f"étape {stage}, {PHASES_FR.get(when, when)}"
 
 
 def expected_failures(phase: str, report: GradeReport, failing: set[str]) -> list[str]:

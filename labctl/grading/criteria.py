@@ -16,7 +16,8 @@ from labctl.sourcefile import LOADER
 
 @dataclass(frozen=True)
 class Criterion:
-    """One evaluation criterion: its id (A1.3-c2), French text, activity, block, lab reach.
+    """One evaluation criterion: its id (A1.3-c2), French text (the official wording), activity,
+    block, lab reach, and our English translation.
 
     `lab` is live, partial or paper: how far a live lab can evidence the criterion.
     """
@@ -26,6 +27,7 @@ class Criterion:
     activity: str
     block: str
     lab: str
+    text_en: str = ""
 
 
 @cache
@@ -40,6 +42,7 @@ def all_criteria() -> dict[str, Criterion]:
                 found[item["id"]] = Criterion(
                     id=item["id"], text=" ".join(item["text"].split()),
                     activity=activity["id"], block=block["id"], lab=item["lab"],
+                    text_en=" ".join(str(item.get("en", "")).split()),
                 )
     return found
 

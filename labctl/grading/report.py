@@ -24,16 +24,19 @@ import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from labctl.grading.checks.base import evidence_in
 from labctl.grading.criteria import all_criteria
 from labctl.grading.results import CheckResult, GradeReport, Outcome
 from labctl.grading.spec import Description
 from labctl.grading.tamper import KIND_FR
+from labctl.lang import Lang, languages, say
+from labctl.lang import lines as in_lang
 
 FORMAT = "labctl.grade-report/1"
-Lang = Literal["fr", "en", "both"]
+# An outcome as the table prints it, French then English (JSON and JUnit keep PASS/FAIL/ERROR)
+OUTCOME_WORDS = {Outcome.PASS: ("RÉUSSI", "PASS"), Outcome.FAIL: ("ÉCHEC", "FAIL"), Outcome.ERROR: ("ERREUR", "ERROR")}
 COLOURS = {Outcome.PASS: "\033[32m", Outcome.FAIL: "\033[31m", Outcome.ERROR: "\033[33m"}
 BOLD, RESET = "\033[1m", "\033[0m"
 
@@ -43,20 +46,28 @@ def colour_wanted(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
-def criterion_text(criterion_id: str, limit: int | None = 80) -> str:
-    """The criterion's French text, cut to `limit` characters ('' for an unknown id)."""
+def criterion_text(criterion_id: str, limit: int | None = 80, lang: str = "fr") -> str:
+    """The criterion's text in `lang` (fr: the official wording; en: our translation; both: the
+    two, French first), each cut to `limit` characters ('' for an unknown id)."""
     found = all_criteria().get(criterion_id)
-    text = found.text if found else ""
-    return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+    def cut(text: str) -> str:
+        return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+    if found is None:
+        return ""
+    return say(cut(found.text), cut(found.text_en or found.text), lang)
+
+
+def outcome_text(outcome: Outcome, lang: str = "both") -> str:
+    """PASS/FAIL/ERROR in words of `lang` (both: ÉCHEC/FAIL)."""
+    french, english = OUTCOME_WORDS[outcome]
+    return say(french, english, lang, "/")
 
 
 def _description(result: CheckResult, lang: Lang) -> str:
     """The check's description in the chosen language, or French / English."""
-    if lang == "fr":
-        return result.description_fr
-    if lang == "en":
-        return result.description_en
-    return f"{result.description_fr} / {result.description_en}"
+    return say(result.description_fr, result.description_en, lang)
 
 
 def _paint(text: str, code: str, colour: bool) -> str:
@@ -69,18 +80,21 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
     `hints` (check id -> hint: a candidate practising), the hint under it too."""
     node_width = max((len(r.node) for r in report.results), default=4)
     id_width = max((len(r.check_id) for r in report.results), default=2)
+    outcome_width = max(len(outcome_text(o, lang)) for o in Outcome)
     lines = [f"Lab {report.lab} — {report.scenario} — {report.started} → {report.finished}", ""]
     for criterion_id, results in report.by_criterion().items():
         earned = sum(r.weight for r in results if r.outcome is Outcome.PASS)
         total = sum(r.weight for r in results)
-        head = f"{criterion_id}  {criterion_text(criterion_id)}  ({earned}/{total})"
+        first, *others = languages(lang)
+        head = f"{criterion_id}  {criterion_text(criterion_id, lang=first)}  ({earned}/{total})"
         lines.append(_paint(head, BOLD, colour))
+        lines += [f"{'':<{len(criterion_id)}}  {criterion_text(criterion_id, lang=other)}" for other in others]
         for r in results:
-            outcome = _paint(f"{r.outcome.value:<5}", COLOURS[r.outcome], colour)
+            outcome = _paint(f"{outcome_text(r.outcome, lang):<{outcome_width}}", COLOURS[r.outcome], colour)
             lines.append(f"  {outcome}  {r.node:<{node_width}}  {r.check_id:<{id_width}}  "
                          f"{_description(r, lang)}")
             if r.outcome is not Outcome.PASS:
-                tries = f" [{r.attempts} attempts]" if r.attempts > 1 else ""
+                tries = f" [{say(f'{r.attempts} essais', f'{r.attempts} attempts', lang)}]" if r.attempts > 1 else ""
                 lines.append(f"         ↳ {evidence_in(r.evidence, lang)}{tries}")
                 if r.observed:
                     lines.append(f"           ({observed_text(r.observed, lang)})")
@@ -88,7 +102,7 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
                 if hint is not None:
                     lines += [f"         ? {text}" for text in _hint_lines(hint, lang)]
         lines.append("")
-    lines += tampering_lines(report, lang) + observed_lines(report, lang) + summary_lines(report)
+    lines += tampering_lines(report, lang) + observed_lines(report, lang) + summary_lines(report, lang)
     return "\n".join(lines) + "\n"
 
 
@@ -112,14 +126,14 @@ def tampering_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
                               for c in changes[:12]) + more
             note = f" ({node['note']})" if node.get("note") else ""
             lines[key].append(f"  {node['node']}: {shown or '-'}{note}")
-    chosen = {"fr": lines["fr"], "en": lines["en"]}.get(lang, lines["fr"] + lines["en"])
+    chosen = in_lang(lines["fr"], lines["en"], lang)
     return [*chosen, ""]
 
 
 def observed_text(observed: str, lang: Lang = "both") -> str:
     """Where a check's evidence was observed, in words (fr / en)."""
     french, english = OBSERVED.get(observed, (observed, observed))
-    return {"fr": french, "en": english}.get(lang, f"{french} / {english}")
+    return say(french, english, lang)
 
 
 def observed_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
@@ -131,16 +145,16 @@ def observed_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
     listed = f" ({', '.join(inside)})" if inside else ""
     fr = f"Observation : {len(outside)} contrôle(s) depuis l'extérieur des nœuds, {len(inside)} dans les nœuds{listed}"
     en = f"Observed: {len(outside)} check(s) from outside the nodes, {len(inside)} inside them{listed}"
-    return {"fr": [fr], "en": [en]}.get(lang, [fr, en])
+    return in_lang([fr], [en], lang)
 
 
 def _hint_lines(hint: Description, lang: Lang) -> list[str]:
     french, english = f"Indice : {hint.fr}", f"Hint: {hint.en}"
-    return {"fr": [french], "en": [english]}.get(lang, [french, english])
+    return in_lang([french], [english], lang)
 
 
-def summary_lines(report: GradeReport) -> list[str]:
-    """The score and counts, in French then in English."""
+def summary_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
+    """The score and counts, in `lang` (both: French then English)."""
     counts = report.counts
     earned, total = report.points_earned, report.points_total
     percent = report.score * 100
@@ -149,7 +163,7 @@ def summary_lines(report: GradeReport) -> list[str]:
           f"{counts[Outcome.ERROR]} en erreur")
     en = (f"Score: {earned}/{total} points ({percent:.1f}%) — {counts[Outcome.PASS]} passed, "
           f"{counts[Outcome.FAIL]} failed, {counts[Outcome.ERROR]} errors")
-    return [fr, en]
+    return in_lang([fr], [en], lang)
 
 
 def _result_dict(r: CheckResult) -> dict[str, Any]:

@@ -277,11 +277,13 @@ def audit_cmd(name: str) -> None:
 @session.command("report")
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="html", show_default=True)
-@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+@click.option("--lang", type=click.Choice(["fr", "en", "both"]), default="fr", show_default=True,
+              help="Language of the reports; both writes each report in French and in English.")
 @click.option("--candidate", "candidates", multiple=True, help="Only these candidates (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Folder (default: the session's reports/).")
 def report_cmd(name: str, fmt: str, lang: str, candidates: tuple[str, ...], output: Path | None) -> None:
     """Signed reports: one per candidate and one for the session, grouped by criterion."""
+    from labctl.lang import languages
     from labctl.session import reports, room
     from labctl.session.signature import Signer
 
@@ -298,10 +300,11 @@ def report_cmd(name: str, fmt: str, lang: str, candidates: tuple[str, ...], outp
     signer = Signer(current.directory / "signing.key")
     chosen = list(candidates) or [c.id for c in current.candidates]
     written = []
-    for cid in chosen:
-        written.append((folder / f"{name}-{cid}.{lang}.{fmt}", reports.session_document(current, runs, lang, [cid])))
-    if not candidates:
-        written.append((folder / f"{name}.{lang}.{fmt}", reports.session_document(current, runs, lang)))
+    for one in languages(lang):
+        for cid in chosen:
+            written.append((folder / f"{name}-{cid}.{one}.{fmt}", reports.session_document(current, runs, one, [cid])))
+        if not candidates:
+            written.append((folder / f"{name}.{one}.{fmt}", reports.session_document(current, runs, one)))
     for path, document in written:
         path.write_text(reports.render_document(document, fmt), encoding="utf-8")
         signer.sign_file(path, current.name)

@@ -77,7 +77,7 @@ def candidate_entry(session: Session, candidate: CandidateRecord, run: GradingRu
                  score=data["score"], points=data["points"], counts=data["counts"], tampering=data["tampering"])
     for criterion_id, results in report.by_criterion().items():
         entry["criteria"].append({
-            "id": criterion_id, "text": criterion_text(criterion_id, None),
+            "id": criterion_id, "text": criterion_text(criterion_id, None, lang),
             "earned": sum(r.weight for r in results if r.outcome is Outcome.PASS),
             "total": sum(r.weight for r in results),
             "checks": [{"id": r.check_id, "node": r.node, "outcome": r.outcome.value, "weight": r.weight,

@@ -117,9 +117,9 @@ def test_table_groups_checks_by_criterion_with_evidence_for_non_pass() -> None:
     assert heads[0].endswith("(3/3)") and heads[1].endswith("(1/2)")
     assert len(heads[0]) < 100 and "…" in heads[0]
     block = text.split("A2.3-c1")[1].split("A3.2-c2")[0]
-    assert "  FAIL   r1    route-lan2   Vérifie route-lan2 / Checks route-lan2\n" in block
-    assert "↳ no route to 10.2.0.0/24 [60 attempts]" in block
-    assert "  PASS   pc1   pc1-srv1     Vérifie pc1-srv1" in block
+    assert "  ÉCHEC/FAIL    r1    route-lan2   Vérifie route-lan2 / Checks route-lan2\n" in block
+    assert "↳ no route to 10.2.0.0/24 [60 essais / 60 attempts]" in block
+    assert "  RÉUSSI/PASS   pc1   pc1-srv1     Vérifie pc1-srv1" in block
     assert "state Full/DR" not in text  # no evidence under a PASS
     assert "\033[" not in text
     assert lines[-2].startswith("Note : 4/6 points (66,7 %) — 3 réussi(s), 1 échoué(s), 1 en erreur")
@@ -135,10 +135,45 @@ def test_table_language(lang: str, present: str, absent: str) -> None:
     assert present in text and absent not in text
 
 
+FRENCH_ONLY = ["L'interconnexion", "Note :", "réussi(s)", "RÉUSSI", "ÉCHEC", "ERREUR", "Vérifie", "essais",
+               "Indice", "Observation :"]
+ENGLISH_ONLY = ["Interconnection between", "Score:", "passed", "PASS", "FAIL", "ERROR", "Checks", "attempts",
+                "Hint:", "Observed:"]
+
+
+def _observed_sample() -> GradeReport:
+    return dataclasses.replace(sample(), results=[dataclasses.replace(r, observed="outside")
+                                                  for r in sample().results])
+
+
+def test_no_french_survives_in_english_and_no_english_in_french() -> None:
+    from labctl.grading.spec import Description
+
+    hints = {"route-lan2": Description(fr="Regardez show ip route.", en="Look at show ip route.")}
+    english = render_table(_observed_sample(), lang="en", hints=hints)
+    french = render_table(_observed_sample(), lang="fr", hints=hints)
+    assert [w for w in FRENCH_ONLY if w in english] == []
+    assert [w for w in ENGLISH_ONLY if w in french] == []
+    assert all(w in english for w in ENGLISH_ONLY) and all(w in french for w in FRENCH_ONLY)
+    assert "A2.3-c1  Network links work as the given network diagram says" in english
+    assert english.splitlines()[-1].startswith("Score: 4/6 points") and "Note" not in english
+
+
+def test_both_shows_french_first_then_english() -> None:
+    from labctl.grading.spec import Description
+
+    hints = {"route-lan2": Description(fr="Regardez show ip route.", en="Look at show ip route.")}
+    both = render_table(_observed_sample(), hints=hints)
+    assert all(w in both for w in FRENCH_ONLY + ENGLISH_ONLY)
+    head = both.split("A2.3-c1  ", 1)[1].splitlines()
+    assert head[0].startswith("Les liens réseaux") and head[1].strip().startswith("Network links work")
+    assert both.index("Note :") < both.index("Score:") and both.index("Indice :") < both.index("Hint:")
+
+
 def test_colour_only_when_asked() -> None:
     coloured = render_table(sample(), colour=True)
-    assert "\033[32mPASS " in coloured and "\033[31mFAIL " in coloured
-    assert "\033[33mERROR" in coloured
+    assert "\033[32mRÉUSSI/PASS " in coloured and "\033[31mÉCHEC/FAIL " in coloured
+    assert "\033[33mERREUR/ERROR" in coloured
 
 
 def test_colour_wanted_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +202,7 @@ def test_hints_show_under_checks_that_do_not_pass_only_when_asked() -> None:
     assert "Indice" not in render_table(sample()) and "Hint" not in render_table(sample())
     text = render_table(sample(), hints=hints)
     block = text.split("A2.3-c1")[1].split("A3.2-c2")[0]
-    assert "↳ no route to 10.2.0.0/24 [60 attempts]\n         ? Indice : Regardez show ip route.\n" \
+    assert "↳ no route to 10.2.0.0/24 [60 essais / 60 attempts]\n         ? Indice : Regardez show ip route.\n" \
            "         ? Hint: Look at show ip route.\n" in block
     assert "Jamais montré" not in text and "Never shown" not in text
     french = render_table(sample(), lang="fr", hints=hints)

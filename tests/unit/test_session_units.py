@@ -233,6 +233,7 @@ def test_reports_group_by_criterion_with_evidence_in_french_and_english() -> Non
     assert "Non corrigé" in html_fr and "<caption>" in html_fr and 'scope="col"' in html_fr
     html_en = reports.to_html(reports.session_document(session, runs, "en"))
     assert 'lang="en"' in html_en and "OSPF adjacency r1-r2" in html_en and "Not graded" in html_en
+    assert "Interconnection between the network devices" in html_en and "interconnexion entre" not in html_en
     rows = reports.to_csv(fr).splitlines()
     assert rows[0].startswith("session,candidate") and len(rows) == 1 + 2 + 1
     assert json.loads(reports.to_json(fr))["candidates"][0]["score"] == pytest.approx(1 / 3, abs=1e-3)

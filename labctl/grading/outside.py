@@ -31,6 +31,7 @@ from labctl.grading.checks.dhcp import client_line, evaluate_dhcp, facts_output
 from labctl.grading.checks.dns import budget as dns_budget
 from labctl.grading.checks.dns import judge_dns
 from labctl.grading.checks.dns import wanted as dns_lookups
+from labctl.grading.checks.flows import evaluate_flows, flows_output
 from labctl.grading.checks.network import HTTP_TIMEOUT, evaluate_http, evaluate_reach, evaluate_route, http_timeout
 from labctl.grading.checks.system import (
     CONTENT_LIMIT,
@@ -48,6 +49,7 @@ from labctl.grading.spec import (
     DhcpCheck,
     DnsCheck,
     FileCheck,
+    FlowsCheck,
     HttpCheck,
     ManifestCheck,
     OspfNeighborCheck,
@@ -470,7 +472,7 @@ class OutsideSession:
             ReachCheck: self._reach, HttpCheck: self._http,
             FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
-            DnsCheck: self._dns, DhcpCheck: self._dhcp,
+            DnsCheck: self._dns, DhcpCheck: self._dhcp, FlowsCheck: self._flows,
         }
         observer = observers.get(type(check))
         if observer is None:  # e.g. the router CLI: the node's own session, unless it was tampered with
@@ -706,6 +708,25 @@ class OutsideSession:
             clients.append(client_line(name, process.pid))
         output = facts_output(addresses.stdout, routes.stdout, clients, self._quiet_text("/etc/resolv.conf"))
         return evaluate_dhcp(check, CommandResult(0, output, ""))
+
+    def _flows(self, check: FlowsCheck, timeout: float) -> Verdict:
+        """Every flow of the matrix probed at once by labctl's own sockets in the zones' network
+        namespaces, watched leaving the source and arriving at the destination (flowprobe.py)."""
+        from labctl.grading.flowprobe import Planned, probe_flows, zone_address
+
+        plan = {node.name: node for node in self.lab.lab.plan.nodes}
+        ends: dict[str, tuple[NodeView, str]] = {}
+        for zone, value in check.zones.items():
+            node, _, given = value.partition("@")
+            if node not in plan:
+                return error(f"zone {zone}: no node {node} in this lab")
+            address = zone_address(plan[node], given)
+            if not address:
+                return error(f"zone {zone}: node {node} has no address to probe")
+            ends[zone] = (self.lab.view(node), address)
+        probes = [Planned(s, d, service, *ends[s], *ends[d]) for s, d, service, _ in check.matrix()]
+        results = probe_flows(probes, min(check.window, max(0.5, timeout - 1)))
+        return evaluate_flows(check, CommandResult(0, flows_output(results), ""))
 
     def _hosts_entry(self, name: str) -> str | None:
         with contextlib.suppress(NodeFileError):

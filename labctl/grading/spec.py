@@ -381,6 +381,103 @@ class DhcpCheck(CheckBase):
         return value
 
 
+FLOW_SERVICE = re.compile(r"^(icmp|(tcp|udp)/(\d{1,5}))$")
+FLOW_RULE = re.compile(r"^\s*(?P<source>\*|[a-z][a-z0-9_-]*)\s*->\s*(?P<destination>\*|[a-z][a-z0-9_-]*)\s+"
+                       r"(?P<service>\S+)\s*$")
+ZONE_NAME = r"^[a-z][a-z0-9_-]{0,30}$"
+FLOW_PROBES = 400  # at most this many probes in one flows check (zones x other zones x services)
+
+
+def flow_service(text: str) -> str:
+    """A service of a flow matrix, checked: `icmp`, `tcp/PORT` or `udp/PORT`."""
+    match = FLOW_SERVICE.match(text)
+    if not match or (match[3] is not None and not 1 <= int(match[3]) <= 65535):
+        raise ValueError(f"service {text!r}: write icmp, tcp/PORT or udp/PORT (PORT 1-65535)")
+    return text
+
+
+class FlowsCheck(CheckBase):
+    """A flow matrix, checked exhaustively both ways: from each zone's node to each other zone's
+    node, every service in `services` (ICMP echo, TCP and UDP ports) must pass if `allow` lists it
+    and must not pass otherwise. Probes are sent by labctl from the source node's network namespace
+    and watched leaving it and arriving at the destination node's interface (local provider)."""
+
+    type: Literal["flows"]
+    zones: dict[Annotated[str, Field(pattern=ZONE_NAME)], str] = Field(
+        min_length=2, max_length=8,
+        description="Zone name -> the node that stands for it: NODE (its first address) or NODE@ADDRESS.",
+    )
+    allow: list[str] = Field(
+        max_length=200,
+        description='Allowed flows, "SOURCE -> DESTINATION SERVICE", e.g. "lan -> dmz tcp/80", "admin -> * tcp/22" '
+                    "(* : every other zone); every other flow of the matrix is forbidden.",
+    )
+    services: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="The services probed between every pair of zones (icmp, tcp/PORT, udp/PORT); default: those "
+                    "`allow` names. Name here the ports that must be closed too.",
+    )
+    window: PositiveSeconds = Field(default=2.0, le=10,
+                                    description="Seconds the probes (all sent at once) wait for their packets.")
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, value: list[str]) -> list[str]:
+        return [flow_service(v) for v in value]
+
+    @model_validator(mode="after")
+    def _matrix(self) -> FlowsCheck:
+        nodes = [v.split("@")[0] for v in self.zones.values()]
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("each zone needs its own node (a node cannot be its own source and destination)")
+        for value in self.zones.values():
+            node, _, address = value.partition("@")
+            if not HOST_NAME.match(node):
+                raise ValueError(f"zone node {value!r}: write NODE or NODE@ADDRESS")
+            try:
+                IPv4Address(address or "0.0.0.0")
+            except ValueError:
+                raise ValueError(f"zone node {value!r}: {address} is not an IPv4 address") from None
+        for rule in self.allow:
+            source, destination, service = self.parse_rule(rule)
+            for zone in (source, destination):
+                if zone != "*" and zone not in self.zones:
+                    raise ValueError(f"allow {rule!r}: unknown zone {zone!r} (zones: {', '.join(self.zones)})")
+            if source == destination and source != "*":
+                raise ValueError(f"allow {rule!r}: a flow goes from one zone to another")
+            if self.services and service not in self.services:
+                raise ValueError(f"allow {rule!r}: service {service} is not in `services`")
+        count = len(self.zones) * (len(self.zones) - 1) * len(self.probed_services())
+        if count > FLOW_PROBES:
+            raise ValueError(f"the matrix makes {count} probes, more than {FLOW_PROBES}: fewer zones or services")
+        if not self.probed_services():
+            raise ValueError("no service to probe: give `services` or `allow`")
+        return self
+
+    @staticmethod
+    def parse_rule(rule: str) -> tuple[str, str, str]:
+        """(source zone, destination zone, service) of an `allow` entry."""
+        match = FLOW_RULE.match(rule)
+        if not match:
+            raise ValueError(f"allow {rule!r}: write \"SOURCE -> DESTINATION SERVICE\", e.g. \"lan -> dmz tcp/80\"")
+        return match["source"], match["destination"], flow_service(match["service"])
+
+    def probed_services(self) -> list[str]:
+        """The services probed between each pair of zones, in order."""
+        return list(dict.fromkeys(self.services or [self.parse_rule(r)[2] for r in self.allow]))
+
+    def matrix(self) -> list[tuple[str, str, str, bool]]:
+        """Every flow of the matrix: (source zone, destination zone, service, allowed)."""
+        allowed = set()
+        for rule in self.allow:
+            source, destination, service = self.parse_rule(rule)
+            for s in (self.zones if source == "*" else [source]):
+                for d in (self.zones if destination == "*" else [destination]):
+                    allowed.add((s, d, service))
+        return [(s, d, service, (s, d, service) in allowed)
+                for s in self.zones for d in self.zones if s != d for service in self.probed_services()]
+
+
 class PortCheck(CheckBase):
     """A socket listens on `port` (or nothing does, with `listening: false`)."""
 
@@ -509,6 +606,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "ospf_neighbor": OspfNeighborCheck,
     "dns": DnsCheck,
     "dhcp": DhcpCheck,
+    "flows": FlowsCheck,
     "port": PortCheck,
     "service": ServiceCheck,
     "file": FileCheck,
@@ -518,7 +616,8 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
 }
 
 Check = Annotated[
-    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | DhcpCheck | PortCheck
+    CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | DhcpCheck | FlowsCheck
+    | PortCheck
     | ServiceCheck
     | FileCheck | PackageCheck | UserCheck | ManifestCheck,
     Field(discriminator="type"),

@@ -44,6 +44,10 @@ MANIFEST = {"manifest": "originals.sha256", "expected": {
 
 
 INTRANET = {"url": "http://127.0.0.1:8080/"}
+MATRIX = {"zones": {"lan": "lan1", "dmz": "web", "out": "ext@10.63.0.10"},
+          "services": ["icmp", "tcp/22", "tcp/80", "udp/53"],
+          "allow": ["lan -> dmz tcp/80", "lan -> dmz icmp", "lan -> dmz udp/53", "out -> dmz tcp/80",
+                    "lan -> out tcp/80"]}
 LEASE = {"interface": "eth1", "range": ["10.30.0.100", "10.30.0.150"], "gateway": "10.30.0.1", "dns": ["10.30.0.2"]}
 
 
@@ -298,6 +302,13 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
     ("dhcp", "dhcp/static", {"interface": "eth1"}, FAIL, "no address from DHCP"),
     ("dhcp", "dhcp/no-interface", {**LEASE, "interface": "eth9"}, FAIL, "eth9: no such interface on r1"),
     ("dhcp", "dhcp/no-ip", LEASE, ERROR, "`ip` is not available"),
+    # flows: the zones lab's matrix observed from outside, router forwarding all, then with its policy
+    ("flows", "flows/policy", MATRIX, PASS, "5/5 allowed flows pass, 19/19 forbidden flows blocked"),
+    ("flows", "flows/flat", MATRIX, FAIL,
+     "5/5 allowed flows pass, 19 of 19 forbidden flows open: lan->dmz tcp/22: open"),
+    ("flows", "flows/policy", {**MATRIX, "allow": [*MATRIX["allow"], "out -> lan tcp/22"]}, FAIL,
+     "5/6 allowed flows pass, 18/18 forbidden flows blocked: out->lan tcp/22: blocked on the way"),
+    ("flows", "flows/inside", MATRIX, ERROR, "observed from outside the nodes (local provider) only"),
 ]
 
 
@@ -339,8 +350,9 @@ READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
 # http writes its request to the connection it opens: its own test below; dns sends queries:
-# tests/unit/test_dns_dhcp_checks.py
-@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http", "dns"}))
+# tests/unit/test_dns_dhcp_checks.py; flows never runs in a node (its probe refuses): tests/unit/test_flows.py
+@pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http", "dns",
+                                                              "flows"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},

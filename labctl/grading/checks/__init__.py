@@ -11,6 +11,7 @@ from typing import Any
 from labctl.grading.checks.base import CheckType, Probe, Unobservable, Verdict, error
 from labctl.grading.checks.dhcp import DHCP_TYPES
 from labctl.grading.checks.dns import DNS_TYPES
+from labctl.grading.checks.flows import FLOWS_TYPES
 from labctl.grading.checks.integrity import INTEGRITY_TYPES
 from labctl.grading.checks.network import NETWORK_TYPES
 from labctl.grading.checks.ospf import OSPF_TYPES
@@ -19,7 +20,8 @@ from labctl.grading.session import CommandResult
 from labctl.grading.spec import CHECK_MODELS, CheckBase
 
 CHECK_TYPES: dict[str, CheckType[Any]] = {
-    t.name: t for t in (*SYSTEM_TYPES, *NETWORK_TYPES, *DNS_TYPES, *DHCP_TYPES, *OSPF_TYPES, *INTEGRITY_TYPES)
+    t.name: t for t in (*SYSTEM_TYPES, *NETWORK_TYPES, *DNS_TYPES, *DHCP_TYPES, *FLOWS_TYPES, *OSPF_TYPES,
+                        *INTEGRITY_TYPES)
 }
 assert set(CHECK_TYPES) == set(CHECK_MODELS), "every spec type needs a check type"
 

@@ -285,11 +285,10 @@ def load_scenario(reference: str) -> Scenario:
         found = scenario_folders(reference) if reference and "/" not in reference else []
         if not found:
             close = difflib.get_close_matches(reference, scenario_names(), n=1)
+            where = f"give its folder, or add the folder holding it with --scenarios DIR or {SCENARIOS_ENV}=DIR"
             raise NotFoundError(f"no scenario '{reference}' (known: {', '.join(scenario_names()) or 'none'}; "
                                 f"searched: {_search_path_text()})",
-                                f"did you mean '{close[0]}'?" if close else
-                                f"give its folder, or add the folder holding it with --scenarios DIR "
-                                f"or {SCENARIOS_ENV}=DIR")
+                                f"did you mean '{close[0]}'? Or {where}" if close else where[0].upper() + where[1:])
         if len(found) > 1:
             raise InvalidInputError([Problem(str(folder / "scenario.yml"), 1,
                                              f"scenario name '{reference}' is found {len(found)} times in the "

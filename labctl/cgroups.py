@@ -25,6 +25,7 @@ from pathlib import Path
 from labctl.errors import PlatformError
 
 ROOT = "labctl"
+ENTRY_LEAF = "enter"  # v2: below a node's group, for processes entering the node (node_entry_group)
 # The controllers labctl uses; v1 names (cpu carries the weight, blkio the disk weight).
 CONTROLLERS = ("memory", "pids", "cpu", "blkio")
 V2_NAMES = {"memory": "memory", "pids": "pids", "cpu": "cpu", "blkio": "io"}
@@ -110,6 +111,15 @@ def node_group(lab_id: str, node: str) -> str:
     return f"{ROOT}/{lab_id}/{node}"
 
 
+def node_entry_group(lab_id: str, node: str, where: Layout | None = None) -> str:
+    """The group a process entering a running node joins (a shell, grading, the out-of-band
+    sshd): the node's own group on v1; on v2 the leaf `enter` below it, because systemd-nspawn
+    moves itself and the container into subgroups of the node's group and enables controllers
+    there, after which that group may hold no process (writing cgroup.procs: EBUSY)."""
+    group = node_group(lab_id, node)
+    return f"{group}/{ENTRY_LEAF}" if (where or layout()).unified is not None else group
+
+
 def require(where: Layout | None = None) -> Layout:
     """The layout, or PlatformError when memory and pids cannot be limited here."""
     where = where or layout()
@@ -134,13 +144,17 @@ def _enable_v2(where: Layout, relative: str) -> None:
         (current / "cgroup.subtree_control").write_text(wanted)
 
 
-def create(relative: str, limits: Limits, where: Layout | None = None) -> None:
-    """Make group `relative` in every tree and set its limits (idempotent)."""
+def create(relative: str, limits: Limits, where: Layout | None = None, *, entry_leaf: bool = False) -> None:
+    """Make group `relative` in every tree and set its limits (idempotent); `entry_leaf` (a
+    node's group) also makes, on v2, the empty leaf processes entering the node join (only
+    made: the node's group keeps no controller enabled until systemd-nspawn, in it, does)."""
     where = where or require()
     if where.unified is not None:
         _enable_v2(where, relative)
         group = where.unified / relative
         group.mkdir(parents=True, exist_ok=True)
+        if entry_leaf:
+            (group / ENTRY_LEAF).mkdir(exist_ok=True)
         values = {"memory.max": limits.memory, "memory.swap.max": 0 if limits.memory else None,
                   "pids.max": limits.pids, "cpu.weight": limits.cpu_weight}
         for name, value in values.items():

@@ -416,7 +416,7 @@ class LabView:
                 from labctl import cgroups
 
                 found = NodeView(node, state.init.pid, state.init.start_time, self.lab.upper_dir(node),
-                                 cgroups.node_group(self.lab.id, node))
+                                 cgroups.node_entry_group(self.lab.id, node))
                 self._views[node] = found
             return found
 

@@ -265,7 +265,7 @@ class LocalProvider(Provider):
         # The node's processes live in its cgroup from nspawn's first instruction on: its
         # limits hold from the start, and `down` finds them even if this command dies now.
         group = cgroups.node_group(lab.id, node.name)
-        cgroups.create(group, _cgroup_limits(node))
+        cgroups.create(group, _cgroup_limits(node), entry_leaf=True)
         with open(directory / "nspawn.log", "ab") as log:
             proc = subprocess.Popen(cgroups.enter_argv(group, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
@@ -382,7 +382,7 @@ class LocalProvider(Provider):
         return NodeAccess(
             node=node, mgmt_netns=None, mgmt_address="",
             # In the node's cgroup: its limits hold, and `down` finds the helper with the node.
-            oob_command=tuple(cgroups.enter_argv(cgroups.node_group(lab.id, node),
+            oob_command=tuple(cgroups.enter_argv(cgroups.node_entry_group(lab.id, node),
                                                  node_exec_argv(pid, ["/usr/sbin/sshd", "-i"]))),
             host_key=state.host_key, key_file=lab.key_file,
         )

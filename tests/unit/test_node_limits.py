@@ -75,3 +75,26 @@ def test_enter_argv_places_the_process_before_it_runs(tmp_path: Path) -> None:
     gone = subprocess.run(cgroups.enter_argv("labctl/lab/gone", ["echo", "ran"], layout),
                           capture_output=True, text=True)
     assert gone.returncode == 125 and "ran" not in gone.stdout and "cannot join" in gone.stderr
+
+
+def test_entries_join_a_leaf_below_the_node_group_on_v2(tmp_path: Path) -> None:
+    """On a unified (v2) machine systemd-nspawn moves itself and the container into subgroups
+    of the node's group and enables controllers there; from then on the node's group may hold
+    no process (EBUSY), so whatever enters the node joins the empty leaf `enter` made with the
+    group, and the node's group keeps no controller of labctl's until nspawn runs in it."""
+    unified = tmp_path / "v2"
+    (unified / "labctl").mkdir(parents=True)
+    (unified / "cgroup.controllers").write_text("cpu io memory pids\n")
+    v2 = cgroups.Layout(unified=unified, v1={})
+    group = cgroups.node_group("lab1", "r1")
+    node = unified / group
+    node.parent.mkdir(parents=True)
+    (unified / "labctl/cgroup.subtree_control").write_text("")
+    (node.parent / "cgroup.subtree_control").write_text("")
+    cgroups.create(group, cgroups.Limits(), v2, entry_leaf=True)
+    assert (node / "enter").is_dir()
+    assert not (node / "cgroup.subtree_control").exists()  # nothing enabled in the node's group
+    assert cgroups.node_entry_group("lab1", "r1", v2) == f"{group}/enter"
+    # v1 has no such rule: entries join the node's group itself, as the node's processes do
+    v1 = cgroups.Layout(unified=None, v1={"memory": tmp_path / "memory"})
+    assert cgroups.node_entry_group("lab1", "r1", v1) == group

@@ -501,30 +501,34 @@ def image() -> None:
 
 
 @image.command("build")
-@click.argument("kind", type=click.Choice(["node", "vm"]), default="node")
+@click.argument("kind", type=click.Choice(["node", "vm", "box"]), default="node")
 @click.option("--force", is_flag=True, help="Rebuild even if cached.")
 @click.pass_obj
 def image_build(obj: Context, kind: str, force: bool) -> None:
-    """Build the node image (debootstrap; about 80 s once, then cached), or with `vm` the
-    bootable VM image of the libvirt provider (qcow2 + kernel + initrd; a few minutes once)."""
-    if kind == "vm":
+    """Build the node image (debootstrap; about 80 s once, then cached), with `vm` the
+    bootable VM image of the libvirt provider (qcow2 + kernel + initrd; a few minutes once),
+    or with `box` a Vagrant box for vagrant-libvirt with labctl and its node image inside
+    (offline practice at home: `vagrant box add labctl PATH`; about 4 minutes)."""
+    progress = obj.progress()
+    if kind == "box":
+        from labctl import vagrantbox
+
+        box = vagrantbox.BoxRecipe()
+        (vagrantbox.build_box if force else vagrantbox.ensure_box)(box, progress)
+        click.echo(f"box {box.name}-{box.digest()} ready: {box.box}")
+        click.echo(f"  then: vagrant box add --force labctl {box.box} && LABCTL_BOX=labctl vagrant up")
+    elif kind == "vm":
         from labctl import vmimage
 
-        vm_recipe = vmimage.VmImageRecipe()
-        if force:
-            vmimage.build_vm_image(vm_recipe, obj.progress())
-        else:
-            vmimage.ensure_vm_image(vm_recipe, obj.progress())
-        click.echo(f"VM image {vm_recipe.name}-{vm_recipe.digest()} ready: {vm_recipe.disk}")
-        return
-    from labctl import image as images
-
-    recipe = images.ImageRecipe()
-    if force:
-        images.build_image(recipe, obj.progress())
+        vm = vmimage.VmImageRecipe()
+        (vmimage.build_vm_image if force else vmimage.ensure_vm_image)(vm, progress)
+        click.echo(f"VM image {vm.name}-{vm.digest()} ready: {vm.disk}")
     else:
-        images.ensure_image(recipe, obj.progress())
-    click.echo(f"image {recipe.name}-{recipe.digest()} ready: {recipe.rootfs}")
+        from labctl import image as images
+
+        node = images.ImageRecipe()
+        (images.build_image if force else images.ensure_image)(node, progress)
+        click.echo(f"image {node.name}-{node.digest()} ready: {node.rootfs}")
 
 
 @image.command("list")
@@ -533,7 +537,8 @@ def image_list() -> None:
     from labctl import image as images
 
     for item in images.list_images():
-        kind = "vm  " if Path(item["path"], "disk.qcow2").exists() else "node"
+        kind = ("vm  " if Path(item["path"], "disk.qcow2").exists() else
+                "box " if Path(item["path"], "labctl.box").exists() else "node")
         click.echo(f"{kind}  {item['name']}-{item['digest']}  {item['suite']}  built {item['built']}  {item['path']}")
 
 

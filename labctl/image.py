@@ -19,7 +19,7 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -70,8 +70,28 @@ def default_suite() -> str:
     return "bookworm"
 
 
+class CachedBuild:
+    """A build cached under the images folder, in a folder named by its recipe's digest; a
+    build is complete once its recipe.json is there (written last, before the atomic rename)."""
+
+    name: str
+
+    def digest(self) -> str:
+        """A short hash of everything that changes the build."""
+        raise NotImplementedError
+
+    @property
+    def directory(self) -> Path:
+        """Where the build lives."""
+        return paths.images_dir() / f"{self.name}-{self.digest()}"
+
+    def is_built(self) -> bool:
+        """True when a complete build of this recipe is cached."""
+        return (self.directory / "recipe.json").exists()
+
+
 @dataclass(frozen=True)
-class ImageRecipe:
+class ImageRecipe(CachedBuild):
     """What an image is made of; its digest names the cached build."""
 
     name: str = "node"
@@ -101,18 +121,9 @@ class ImageRecipe:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
-    def directory(self) -> Path:
-        """Where the built image lives."""
-        return paths.images_dir() / f"{self.name}-{self.digest()}"
-
-    @property
     def rootfs(self) -> Path:
         """The image's root filesystem (the nodes' lower layer)."""
         return self.directory / "rootfs"
-
-    def is_built(self) -> bool:
-        """True when a complete build of this recipe is cached."""
-        return (self.directory / "recipe.json").exists()
 
 
 def _data_file(name: str) -> bytes:
@@ -150,6 +161,19 @@ def ensure_image(recipe: ImageRecipe | None = None, progress: Progress = QUIET) 
         if not recipe.is_built():  # another process may have built it while we waited
             build_image(recipe, progress)
     return recipe
+
+
+def ensure_built_from_node(is_built: Callable[[], bool], node: ImageRecipe, build: Callable[[], None],
+                           progress: Progress = QUIET) -> None:
+    """Run `build` unless `is_built()`, for something made from node image `node` (a VM image,
+    a Vagrant box): the node image first, outside the build lock (ensure_image takes the same,
+    non-reentrant lock), then `build` under it unless another process built it meanwhile."""
+    if is_built():
+        return
+    ensure_image(node, progress)
+    with _build_lock():
+        if not is_built():
+            build()
 
 
 def build_image(recipe: ImageRecipe, progress: Progress = QUIET) -> None:

@@ -56,7 +56,7 @@ def _data_digest() -> str:
 
 
 @dataclass(frozen=True)
-class VmImageRecipe:
+class VmImageRecipe(image.CachedBuild):
     """What a VM image is made of; its digest names the cached build."""
 
     name: str = "vm"
@@ -89,11 +89,6 @@ class VmImageRecipe:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
-    def directory(self) -> Path:
-        """Where the built image lives."""
-        return paths.images_dir() / f"{self.name}-{self.digest()}"
-
-    @property
     def disk(self) -> Path:
         """The qcow2 root disk (the backing file of every node's overlay)."""
         return self.directory / "disk.qcow2"
@@ -108,21 +103,12 @@ class VmImageRecipe:
         """The initrd for direct boot."""
         return self.directory / "initrd.img"
 
-    def is_built(self) -> bool:
-        """True when a complete build of this recipe is cached."""
-        return (self.directory / "recipe.json").exists()
-
 
 def ensure_vm_image(recipe: VmImageRecipe | None = None, progress: Progress = QUIET) -> VmImageRecipe:
     """Return a built VM image for `recipe`, building it first if it is not cached."""
     recipe = recipe or VmImageRecipe()
-    if recipe.is_built():
-        return recipe
-    # The node image first, outside the lock: ensure_image takes the same (non-reentrant) lock.
-    image.ensure_image(recipe.node_recipe(), progress)
-    with image._build_lock():
-        if not recipe.is_built():
-            build_vm_image(recipe, progress)
+    built = recipe
+    image.ensure_built_from_node(built.is_built, built.node_recipe(), lambda: build_vm_image(built, progress), progress)
     return recipe
 
 
@@ -140,31 +126,16 @@ def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
     The tree starts as a copy of the container node image of the same suite, mirror and
     packages (built first if needed: one debootstrap serves both providers), plus the kernel
     and what booting needs, then the VM customisation; it is packed into a qcow2."""
-    for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
-        if shutil.which(tool) is None:
-            raise PlatformError(f"{tool} is not installed; it builds VM images",
-                                f"{profile_hint('--libvirt')} (apt-get install {package})")
-    base = image.ensure_image(recipe.node_recipe(), progress)  # built already when ensure_vm_image calls
+    require_tools()
     work = paths.images_dir() / f".build-{recipe.name}-{recipe.digest()}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     rootfs = work / "rootfs"
     try:
-        with progress.step(f"start from the node image {base.directory.name}"):
-            image.copy_rootfs(base, rootfs)
-        packages = (*recipe.boot_packages(), *recipe.extra)
-        with progress.step(f"install the kernel and {len(packages) - 1} more packages (small initrd)"):
-            _initramfs_conf(rootfs)  # before the kernel: its first initrd is already the small one
-            image.install_packages(rootfs, packages, progress)
-        with progress.step("customise the image for lab VMs"):
-            image.customise(rootfs)
-            customise_vm(rootfs)
+        prepare_rootfs(recipe, rootfs, progress)
         with progress.step("extract the kernel and initrd for direct boot"):
-            _extract_boot(rootfs, work)
+            extract_boot(rootfs, work)
         with progress.step(f"pack the root filesystem (mkfs.ext4 -d, {recipe.disk_mib} MiB, qcow2)"):
-            raw = work / "disk.raw"
-            _run(["mkfs.ext4", "-q", "-F", "-L", "labctl-root", "-d", str(rootfs), str(raw), f"{recipe.disk_mib}M"])
-            _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")])
-            raw.unlink()
+            pack_disk(rootfs, work / "disk.qcow2", recipe.disk_mib)
         shutil.rmtree(rootfs)
         meta = asdict(recipe) | {"digest": recipe.digest(), "kind": "vm",
                                  "built": time.strftime("%FT%TZ", time.gmtime())}
@@ -175,6 +146,40 @@ def build_vm_image(recipe: VmImageRecipe, progress: Progress = QUIET) -> None:
         shutil.rmtree(work, ignore_errors=True)
     # 700 MB per build otherwise; the volumes uploaded to hypervisors stay (labs may use them)
     image.prune_old(recipe.name, recipe.directory)
+
+
+def require_tools() -> None:
+    """The programs that build VM disks, or a clear error naming the missing package."""
+    for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):
+        if shutil.which(tool) is None:
+            raise PlatformError(f"{tool} is not installed; it builds VM images",
+                                f"{profile_hint('--libvirt')} (apt-get install {package})")
+
+
+def prepare_rootfs(recipe: VmImageRecipe, rootfs: Path, progress: Progress = QUIET) -> None:
+    """The tree of a VM image at `rootfs`: the node image, its kernel and packages, the VM
+    customisation (the Vagrant box starts from the same tree)."""
+    base = image.ensure_image(recipe.node_recipe(), progress)  # built already when ensure_vm_image calls
+    with progress.step(f"start from the node image {base.directory.name}"):
+        image.copy_rootfs(base, rootfs)
+    packages = (*recipe.boot_packages(), *recipe.extra)
+    with progress.step(f"install the kernel and {len(packages) - 1} more packages (small initrd)"):
+        _initramfs_conf(rootfs)  # before the kernel: its first initrd is already the small one
+        image.install_packages(rootfs, packages, progress)
+    with progress.step("customise the image for lab VMs"):
+        image.customise(rootfs)
+        customise_vm(rootfs)
+
+
+def pack_disk(rootfs: Path, disk: Path, size_mib: int, *, compress: bool = False) -> None:
+    """`rootfs` as an ext4 root filesystem (no partition table: direct kernel boot) in a qcow2
+    file `disk`, built without mounting anything; `compress` for a file to hand out."""
+    raw = disk.with_suffix(".raw")
+    try:
+        _run(["mkfs.ext4", "-q", "-F", "-L", "labctl-root", "-d", str(rootfs), str(raw), f"{size_mib}M"])
+        _run(["qemu-img", "convert", *(["-c"] if compress else []), "-f", "raw", "-O", "qcow2", str(raw), str(disk)])
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def customise_vm(rootfs: Path) -> None:
@@ -226,7 +231,8 @@ def _initramfs_conf(rootfs: Path) -> None:
     modules.write_text("virtio_pci\nvirtio_blk\next4\nvirtio_net\nvirtio_console\n")
 
 
-def _extract_boot(rootfs: Path, work: Path) -> None:
+def extract_boot(rootfs: Path, work: Path) -> None:
+    """Copy the newest kernel and initrd of `rootfs` to `work`/vmlinuz and initrd.img."""
     kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
     initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:

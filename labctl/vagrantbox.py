@@ -41,12 +41,8 @@ from labctl.progress import QUIET, Progress
 
 # Bump when the box customisation below changes, so cached boxes are rebuilt.
 BOX_CUSTOMISATION_VERSION = 1
-# What labctl runs on its own machine to build and run labs with the local provider (the light
-# set of scripts/bootstrap.sh), on top of the VM image's packages.
-BOX_PACKAGES = (
-    "systemd-container", "iproute2", "nftables", "iputils-ping", "openssh-client", "util-linux", "mount",
-    "passwd", "procps", "sudo", "python3", "python3-venv", "debootstrap", "e2fsprogs", "graphviz",
-)
+# The box installs bootstrap's light profile: what the local provider needs to run labs.
+PROFILE: tuple[str, ...] = ()
 # Sparse: the qcow2 stores only what is written. Labs give each node a sparse disk file too.
 BOX_DISK_MIB = 16384
 INSTALL_DIR = "/opt/labctl"
@@ -54,6 +50,8 @@ VAGRANT_KEYS = (Path("/usr/share/rubygems-integration/all/gems"), "vagrant-*/key
 # Never copied into the box: build products, caches, Vagrant's own state.
 SKIP_PARTS = {".git", ".venv", ".vagrant", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
               "build", "dist", "artifacts"}
+# Not needed to practise (and editing a test then rebuilds no box).
+SKIP_TOP = {"tests"}
 
 
 def source_root() -> Path:
@@ -67,10 +65,11 @@ def source_root() -> Path:
 
 def source_files(root: Path) -> list[Path]:
     """The repository's files a box carries (relative to `root`), sorted: everything but
-    version control, virtual environments, caches and build products."""
+    version control, virtual environments, caches, build products and the tests."""
     found = []
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_PARTS and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_PARTS and not d.endswith(".egg-info")
+                             and not (directory == str(root) and d in SKIP_TOP))
         for name in filenames:
             path = Path(directory, name)
             if name not in SKIP_PARTS and path.is_file() and not name.endswith((".pyc", ".box")):
@@ -84,6 +83,17 @@ def source_digest(root: Path) -> str:
     for name in source_files(root):
         digest.update(str(name).encode() + b"\0" + (root / name).read_bytes() + b"\0")
     return digest.hexdigest()[:12]
+
+
+def profile(root: Path, what: str) -> list[str]:
+    """What scripts/bootstrap.sh installs for the box's PROFILE: `--list-packages` (Debian
+    packages) or `--list-python` (what pip installs, e.g. labctl or labctl[postgres])."""
+    done = subprocess.run(["bash", str(root / "scripts/bootstrap.sh"), *PROFILE, what], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0 or not done.stdout.split():
+        raise PlatformError(f"scripts/bootstrap.sh {what} failed (exit {done.returncode}): "
+                            f"{done.stderr.strip()[-400:]}")
+    return done.stdout.split()
 
 
 def vagrant_public_key() -> Path:
@@ -102,7 +112,8 @@ class BoxRecipe(image.CachedBuild):
 
     name: str = "box"
     vm: vmimage.VmImageRecipe = field(
-        default_factory=lambda: vmimage.VmImageRecipe(name="vm-box", extra=tuple(sorted(set(BOX_PACKAGES)))))
+        default_factory=lambda: vmimage.VmImageRecipe(
+            name="vm-box", extra=tuple(sorted(set(profile(source_root(), "--list-packages"))))))
     customisation: int = BOX_CUSTOMISATION_VERSION
     disk_mib: int = BOX_DISK_MIB
     sources: str = field(default_factory=lambda: source_digest(source_root()))
@@ -203,11 +214,23 @@ def customise_box(rootfs: Path, vagrant_key: str) -> None:
     image._write(rootfs, "etc/labctl/box", b"labctl Vagrant box: labctl and its node image are installed\n")
 
 
-def _wheels(root: Path, wheels: Path, progress: Progress) -> None:
-    """labctl's dependencies and its build backend as wheels (from PyPI or pip's cache); labctl
-    itself is installed editable from its copy, as bootstrap does (scenarios lie beside it)."""
+def _requirement(root: Path) -> tuple[str, list[str]]:
+    """The profile's labctl requirement (`labctl` or `labctl[extras]`) and every requirement it
+    brings from PyPI: its dependencies, those of its extras, the build backend."""
+    spec = profile(root, "--list-python")[0]
+    extras = spec.partition("[")[2].rstrip("]").split(",") if "[" in spec else []
     project = tomllib.loads((root / "pyproject.toml").read_text())
+    optional = project["project"].get("optional-dependencies", {})
     requirements = [*project["project"]["dependencies"], *project["build-system"]["requires"], "wheel"]
+    for extra in filter(None, extras):
+        requirements += [r for r in optional[extra] if not r.startswith("labctl")]  # dev's labctl[...] itself
+    return spec, requirements
+
+
+def _wheels(root: Path, wheels: Path, progress: Progress) -> None:
+    """What the profile's labctl needs from PyPI, as wheels (from PyPI or pip's cache); labctl
+    itself is installed editable from its copy, as bootstrap does (scenarios lie beside it)."""
+    requirements = _requirement(root)[1]
     image._run_logged([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), *requirements],
                       progress, "pip must reach PyPI (or its cache must hold the wheels)")
 
@@ -221,10 +244,11 @@ def install_labctl(root: Path, rootfs: Path, wheels: Path) -> None:
         shutil.copy2(root / name, target / name)
     inside = rootfs / "tmp/labctl-wheels"
     shutil.copytree(wheels, inside)
+    extras = _requirement(root)[0].removeprefix("labctl")
     try:
         _chroot(rootfs, f"python3 -m venv {INSTALL_DIR}/.venv && "
                         f"{INSTALL_DIR}/.venv/bin/pip install -q --no-index --find-links /tmp/labctl-wheels "
-                        f"-e {INSTALL_DIR} && ln -sf {INSTALL_DIR}/.venv/bin/labctl /usr/local/bin/labctl")
+                        f"-e '{INSTALL_DIR}{extras}' && ln -sf {INSTALL_DIR}/.venv/bin/labctl /usr/local/bin/labctl")
     finally:
         shutil.rmtree(inside, ignore_errors=True)
 

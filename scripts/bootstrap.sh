@@ -21,7 +21,7 @@ With no option: the light profile, what the local provider needs to run labs
   --libvirt   the libvirt provider: libvirt, QEMU, dnsmasq and libvirt-python (compiled
               here: gcc, python3-dev, libvirt-dev, pkg-config)
   --dev       everything the tests need: all of the above, plus PostgreSQL, Chromium,
-              Vagrant, procps, and pytest, ruff, mypy, ansible-lint
+              Vagrant (+ vagrant-libvirt), procps, and pytest, ruff, mypy, ansible-lint
   --list-packages  print the Debian packages selected, one a line; install nothing
   --list-python    print what pip installs into .venv (labctl[extras]); install nothing
   -h, --help       this text
@@ -35,7 +35,7 @@ light=(debootstrap systemd-container iproute2 iputils-ping nftables openssh-clie
 sessions=(openssh-server sudo passwd systemd)
 libvirt=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base
          libvirt-dev pkg-config gcc python3-dev)
-dev=(postgresql chromium vagrant procps)
+dev=(postgresql chromium vagrant vagrant-libvirt procps)
 
 packages=("${light[@]}")
 extras=()

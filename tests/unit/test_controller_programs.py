@@ -52,6 +52,7 @@ PROGRAMS: dict[str, str] = {
     "systemctl": "systemd",
     "systemd-nspawn": "systemd-container",
     "vagrant": "vagrant",
+    "virsh": "libvirt-clients",
     "vtysh": "frr",
 }
 # run on the machine on purpose where it is absent: the test needs the call to fail

@@ -23,11 +23,14 @@ def test_the_box_carries_the_repository_without_build_products(tmp_path: Path) -
     (tmp_path / "labctl").mkdir()
     (tmp_path / "labctl/cli.py").write_text("print()\n")
     for junk in (".git/HEAD", ".venv/bin/python", "labctl/__pycache__/cli.pyc", "labctl.egg-info/PKG-INFO",
-                 ".vagrant/machines/x", "old.box"):
+                 ".vagrant/machines/x", "old.box", "tests/unit/test_x.py"):
         (tmp_path / junk).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / junk).write_text("x")
     assert vagrantbox.source_files(tmp_path) == [Path("labctl/cli.py")]
     assert Path("labctl/vagrantbox.py") in vagrantbox.source_files(ROOT)
+    (tmp_path / "labctl/tests").mkdir()  # only the repository's own tests/ stays out
+    (tmp_path / "labctl/tests/t.py").write_text("")
+    assert Path("labctl/tests/t.py") in vagrantbox.source_files(tmp_path)
 
 
 def test_the_digest_follows_the_content_of_what_the_box_carries(tmp_path: Path) -> None:

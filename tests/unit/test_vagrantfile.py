@@ -1,8 +1,9 @@
 """The Vagrantfile candidates practise with at home: Vagrant's own check, `vagrant validate`.
 
-A box cannot be fetched on these machines (only Debian's archive and PyPI are reachable), so
-the VM is not booted here; what it runs at provisioning is scripts/bootstrap.sh (the README's
-set-up, which CI runs) and `labctl image build`.
+The public box cannot be fetched on these machines (only Debian's archive and PyPI are
+reachable): with it, what provisioning runs is scripts/bootstrap.sh (the README's set-up, which
+CI runs) and `labctl image build`. labctl's own box is booted for real with this Vagrantfile by
+tests/integration/test_vagrant_box.py.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from labctl.errors import LabctlError
 from labctl.grading.results import GradeReport, Outcome
+from labctl.lang import say
 from labctl.scenario import Scenario
 from labctl.state import LabState
 
@@ -230,11 +231,6 @@ def _now() -> str:
 # ---- what `labctl practice` prints (French first, English alongside) ------------------------
 SPOILER_WARNING = ("Attention : la solution gâche l'exercice ; vous ne saurez plus si vous auriez trouvé seul.\n"
                    "Warning: the solution spoils the exercise; you will not know whether you would have found it.")
-
-
-def say(fr: str, en: str, lang: str) -> str:
-    """A text in the chosen language, or French / English."""
-    return {"fr": fr, "en": en}.get(lang, f"{fr} / {en}")
 
 
 def _minutes(duration: int | None) -> str:

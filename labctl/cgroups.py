@@ -46,6 +46,11 @@ class Layout:
 
     unified: Path | None  # the v2 mount, when it is the main (unified) hierarchy
     v1: dict[str, Path]  # v1 controller -> its mount point
+    # Hierarchies with no controller that only track processes, beside v1 controllers: v1's
+    # name=systemd and hybrid's empty v2. systemd as a node's PID 1 makes its units' groups
+    # there, below the node's group: the node's processes join them too, so that a node's
+    # systemd never sees the machine's root group, and `sweep` removes what it made.
+    trackers: tuple[Path, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -65,7 +70,7 @@ class Layout:
         """The folders of group `relative` in every tree labctl uses."""
         if self.unified is not None:
             return [self.unified / relative]
-        return [self.v1[c] / relative for c in self.controllers()]
+        return [self.v1[c] / relative for c in self.controllers()] + [t / relative for t in self.trackers]
 
 
 def _mounts() -> list[tuple[str, str, list[str]]]:
@@ -87,17 +92,21 @@ def layout() -> Layout:
     """This machine's cgroup layout."""
     v1: dict[str, Path] = {}
     unified = None
+    trackers: list[Path] = []
     for point, fstype, options in _mounts():
         if fstype == "cgroup2":
+            trackers.append(Path(point))  # a tracker beside v1 controllers (hugetlb alone, or none)
             if (Path(point) / "cgroup.controllers").exists() and \
                     (Path(point) / "cgroup.controllers").read_text().split():
                 unified = unified or Path(point)
             continue
+        if "name=systemd" in options:
+            trackers.append(Path(point))
         for controller in CONTROLLERS:
             if controller in options:
                 v1.setdefault(controller, Path(point))
     if v1:  # v1 controllers mounted: they own those controllers, v2 cannot have them
-        unified = None
+        return Layout(unified=None, v1=v1, trackers=tuple(dict.fromkeys(trackers)))
     return Layout(unified=unified, v1=v1)
 
 
@@ -166,6 +175,8 @@ def create(relative: str, limits: Limits, where: Layout | None = None, *, entry_
                 raise PlatformError(f"cgroup {group} has no {name}: its controller is not enabled there",
                                     "enable the memory and pids controllers for labctl's cgroups (delegation)")
         return
+    for tracker in where.trackers:
+        (tracker / relative).mkdir(parents=True, exist_ok=True)
     for controller in where.controllers():
         group = where.v1[controller] / relative
         group.mkdir(parents=True, exist_ok=True)

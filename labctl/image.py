@@ -36,10 +36,21 @@ UID_COUNT = 65536
 BASE_PACKAGES = (
     "openssh-server", "iproute2", "iputils-ping", "python3", "sudo", "procps", "frr",
     "traceroute", "tcpdump", "less", "vim-tiny", "netcat-openbsd", "nftables", "iptables",
+    # systemd as the node's PID 1 (systemctl, journalctl, units) as on any Debian server;
+    # ifupdown: /etc/network/interfaces applied at boot (a configuration that survives a reboot).
+    "systemd-sysv", "dbus", "ifupdown",
 )
 # Bump when the customisation below changes, so cached images are rebuilt.
-CUSTOMISATION_VERSION = 4
+CUSTOMISATION_VERSION = 5
 CLI_USER = "labctl"
+DATA_FILES = ("labctl-init", "sshd_labctl.conf", "frr-daemons", "frr.conf", "labctl-init.d.service",
+              "labctl-container.conf", "journald-labctl.conf", "systemd-sysctl-container.conf")
+# Units a contained node never needs under systemd: no consoles or gettys (labctl ssh is the
+# way in), no timers that download or scrub disks, no logind (no seats; pam_systemd is absent).
+# frr.service is enabled per node (routers only) when the node is seeded, not in the image.
+MASKED_UNITS = ("console-getty.service", "getty@.service", "apt-daily.timer", "apt-daily-upgrade.timer",
+                "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "man-db.timer",
+                "dpkg-db-backup.timer", "systemd-networkd-wait-online.service", "systemd-logind.service")
 
 
 def default_mirror() -> str:
@@ -132,7 +143,7 @@ def _data_file(name: str) -> bytes:
 
 def _data_digest() -> str:
     digest = hashlib.sha256()
-    for name in ("labctl-init", "sshd_labctl.conf", "frr-daemons", "frr.conf"):
+    for name in DATA_FILES:
         digest.update(_data_file(name))
     return digest.hexdigest()[:12]
 
@@ -222,11 +233,14 @@ def _debootstrap(recipe: ImageRecipe, rootfs: Path, progress: Progress) -> None:
     _run_logged(command, progress, f"check that {recipe.mirror} answers (apt-get update works?)")
 
 
-def install_packages(rootfs: Path, packages: tuple[str, ...], progress: Progress) -> None:
-    """apt-get install `packages` inside the tree, with no service allowed to start."""
+def install_packages(rootfs: Path, packages: tuple[str, ...], progress: Progress, *,
+                     enable_units: bool = False) -> None:
+    """apt-get install `packages` inside the tree, with no service allowed to start, and (unless
+    `enable_units`) none of the units they enable left enabled."""
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
+    enabled = _enabled_units(rootfs)
     script = (f"mount -t proc proc {rootfs}/proc && chroot {rootfs} sh -ec "
               f"'apt-get update -qq && apt-get install -y -q --no-install-recommends {' '.join(packages)}'")
     try:
@@ -235,6 +249,16 @@ def install_packages(rootfs: Path, packages: tuple[str, ...], progress: Progress
                     "check the package names (apt-cache policy NAME) and that the mirror answers")
     finally:
         policy.unlink(missing_ok=True)
+    # Every node of a lab shares its image: a server a package enables (smbd, cups, named)
+    # would run on every node. A scenario's setup enables and starts it where it belongs.
+    for link in set() if enable_units else _enabled_units(rootfs) - enabled:
+        link.unlink()
+
+
+def _enabled_units(rootfs: Path) -> set[Path]:
+    """The links that enable units in the tree (`*.wants/`, `*.requires/` of /etc/systemd/system)."""
+    system = rootfs / "etc/systemd/system"
+    return {link for pattern in ("*.wants/*", "*.requires/*") for link in system.glob(pattern) if link.is_symlink()}
 
 
 def _run_logged(command: list[str], progress: Progress, hint: str) -> None:
@@ -266,6 +290,7 @@ def customise(rootfs: Path) -> None:
     _write(rootfs, "etc/frr/frr.conf", _data_file("frr.conf"))
     (rootfs / "etc/frr/vtysh.conf").write_text("service integrated-vtysh-config\n")
     (rootfs / "etc/labctl/init.d").mkdir(parents=True, exist_ok=True)
+    _customise_systemd(rootfs)
     for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # every node gets its own host keys
     for machine_id in ("etc/machine-id", "var/lib/dbus/machine-id"):
@@ -279,6 +304,27 @@ def customise(rootfs: Path) -> None:
          "apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/*.log /var/log/apt/*"],
         check=True, capture_output=True,
     )
+
+
+def _customise_systemd(rootfs: Path) -> None:
+    """systemd for contained nodes: masks, container drop-ins, the init.d hooks as a unit, FRR
+    not enabled in the image (routers get it enabled when seeded)."""
+    system = rootfs / "etc/systemd/system"
+    for name, target in (("labctl-init.d.service", "etc/systemd/system/labctl-init.d.service"),
+                         ("labctl-container.conf", "etc/systemd/system.conf.d/labctl.conf"),
+                         ("journald-labctl.conf", "etc/systemd/journald.conf.d/labctl.conf"),
+                         ("systemd-sysctl-container.conf", "etc/systemd/system/systemd-sysctl.service.d/labctl.conf")):
+        _write(rootfs, target, _data_file(name))
+    wants = system / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "frr.service").unlink(missing_ok=True)
+    init_d = wants / "labctl-init.d.service"
+    if not init_d.is_symlink():
+        init_d.symlink_to("/etc/systemd/system/labctl-init.d.service")
+    for unit in MASKED_UNITS:
+        mask = system / unit
+        mask.unlink(missing_ok=True)
+        mask.symlink_to("/dev/null")
 
 
 def _owned(rootfs: Path) -> Iterator[tuple[str, os.stat_result]]:

@@ -15,7 +15,7 @@ from ipaddress import IPv4Interface
 from pydantic import BaseModel
 
 from labctl.errors import LabctlError
-from labctl.topology.model import Limits, NodeKind, Topology
+from labctl.topology.model import Limits, NodeInit, NodeKind, Topology
 
 LAB_ID_LENGTH = 6
 MGMT_IFACE = "mgmt0"
@@ -61,6 +61,7 @@ class NodePlan(BaseModel):
     vars: dict[str, object]
     limits: Limits = Limits()  # processes, memory, CPU weight and disk (plans saved before limits: defaults)
     loopbacks: list[str] = []  # addresses on the node's `lo`, IPv4 then IPv6
+    init: NodeInit = NodeInit.light  # the node's init; plans saved before systemd ran the light one
 
 
 class SegmentPlan(BaseModel):
@@ -139,7 +140,7 @@ def plan_lab(topology: Topology, lab_id: str, lab_name: str) -> LabPlan:
             mgmt_address=str(IPv4Interface(f"{next(mgmt_hosts)}/{mgmt_len}")),
             mgmt_port=f"m{i}", interfaces=interfaces[name],
             routes=[RoutePlan(to=str(r.to), via=r.gateway) for r in node.routes],
-            vars=dict(node.vars), limits=node.limits,
+            vars=dict(node.vars), limits=node.limits, init=node.init or topology.defaults.init,
             loopbacks=[str(a) for a in (node.loopback, node.loopback6) if a is not None and a != "auto"],
         )
         for i, (name, node) in enumerate(machines.items())

@@ -165,7 +165,7 @@ def prepare_rootfs(recipe: VmImageRecipe, rootfs: Path, progress: Progress = QUI
     packages = (*recipe.boot_packages(), *recipe.extra)
     with progress.step(f"install the kernel and {len(packages) - 1} more packages (small initrd)"):
         _initramfs_conf(rootfs)  # before the kernel: its first initrd is already the small one
-        image.install_packages(rootfs, packages, progress)
+        image.install_packages(rootfs, packages, progress, enable_units=True)
     with progress.step("customise the image for lab VMs"):
         image.customise(rootfs)
         customise_vm(rootfs)
@@ -191,6 +191,7 @@ def customise_vm(rootfs: Path) -> None:
         image._write(rootfs, target, _data_file(name), mode)
     wants = rootfs / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
+    (wants / "labctl-init.d.service").unlink(missing_ok=True)  # labctl-vm-seed runs the hooks itself
     for unit in ("labctl-seed.service", "labctl-oob.service"):
         link = wants / unit
         if not link.is_symlink():

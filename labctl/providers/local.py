@@ -25,6 +25,7 @@ import signal
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
@@ -46,11 +47,28 @@ SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts liste
 STOP_TIMEOUT = 5.0
 SEALED_MARK = "/run/labctl-sealed"
 DHCP_INTERFACES = "/etc/network/interfaces.d/labctl-dhcp"  # read by ifupdown's /etc/network/interfaces
-# The node's PID 2 waits (5 s at most) for labctl to seal its /proc before the node's own init
-# starts its services: sealing replaces /proc under them, and a sysctl or FRR's start script
-# caught in between failed (a router without forwarding, now and then).
-NODE_INIT = ["/bin/sh", "-c", f"i=0; while [ ! -e {SEALED_MARK} ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
-             f"rm -f {SEALED_MARK}; exec /usr/local/sbin/labctl-init"]
+SEAL_WAIT = 120.0  # how long a node's first process waits for labctl to seal and wire it
+
+
+def node_init(kind: str) -> list[str]:
+    """The node's first process: a shell of the image that waits until labctl has sealed the
+    node's /proc and wired its interfaces (SEALED_MARK), then execs the node's init.
+
+    `systemd` (nspawn's PID 1 itself, so it execs systemd as PID 1: nspawn sets $container,
+    systemd knows it runs contained): sealing replaces /proc under whatever runs, so nothing of
+    the node's own, neither systemd nor a unit a candidate enabled, may run before it; and a
+    node whose interfaces exist when its units start boots as a machine does (ifupdown's
+    /etc/network/interfaces, FRR, servers bound to their address). The wait is a shell loop
+    of the image's /bin/sh, not a labctl program: nothing of the host runs inside the node.
+    `light` (PID 2 under nspawn's stub init): the same wait, then labctl-init, a shell script
+    that starts sshd, FRR on routers and /etc/labctl/init.d (no unit manager: less memory).
+    With no mark within SEAL_WAIT the node exits (it never runs unsealed)."""
+    then = "exec /lib/systemd/systemd" if kind == "systemd" else "exec /usr/local/sbin/labctl-init"
+    steps = int(SEAL_WAIT / 0.05)
+    return ["/bin/sh", "-c", f"i=0; while [ ! -e {SEALED_MARK} ]; do [ $i -ge {steps} ] && exit 1; "
+                             f"sleep 0.05; i=$((i+1)); done; rm -f {SEALED_MARK}; {then}"]
+
+
 T = TypeVar("T")
 
 
@@ -154,6 +172,7 @@ class LocalProvider(Provider):
             lab.save()
         with progress.step("wire links and addresses" + (" (as in the snapshot)" if network_of else "")):
             self._wire(lab, network_of)
+            _parallel(plan.nodes, lambda node: _mark_sealed(lab, node.name))
         with progress.step("wait for every node to answer SSH"):
             _parallel(plan.nodes, lambda node: self._wait_ready(lab, node))
 
@@ -234,8 +253,16 @@ class LocalProvider(Provider):
         if dhcp:  # ifupdown's way: brought up at boot, the node's DHCP client asks for the address
             files[DHCP_INTERFACES] = ("# labctl: these interfaces are addressed by DHCP (topology)\n" + "".join(
                 f"auto {name}\niface {name} inet dhcp\n" for name in dhcp), 0o644)
+        files["/etc/machine-id"] = (uuid.uuid4().hex + "\n", 0o444)  # the same after a reboot
+        if node.kind is NodeKind.router:
+            # Routers forward (systemd-sysctl at boot; labctl-init on light nodes) and run FRR.
+            files["/etc/sysctl.d/90-labctl-router.conf"] = ("# labctl: this node is a router\n"
+                                                           "net.ipv4.ip_forward = 1\n", 0o644)
         for path, (content, mode) in files.items():
             nodefs.place(lower, upper, path, content, mode=mode)
+        if node.kind is NodeKind.router and origin is None:  # a copy keeps its origin's choice
+            nodefs.place_link(lower, upper, "/etc/systemd/system/multi-user.target.wants/frr.service",
+                              "/lib/systemd/system/frr.service")
         _make_fuse_device(lab.node_dir(node.name) / "fuse")
 
     def _build_fabric(self, lab: LabState) -> None:
@@ -261,7 +288,7 @@ class LocalProvider(Provider):
             argv.append(f"--bind={fuse}:/dev/fuse")
         argv += lockdown.nspawn_args(directory / "channel")
         argv += _tmpfs_options(node.limits.memory)
-        argv += ["--as-pid2", *NODE_INIT]
+        argv += ([] if node.init == "systemd" else ["--as-pid2"]) + node_init(node.init)
         # The node's processes live in its cgroup from nspawn's first instruction on: its
         # limits hold from the start, and `down` finds them even if this command dies now.
         group = cgroups.node_group(lab.id, node.name)
@@ -296,7 +323,6 @@ class LocalProvider(Provider):
                         if state.init is not None:
                             netns.attach(node.netns, child)
                             _lock_down(lab, node.name, child)
-                            _mark_sealed(child)
                             return
                 except (OSError, IndexError):
                     continue
@@ -399,8 +425,12 @@ def _lock_down(lab: LabState, node: str, init_pid: int) -> None:
         lockdown.release(channel)
 
 
-def _mark_sealed(init_pid: int) -> None:
-    """Tell the node's init (NODE_INIT) that its /proc is sealed: it may start the node."""
+def _mark_sealed(lab: LabState, node: str) -> None:
+    """Tell the node's first process (`node_init`) that its /proc is sealed and its interfaces
+    wired: it may start the node's init."""
+    state = lab.nodes[node]
+    assert state.init is not None
+    init_pid = state.init.pid
     try:
         os.close(os.open(f"/proc/{init_pid}/root{SEALED_MARK}",
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))

@@ -46,3 +46,15 @@ def prepare_upper(upper: Path) -> None:
     upper.mkdir(parents=True, exist_ok=True)
     os.chmod(upper, 0o755)
     os.lchown(upper, UID_BASE, UID_BASE)
+
+
+def place_link(lower: Path, upper: Path, path: str, target: str) -> None:
+    """Put a symbolic link at `path` (absolute inside the node) pointing to `target`, owned
+    by node root (e.g. a unit enabled: a `.wants/` link)."""
+    relative = Path(path.lstrip("/"))
+    _make_parents(lower, upper, relative)
+    link = upper / relative
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+    os.lchown(link, UID_BASE, UID_BASE)

@@ -37,6 +37,14 @@ class NodeKind(StrEnum):
     switch = "switch"
 
 
+class NodeInit(StrEnum):
+    """A node's init: systemd as on any Debian server, or labctl's light one (a shell script
+    starting sshd, FRR and /etc/labctl/init.d: less memory per node, no systemctl)."""
+
+    systemd = "systemd"
+    light = "light"
+
+
 class Route(Strict):
     """A static route: destination network (or `default`, `default6`) through a gateway address."""
 
@@ -158,11 +166,16 @@ class Node(Strict):
     @classmethod
     def _bare_loopback(cls, value: Any) -> Any:
         return value if value == "auto" else _with_prefix(value)
+    init: NodeInit | None = Field(default=None, description=(
+        "Hosts and routers: systemd (the default: systemctl, journalctl, units) or light (a small "
+        "script starting sshd and FRR; less memory per node). Default: `defaults.init`."))
 
     @model_validator(mode="after")
     def _switch_fields(self) -> Node:
         if self.kind is NodeKind.switch and self.routes:
             raise ValueError("a switch has no routes (it is an L2 segment)")
+        if self.kind is NodeKind.switch and "init" in self.model_fields_set:
+            raise ValueError("a switch has no init (it is an L2 segment, not a machine)")
         if self.kind is NodeKind.switch and "limits" in self.model_fields_set:
             raise ValueError("a switch has no limits (it is an L2 segment, not a machine)")
         if self.kind is NodeKind.switch and (self.loopback or self.loopback6):
@@ -262,6 +275,12 @@ class Addressing(Strict):
     )
 
 
+class NodeDefaults(Strict):
+    """What every host and router gets unless it says otherwise."""
+
+    init: NodeInit = Field(default=NodeInit.systemd, description="systemd or light (see a node's `init`).")
+
+
 class Topology(Strict):
     """A whole topology file."""
 
@@ -269,6 +288,7 @@ class Topology(Strict):
     description: str | None = None
     provider: str | None = Field(default=None, description="Default provider for this topology.")
     addressing: Addressing = Field(default_factory=Addressing)
+    defaults: NodeDefaults = Field(default_factory=NodeDefaults, description="Defaults for every node.")
     nodes: dict[str, Node]
     links: list[Link] = Field(default_factory=list)
 

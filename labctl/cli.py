@@ -280,18 +280,21 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, timeout: flo
                    "first, English alongside).")
 @click.option("--hints", is_flag=True, help="Practice: under each check that does not PASS, the spec's hint "
               "(where to look). Exam sessions never show them.")
+@click.option("--reboot", is_flag=True, help="Restart every node first (as an exam reboots the machines), wait "
+              "for them, then grade; checks marked `persist: reboot` are judged only so.")
 @click.pass_obj
 def grade(obj: Context, lab_ref: str | None, spec: Path | None, stage: str | None, all_stages: bool,
-          as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
+          as_json: bool, junit: Path | None, lang: str, hints: bool, reboot: bool) -> None:
     """Check the live lab; exit 0 all PASS, 1 some FAIL, 10 any ERROR."""
     from labctl import lab as labs
 
-    with labs.locked(lab_ref, "grade", shared=True) as target:  # never during a reset
-        _grade(obj, target, spec, stage, all_stages, as_json, junit, lang, hints)
+    # never during a reset; a reboot changes the lab: it holds the lock alone
+    with labs.locked(lab_ref, "grade --reboot" if reboot else "grade", shared=not reboot) as target:
+        _grade(obj, target, spec, stage, all_stages, as_json, junit, lang, hints, reboot)
 
 
 def _grade(obj: Context, target: Any, spec: Path | None, stage: str | None, all_stages: bool,
-           as_json: bool, junit: Path | None, lang: str, hints: bool) -> None:
+           as_json: bool, junit: Path | None, lang: str, hints: bool, reboot: bool = False) -> None:
     from labctl import lab as labs
     from labctl.grading import report as render
 
@@ -305,8 +308,10 @@ def _grade(obj: Context, target: Any, spec: Path | None, stage: str | None, all_
         done.append(check.check_id)
         progress.update(f"{len(done)}/{len(grading_spec.checks)} {check.check_id}: {check.outcome.value}")
 
+    if reboot:
+        labs.reboot(target, progress)
     with progress.step(f"grade lab {target.name}: {len(grading_spec.checks)} checks"):
-        result = labs.grade(target, grading_spec, on_result=show)
+        result = labs.grade(target, grading_spec, on_result=show, after_reboot=reboot)
     _practice_record(target, result, None if all_stages else stage or target.stage)
     if junit:
         junit.write_text(render.to_junit(result))

@@ -310,10 +310,23 @@ def stage_checks(spec: GradingSpec, stage: str | None) -> GradingSpec:
     return spec.model_copy(update={"checks": [c for c in spec.checks if c.stage in (None, stage)]})
 
 
+def reboot(lab: LabState, progress: Progress = QUIET) -> None:
+    """Restart every node of the lab, side by side, and wait until each answers again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider = get_provider(lab.provider)
+    nodes = [node.name for node in lab.plan.nodes]
+    with progress.step(f"restart {len(nodes)} nodes"), \
+            ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
+        for future in [pool.submit(provider.restart_node, lab, node) for node in nodes]:
+            future.result()
+
+
 def grade(lab: LabState, spec: GradingSpec,
           on_result: Callable[[CheckResult], None] | None = None, *,
-          from_outside: bool | None = None) -> GradeReport:
-    """Run the spec's checks against the live lab, nodes concurrently.
+          from_outside: bool | None = None, after_reboot: bool = False) -> GradeReport:
+    """Run the spec's checks against the live lab, nodes concurrently. Checks marked
+    `persist: reboot` are judged only `after_reboot` (the caller restarted the nodes: `reboot`).
 
     Where the provider lets the controller observe nodes from outside (local), checks read the
     truth from the kernel and the node's files (labctl.grading.outside); otherwise, or with
@@ -321,20 +334,23 @@ def grade(lab: LabState, spec: GradingSpec,
     clean shell (labctl.grading.inside).
     """
     from labctl.connect import open_session
+    from labctl.grading.grader import GradeOptions
     from labctl.grading.grader import grade as run_grader
 
     provider = get_provider(lab.provider)
+    options = GradeOptions(after_reboot=after_reboot)
     if not (provider.observes_from_outside if from_outside is None else from_outside):
         from labctl.grading.inside import InsideSession
 
         return run_grader(spec, lambda node: InsideSession(open_session(provider.access(lab, node))),
-                          lab=lab.name, progress=on_result)
+                          lab=lab.name, progress=on_result, options=options)
     from labctl.grading.outside import LabView, OutsideSession
 
     view = LabView(lab)
     try:
         report = run_grader(spec, lambda node: OutsideSession(
-            view, node, lambda: open_session(provider.access(lab, node))), lab=lab.name, progress=on_result)
+            view, node, lambda: open_session(provider.access(lab, node))), lab=lab.name, progress=on_result,
+            options=options)
         for node in spec.nodes():  # the jury sees every graded node's changed system files
             view.tampering(node)
         return dataclasses.replace(report, tampering=[t.to_dict() for t in view.tampered_nodes()])

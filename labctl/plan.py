@@ -40,6 +40,9 @@ class InterfacePlan(BaseModel):
         return shown + ([self.address6] if self.address6 else [])
 
 
+RESTARTING = "-r"  # suffix of a restarting node's previous network namespace
+
+
 class RoutePlan(BaseModel):
     """A static route of a node."""
 
@@ -92,8 +95,9 @@ class LabPlan(BaseModel):
         raise KeyError(name)
 
     def netns_names(self) -> list[str]:
-        """Every network namespace this lab owns (fabric first)."""
-        return [self.fabric_netns, *(n.netns for n in self.nodes)]
+        """Every network namespace this lab owns (fabric first; then the nodes', and the one a
+        node restarting leaves while its links move to its new one)."""
+        return [self.fabric_netns, *(n.netns for n in self.nodes), *(n.netns + RESTARTING for n in self.nodes)]
 
 
 def new_lab_id() -> str:

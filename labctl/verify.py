@@ -6,7 +6,10 @@ every check of the stage must PASS (after the first stage's solution, `reset` mu
 bring exactly its initially failing checks back; the solution is then applied again).
 Then, on a fresh lab, the partial solution must leave
 exactly its listed checks failing. A check that never FAILs in any of these phases proves
-nothing, and is reported as a defect. Labs are always removed at the end.
+nothing, and is reported as a defect. When a stage has checks marked `persist: reboot`, its
+nodes are restarted before each of its gradings: a partial solution that sets a state by hand
+only (an address without /etc/network/interfaces, a service started but not enabled) proves
+that such a check FAILs. Labs are always removed at the end.
 """
 
 from __future__ import annotations
@@ -85,8 +88,12 @@ def expected_failures(phase: str, report: GradeReport, failing: set[str]) -> lis
 
 def _grade(lab: LabState, stage: str, phase: str, progress: Progress) -> GradeReport:
     # The spec is read anew for each phase: faults may have recorded data in the vault.
-    with progress.step(f"grade: {phase}"):
-        return labs.grade(lab, labs.stage_checks(labs.lab_spec(lab), stage))
+    spec = labs.stage_checks(labs.lab_spec(lab), stage)
+    after_reboot = any(check.persist for check in spec.checks)
+    if after_reboot:  # what must survive a reboot is graded after one, in every phase
+        labs.reboot(lab, progress)
+    with progress.step(f"grade: {phase}" + (" (after a reboot)" if after_reboot else "")):
+        return labs.grade(lab, spec, after_reboot=after_reboot)
 
 
 def _stages(lab: LabState, scenario: Scenario, outcome: VerifyOutcome, progress: Progress) -> None:

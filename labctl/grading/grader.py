@@ -55,6 +55,7 @@ class GradeOptions:
     # that converges in ~2 s is seen at 3 s; a wrong one costs 5 probes, not 7 (0.5 .. 4 s)
     retry_interval: float = 1.0
     retry_max_interval: float = 8.0
+    after_reboot: bool = False  # the nodes were restarted for this run: `persist: reboot` checks are judged
 
     def budget_for(self, spec: GradingSpec) -> float:
         """Seconds the whole run may take (see the class doc)."""
@@ -104,14 +105,30 @@ def grade(
 
     options = options or GradeOptions()
     budget = options.budget_for(spec)
-    runs = [NodeRun(node, [c for c in spec.checks if c.node == node], connect, origin,
+    judged = [c for c in spec.checks if options.after_reboot or c.persist is None]
+    runs = [NodeRun(node, [c for c in judged if c.node == node], connect, origin,
                     replace(options, budget=budget), notify) for node in spec.nodes()]
     with ThreadPoolExecutor(max_workers=max(1, len(runs)), thread_name_prefix="grade") as pool:
         by_check = {id(check): result for run_results in pool.map(NodeRun.run, runs)
                     for check, result in run_results}
+    for check in spec.checks:
+        if id(check) not in by_check:  # `persist: reboot` without a reboot
+            by_check[id(check)] = _result(check, error(
+                "not judged: graded only after the nodes restart (labctl grade --reboot) / "
+                "non évalué : seulement après un redémarrage des nœuds (labctl grade --reboot)"), 1, 0.0)
+            notify(by_check[id(check)])
     results = [by_check[id(check)] for check in spec.checks]
     return GradeReport(lab=lab, scenario=spec.scenario, started=started, finished=utc_now(),
                        results=results)
+
+
+def _result(check: CheckBase, verdict: Verdict, attempts: int, duration: float) -> CheckResult:
+    return CheckResult(
+        check_id=check.id, criterion=check.criterion, node=check.node,
+        description_fr=check.description.fr, description_en=check.description.en,
+        weight=check.weight, outcome=verdict.outcome, evidence=printable(verdict.evidence),
+        attempts=attempts, duration_s=duration, stage=check.stage, observed=verdict.observed,
+    )
 
 
 @dataclass
@@ -300,13 +317,7 @@ class NodeRun:
         and report progress."""
         if check.expectation is not None:
             verdict = with_expectation(verdict, (check.expectation.fr, check.expectation.en))
-        result = CheckResult(
-            check_id=check.id, criterion=check.criterion, node=check.node,
-            description_fr=check.description.fr, description_en=check.description.en,
-            weight=check.weight, outcome=verdict.outcome, evidence=printable(verdict.evidence),
-            attempts=attempts, duration_s=round((ended or time.monotonic()) - started, 3), stage=check.stage,
-            observed=verdict.observed,
-        )
+        result = _result(check, verdict, attempts, round((ended or time.monotonic()) - started, 3))
         self.done.append((check, result))
         self.notify(result)
 

@@ -78,6 +78,12 @@ class CheckBase(Strict):
                     "packets\": the report shows it with the value observed, instead of the check's technical "
                     "terms (a regular expression, a JSON path).",
     )
+    persist: Literal["reboot"] | None = Field(
+        default=None,
+        description="`reboot`: the state must survive a restart of the nodes; the check is graded only after "
+                    "one (`labctl grade --reboot`; `scenario verify` reboots before grading it). Without a "
+                    "reboot it is an ERROR (not judged).",
+    )
 
     @field_validator("id")
     @classmethod

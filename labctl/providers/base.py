@@ -120,6 +120,11 @@ class Provider(ABC):
     def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
         """Bring the lab back to its snapshot (the trainer's "between cohorts" button)."""
 
+    def restart_node(self, lab: LabState, node: str, progress: Progress = QUIET) -> None:
+        """Reboot `node`, keeping its disk and identity; return once it answers again."""
+        raise ProviderError(f"the {self.name} provider cannot restart a node",
+                            "grade without --reboot, or use the local or libvirt provider")
+
     @abstractmethod
     def node_states(self, lab: LabState) -> dict[str, str]:
         """Each node's state: running, stopped or missing."""

@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,8 @@ from labctl.state import LabState, NodeState
 
 DEFAULT_MEMORY_MIB = int(os.environ.get("LABCTL_LIBVIRT_MEMORY_MIB", "512"))
 SNAPSHOT = "initial"
+SHUTDOWN_TIMEOUT = 60.0  # a guest's own shutdown before a restart (then it is powered off)
+_RECORD_LOCK = threading.Lock()  # nodes restarted side by side record their new sockets one at a time
 MGMT_POOL = IPv4Network("100.64.0.0/10")  # management subnets are carved from here
 OOB_PORTS = 6
 # Seconds per SSH login step (NodeAccess.ssh_timeout): under TCG a guest's sshd needs seconds
@@ -445,6 +448,36 @@ class LibvirtProvider(Provider):
         raise ProviderError(f"node {node.name}: sshd did not answer on {where} within "
                             f"{budget:.0f} s ({last}); console: {lab.node_dir(node.name)}/console.log",
                             "a busy host boots emulated VMs slowly: set LABCTL_LIBVIRT_BOOT_TIMEOUT (seconds)")
+
+    # ---- restart ---------------------------------------------------------------------
+    def restart_node(self, lab: LabState, node: str, progress: Progress = QUIET) -> None:
+        """Reboot `node`'s VM from its own disk: the guest's systemd powers it off (asked out of
+        band; ACPI is not handled, logind is masked), powered off after SHUTDOWN_TIMEOUT, then
+        booted again (the seed gives it the plan's identity and addresses, as at its first boot)."""
+        from labctl.connect import open_session
+
+        record = self._record(lab)
+        conn = lv.open_connection(record.hypervisor.uri)
+        domain = conn.lookupByName(f"lc-{lab.id}-{node}")
+        with progress.step(f"restart {node}"):
+            if domain.isActive():
+                with suppress(LabctlError, OSError):  # the session ends with the guest
+                    session = open_session(self.access(lab, node))
+                    try:
+                        session.run("systemctl --no-block poweroff", timeout=10)
+                    finally:
+                        session.close()
+                deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+                while domain.isActive() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                if domain.isActive():
+                    domain.destroy()
+            domain.create()
+            with _RECORD_LOCK:  # read anew: other nodes restarting record theirs too
+                latest = self._record(lab)
+                latest.data["oob"][node] = _oob_sockets(domain.XMLDesc(0))
+                latest.save()
+            self._wait_ready(lab, lab.plan.node(node), conn)
 
     # ---- snapshot and reset ----------------------------------------------------------
     def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:

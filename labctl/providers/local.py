@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from labctl import cgroups, image, netns
 from labctl.errors import PrivilegeError, ProviderError
-from labctl.plan import MGMT_IFACE, NodePlan
+from labctl.plan import MGMT_IFACE, RESTARTING, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import firewall, lockdown, nodedisk, nodefs
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
@@ -45,6 +45,7 @@ from labctl.topology.model import NodeKind
 BOOT_TIMEOUT = 30.0
 SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts listening
 STOP_TIMEOUT = 5.0
+SHUTDOWN_TIMEOUT = 15.0  # a systemd node's own shutdown before a restart (then it is killed)
 SEALED_MARK = "/run/labctl-sealed"
 DHCP_INTERFACES = "/etc/network/interfaces.d/labctl-dhcp"  # read by ifupdown's /etc/network/interfaces
 SEAL_WAIT = 120.0  # how long a node's first process waits for labctl to seal and wire it
@@ -187,6 +188,40 @@ class LocalProvider(Provider):
         for name in lab.plan.netns_names():
             netns.delete(name)
         return left
+
+    # ---- restart ---------------------------------------------------------------------
+    def restart_node(self, lab: LabState, node: str, progress: Progress = QUIET) -> None:
+        """Reboot `node` as a machine reboots: its systemd shuts it down (units stopped, files
+        written; killed after SHUTDOWN_TIMEOUT), then it boots again from its own disk with
+        its identity. Its network interfaces are the same links (the peers never notice more
+        than a carrier loss) and get the plan's addresses and routes again: what a candidate
+        set by hand only (`ip addr add`) is gone, what they wrote in the node's files comes
+        back with its units (/etc/network/interfaces, enabled services, FRR's configuration)."""
+        self.require()
+        plan = lab.plan.node(node)
+        state = lab.nodes.get(node)
+        if state is None or state.init is None or not netns.exists(plan.netns):
+            raise ProviderError(f"node {node} of lab {lab.name} is not running; it cannot be restarted",
+                                "labctl reset brings the whole lab back (labctl status shows its nodes)")
+        with progress.step(f"restart {node}"):
+            _shut_down(state, plan.init)
+            _stop_node(state)
+            left = cgroups.sweep(cgroups.node_group(lab.id, node))
+            lockdown.release(lab.node_dir(node) / "channel")
+            if left:
+                raise ProviderError(f"node {node}: could not be stopped: " + "; ".join(left),
+                                    "remove the lab (labctl down) and build it again")
+            # The links stay in the node's previous namespace until the new one exists.
+            netns.delete(plan.netns + RESTARTING)
+            netns.rename(plan.netns, plan.netns + RESTARTING)
+            self._launch(lab, plan)
+            lab.save()
+            self._settle(lab, plan)
+            lab.save()
+            _move_links(plan.netns + RESTARTING, plan)
+            netns.batch(plan.netns, _network_commands(plan, None), f"configuring node {node}")
+            _mark_sealed(lab, node)
+            self._wait_ready(lab, plan)
 
     # ---- snapshot and reset ----------------------------------------------------------
     def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
@@ -412,6 +447,28 @@ class LocalProvider(Provider):
                                                  node_exec_argv(pid, ["/usr/sbin/sshd", "-i"]))),
             host_key=state.host_key, key_file=lab.key_file,
         )
+
+
+def _shut_down(state: NodeState, init: str) -> None:
+    """Ask a systemd node to power off (SIGRTMIN+4 to its PID 1: stop every unit, sync) and
+    wait for it, at most SHUTDOWN_TIMEOUT; a light node has nothing to shut down."""
+    if init != "systemd" or state.init is None or not state.init.alive():
+        return
+    _kill(state.init.pid, signal.SIGRTMIN + 4)
+    deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+    while state.init.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _move_links(old: str, node: NodePlan) -> None:
+    """Move a restarting node's links (veths: their peers stay as they are) from its previous
+    namespace `old` to its new one, then remove `old`. A link arrives down, without addresses,
+    with the plan's MTU set again (a NIC's MTU does not survive a reboot)."""
+    listing = json.loads(netns.run(["ip", "-n", old, "-j", "link", "show"], what=f"links of {node.name}") or "[]")
+    names = [link["ifname"] for link in listing if link.get("ifname") not in (None, "lo")]
+    netns.batch(old, [f"link set dev {name} netns {node.netns}" for name in names], f"moving {node.name}'s links")
+    netns.batch(node.netns, [f"link set dev {name} mtu 1500" for name in names], f"resetting {node.name}'s MTU")
+    netns.delete(old)
 
 
 def _lock_down(lab: LabState, node: str, init_pid: int) -> None:

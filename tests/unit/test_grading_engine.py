@@ -379,3 +379,21 @@ def test_probe_output_is_kept_up_to_a_cap_and_says_it_was_cut() -> None:
         communicate_capped(stuck, 0.2)
     stuck.kill()
     stuck.wait()
+
+
+def test_a_check_that_must_survive_a_reboot_is_judged_only_after_one(lab: Lab, tmp_path: Path) -> None:
+    lab.start("n1")
+    present, missing = tmp_path / "present", tmp_path / "missing"
+    present.write_text("x")
+    checks = spec(file_check("now", "n1", present), file_check("kept", "n1", present, persist="reboot"),
+                  file_check("lost", "n1", missing, persist="reboot"))
+    without = by_id(grade(checks, lab.connect, lab="t", options=FAST).results)
+    assert without["now"].outcome is Outcome.PASS
+    for check_id in ("kept", "lost"):  # never judged on a state a reboot could still undo
+        assert without[check_id].outcome is Outcome.ERROR
+        assert "labctl grade --reboot" in without[check_id].evidence and without[check_id].attempts == 1
+    after = grade(checks, lab.connect, lab="t", options=GradeOptions(
+        command_timeout=10, retry_interval=0.2, retry_max_interval=0.2, after_reboot=True))
+    assert [r.check_id for r in after.results] == ["now", "kept", "lost"]  # spec order
+    assert [r.outcome for r in after.results] == [Outcome.PASS, Outcome.PASS, Outcome.FAIL]
+    assert after.exit_code == 1

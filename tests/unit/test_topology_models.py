@@ -150,3 +150,21 @@ def test_schema_is_a_fresh_dict_each_time() -> None:
     first = topology_json_schema()
     first["title"] = "changed"
     assert topology_json_schema()["title"] == "labctl topology"
+
+
+def test_init_is_systemd_unless_a_node_or_the_defaults_say_light() -> None:
+    from labctl.plan import plan_lab
+    from labctl.topology.model import NodeInit
+
+    topology = Topology.model_validate({
+        "name": "t", "defaults": {"init": "light"},
+        "nodes": {"r1": {"kind": "router", "init": "systemd"}, "pc": {"kind": "host"}},
+    })
+    plan = plan_lab(topology, "a1b2c3", "t")
+    assert {n.name: n.init for n in plan.nodes} == {"r1": NodeInit.systemd, "pc": NodeInit.light}
+    plain = plan_lab(Topology.model_validate({"name": "t", "nodes": {"pc": {"kind": "host"}}}), "a1b2c3", "t")
+    assert plain.nodes[0].init is NodeInit.systemd
+    with pytest.raises(ValidationError, match="a switch has no init"):
+        Node.model_validate({"kind": "switch", "init": "light"})
+    with pytest.raises(ValidationError):
+        Node.model_validate({"kind": "host", "init": "sysvinit"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -210,7 +209,8 @@ def test_node_dying_during_grading_is_error_others_still_run(make_lab: object) -
     assert h2 is not None
 
     def kill_h2() -> None:
-        time.sleep(0.05)
+        # At once: grading this lab from outside takes a few tens of ms, and a kill 50 ms in
+        # came after h2's checks now and then (PASS, rightly: h2 was alive when observed).
         subprocess.run(["kill", "-9", str(h2.pid)], check=True)
 
     killer = threading.Thread(target=kill_h2)

@@ -34,7 +34,7 @@ from labctl.grading.frr_vty import Forged, NotRunning, VtyError, open_daemon
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import OspfNeighborCheck, RouteCheck
-from labctl.plan import LabPlan
+from labctl.plan import LabPlan, NodePlan
 
 NEIGHBORS = "show ip ospf neighbor json"
 OSPF_ROUTES = "show ip ospf route json"
@@ -69,10 +69,18 @@ def peerings(plan: LabPlan, node: str) -> list[Peering]:
                     and far.name == iface.peer_name)
                 address = far.address or far.address6  # an IPv6-only link still has its peer
                 if shared and address:
-                    rid = other.vars.get("router_id")
-                    found.append(Peering(other.name, str(rid) if rid else None, iface.name,
-                                         str(ip_interface(address).ip)))
+                    found.append(Peering(other.name, router_id(other), iface.name, str(ip_interface(address).ip)))
     return found
+
+
+def router_id(node: NodePlan) -> str | None:
+    """The router id the topology gives `node`: its `router_id` variable, else its IPv4 loopback
+    (the address a router id is taken from), else None."""
+    given = node.vars.get("router_id")
+    if given:
+        return str(given)
+    loopback = next((a for a in node.loopbacks if ":" not in a), None)
+    return str(ip_interface(loopback).ip) if loopback else None
 
 
 def lab_interfaces(plan: LabPlan, node: str) -> set[str]:
@@ -298,7 +306,7 @@ def observe_ospf_neighbor(check: OspfNeighborCheck, plan: LabPlan, init_pid: int
 def far_end(check: OspfNeighborCheck, plan: LabPlan) -> OspfNeighborCheck | None:
     """The same adjacency as its other end must see it (Full checks between two routers of the
     topology that both have a router id), or None when there is no such other end."""
-    rid = plan.node(check.node).vars.get("router_id")
+    rid = router_id(plan.node(check.node))
     owners = {p.node for p in peerings(plan, check.node) if p.router_id == str(check.neighbor)}
     if check.state != "Full" or not rid or len(owners) != 1:
         return None

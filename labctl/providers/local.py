@@ -18,6 +18,7 @@ node's own upper folder) and sshd. Routers also run FRR. Per lab:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from labctl import cgroups, image, netns
 from labctl.errors import PrivilegeError, ProviderError
@@ -534,15 +535,30 @@ def _network_commands(node: NodePlan, saved: Path | None) -> list[str]:
         return commands + [f"route replace {route.to}" + (f" via {route.via}" if route.via else "")
                            for route in node.routes]
     commands += _link_commands(node, saved)
-    commands += [f"addr add {i['local']}/{i['prefixlen']} dev {a['ifname']}" + (" nodad" if ":" in i["local"] else "")
+    addresses = [(a["ifname"], f"{i['local']}/{i['prefixlen']}")
                  for a in json.loads((saved / "addr.json").read_text() or "[]")
                  for i in a.get("addr_info", []) if _restorable_address(a["ifname"], i)]
+    commands += [f"addr add {address} dev {ifname}" + (" nodad" if ":" in address else "")
+                 for ifname, address in addresses]
     routes = [r for what in ("route", "route6") if (saved / f"{what}.json").exists()
               for r in json.loads((saved / f"{what}.json").read_text() or "[]")]
+    on_link = [(ifname, ipaddress.ip_interface(address).network) for ifname, address in addresses]
     return commands + [f"route replace {_destination(r)}" + (f" via {r['gateway']}" if r.get("gateway") else "")
-                       + (f" dev {r['dev']}" if r.get("dev") else "")
+                       + (f" dev {r['dev']}" if r.get("dev") else "") + _onlink(r, on_link)
                        for r in routes
                        if r.get("protocol", "boot") in ("boot", "static") and r.get("dev") != MGMT_IFACE]
+
+
+def _onlink(route: dict[str, Any], on_link: list[tuple[str, Any]]) -> str:
+    """` onlink` for a saved route whose gateway is on none of its device's restored subnets: the
+    kernel kept it when the address under it was removed, and takes it back only so."""
+    gateway = route.get("gateway")
+    if not gateway or not route.get("dev"):
+        return ""
+    ip = ipaddress.ip_address(gateway)
+    if ip.is_link_local or any(dev == route["dev"] and ip in net for dev, net in on_link):
+        return ""
+    return " onlink"
 
 
 def _restorable_address(ifname: str, info: dict[str, object]) -> bool:

@@ -25,7 +25,7 @@ from labctl.grading.routing import (
 )
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import CHECK_MODELS, CheckBase
-from labctl.plan import plan_lab
+from labctl.plan import LabPlan, plan_lab
 from labctl.topology import load_topology
 
 DATA = Path(__file__).parents[1] / "data" / "frr"
@@ -55,8 +55,23 @@ def route(name: str, check: CheckBase, peers: list[Peering] = R1_PEERS) -> tuple
     return verdict.outcome, verdict.evidence
 
 
-def test_peerings_come_from_the_topology() -> None:
+def recorded_plan() -> LabPlan:
+    """multi-site-routing's plan with the router ids the recorded FRR outputs were taken with
+    (a `router_id` variable wins over the loopback, which the topology now takes them from)."""
     plan = plan_lab(load_topology(TOPOLOGY), "abcdef", "msr")
+    for n in (1, 2, 3):
+        plan.node(f"r{n}").vars["router_id"] = f"{n}.{n}.{n}.{n}"
+    return plan
+
+
+def test_router_ids_come_from_the_loopbacks() -> None:
+    plan = plan_lab(load_topology(TOPOLOGY), "abcdef", "msr")
+    assert {p.node: p.router_id for p in peerings(plan, "r1")} == {
+        "h1": None, "srv1": None, "r2": "10.254.0.2", "r3": "10.254.0.3"}
+
+
+def test_peerings_come_from_the_topology() -> None:
+    plan = recorded_plan()
     assert set(peerings(plan, "r1")) == {Peering("h1", None, "eth0", "10.1.0.10"),
                                          Peering("srv1", None, "eth0", "10.1.0.20"), *R1_PEERS}
     assert set(peerings(plan, "r2")) == {Peering("h2", None, "eth0", "10.2.0.10"),
@@ -90,7 +105,7 @@ def test_a_neighbor_faked_elsewhere_does_not_count() -> None:
 
 
 def test_a_full_adjacency_is_confirmed_from_its_other_end() -> None:
-    plan = plan_lab(load_topology(TOPOLOGY), "abcdef", "msr")
+    plan = recorded_plan()
     far = far_end(make("ospf_neighbor", neighbor="2.2.2.2"), plan)
     assert far is not None and (far.node, str(far.neighbor), far.state) == ("r2", "1.1.1.1", "Full")
     assert far_end(make("ospf_neighbor", neighbor="9.9.9.9"), plan) is None  # no router of the lab has it

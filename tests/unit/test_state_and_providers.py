@@ -223,7 +223,10 @@ def test_loopbacks_ipv6_mtu_and_dhcp_are_wired_and_come_back_from_a_snapshot(tmp
     (saved / "route6.json").write_text(json.dumps([
         {"dst": "2001:db8:1::/64", "dev": "eth1", "protocol": "kernel"},
         {"dst": "fe80::/64", "dev": "eth1", "protocol": "kernel"},
-        {"dst": "default", "gateway": "2001:db8:1::9", "dev": "eth1"}]))
+        {"dst": "default", "gateway": "2001:db8:1::9", "dev": "eth1"},
+        # kept by the kernel when the address under it was removed (a fault): restored as it was
+        {"dst": "2001:db8:7::/64", "gateway": "2001:db8:5::1", "dev": "eth1"}]))
     assert _network_commands(r1, saved)[2:] == [
         "addr add 10.254.0.1/32 dev lo", "addr add 2001:db8:1::1/64 dev eth1 nodad",
-        "route replace ::/0 via 2001:db8:1::9 dev eth1"]
+        "route replace ::/0 via 2001:db8:1::9 dev eth1",
+        "route replace 2001:db8:7::/64 via 2001:db8:5::1 dev eth1 onlink"]

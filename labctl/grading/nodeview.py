@@ -189,6 +189,34 @@ class NodeView:
             digest.update(chunk)
         return digest.hexdigest()
 
+    def listdir(self, path: str, limit: int = 4096) -> list[str]:
+        """The names in the folder at `path` (at most `limit`); empty when it is not a folder."""
+        try:
+            fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return []
+        try:
+            return sorted(os.listdir(fd))[:limit]
+        finally:
+            os.close(fd)
+
+    def lstat_link(self, path: str) -> tuple[os.stat_result, str | None] | None:
+        """The file at `path` itself (a final symbolic link not followed) and, for a link, its
+        target as written; None when it does not exist."""
+        try:
+            fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISLNK(info.st_mode):
+                return info, None
+            buffer = ctypes.create_string_buffer(4096)
+            size = _libc.readlinkat(fd, b"", buffer, len(buffer))
+            return info, buffer.raw[:size].decode(errors="replace") if size >= 0 else ""
+        finally:
+            os.close(fd)
+
     def text(self, path: str, limit: int = READ_LIMIT) -> str:
         """A file's text (undecodable bytes replaced)."""
         return self.read(path, limit).decode(errors="replace")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from labctl.grading import dnsquery, routing
+from labctl.grading import dnsquery, routing, units
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
 from labctl.grading.checks.dhcp import client_line, evaluate_dhcp, facts_output
@@ -37,6 +37,7 @@ from labctl.grading.checks.system import (
     CONTENT_LIMIT,
     evaluate_command,
     file_verdict,
+    judge_unit,
     package_verdict,
     user_verdict,
 )
@@ -807,6 +808,8 @@ class OutsideSession:
         return False
 
     def _service(self, check: ServiceCheck, timeout: float) -> Verdict:
+        if check.unit is not None:
+            return self._unit(check)
         executable = check.executable
         expected = self.view.stat(executable) if executable else None
         found = []
@@ -817,7 +820,55 @@ class OutsideSession:
                 match = os.path.basename(process.exe) == check.process
             if match:
                 found.append((process, self.origin(process.exe)))
-        return judge_service(check, executable or check.process, found)
+        return judge_service(check, executable or str(check.process), found)
+
+    def _unit(self, check: ServiceCheck) -> Verdict:
+        """A unit's enablement from the node's unit files (grading/units.py) and its activity from
+        its cgroup below the node's, read on the host: a live process of the node in it (running
+        `executable`, the image's or a package's, when the check names one)."""
+        if self.view.stat("/run/systemd/system") is None:
+            return error(f"{self.node} does not run systemd (init: light): units are not started there")
+        unit = units.unit_name(str(check.unit))
+        enabled = None
+        if check.enabled is not None:
+            files = units.NodeFiles(self.view.listdir, self._unit_entry,
+                                    lambda path: self.view.text(path, 64 * 1024))
+            found = units.enablement(files, unit)
+            enabled = (found.starts_at_boot, found.reason)
+        active = None
+        if check.active is not None:
+            active = self._unit_activity(unit, check.executable)
+        return judge_unit(check, enabled, active)
+
+    def _unit_entry(self, path: str) -> units.Entry | None:
+        found = self.view.lstat_link(path)
+        return None if found is None else units.Entry(found[1], found[0].st_size)
+
+    def _unit_activity(self, unit: str, executable: str | None) -> tuple[bool, str]:
+        """(runs, what was seen): the node's live processes in the unit's cgroup."""
+        from labctl import cgroups
+
+        pids: set[int] = set()
+        for tree in cgroups.layout().dirs(str(self.view.cgroup)):
+            depth = len(tree.parts)
+            for directory, folders, _ in os.walk(tree):
+                if os.path.basename(directory) == unit:
+                    for inner, _, _ in os.walk(directory):
+                        with contextlib.suppress(OSError, ValueError):
+                            pids |= {int(p) for p in (Path(inner) / "cgroup.procs").read_text().split()[:10000]}
+                    folders.clear()
+                elif len(Path(directory).parts) - depth >= 4:
+                    folders.clear()  # units sit a few levels below the node's group (payload/system.slice/)
+        live = [p for p in self.view.processes() if p.pid in pids]
+        if executable is not None:
+            expected = self.view.stat(executable)
+            live = [p for p in live if expected is not None and (p.exe_device, p.exe_inode) ==
+                    (expected.device, expected.inode) and not self.origin(p.exe).startswith("written")]
+        if not live:
+            what = f" running {executable}" if executable else ""
+            return False, f"no live process{what} in {unit}'s cgroup (inactive)"
+        shown = ", ".join(f"pid {p.pid} {p.exe}" for p in live[:4])
+        return True, f"active: {shown} in its cgroup"
 
     def _manifest(self, check: ManifestCheck, timeout: float) -> Verdict:
         lines, missing = [], []

@@ -499,20 +499,40 @@ class PortCheck(CheckBase):
 
 
 class ServiceCheck(CheckBase):
-    """A process named `process` runs (or none does, with `running: false`)."""
+    """A process named `process` runs (or none does, with `running: false`); or, with `unit`, a
+    systemd unit starts at boot (`enabled`) and/or runs now (`active`)."""
 
     type: Literal["service"]
-    process: str = Field(
-        min_length=1, max_length=15,
-        description="Name as `pgrep -x` matches it (the kernel keeps 15 characters).",
+    process: str | None = Field(
+        default=None, min_length=1, max_length=15,
+        description="Name as `pgrep -x` matches it (the kernel keeps 15 characters). Or give `unit`.",
     )
     running: bool = True
+    unit: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9:_.@\\-]+$", max_length=200,
+        description="A systemd unit (`cron` means cron.service), with `enabled` and/or `active`. Observed from "
+                    "outside: enabled by systemd's rules on the node's unit files (a link in a .wants/ folder of a "
+                    "unit the boot reaches, not masked; what is in /run does not survive a reboot); active when "
+                    "the unit's cgroup holds a live process (running `executable`, when given).",
+    )
+    enabled: bool | None = Field(default=None, description="With `unit`: it starts at boot (true) or not (false).")
+    active: bool | None = Field(default=None, description="With `unit`: it runs now (true) or not (false).")
     executable: str | None = Field(
         default=None, pattern=r"^/",
         description="The program the process must run (absolute path in the node); where the grader observes "
                     "from outside, a process counts only when its real executable is this file (default: a "
                     "file named `process`), as the image or a package installed it.",
     )
+
+    @model_validator(mode="after")
+    def _process_or_unit(self) -> ServiceCheck:
+        if (self.process is None) == (self.unit is None):
+            raise ValueError("give `process` (a process name) or `unit` (a systemd unit), one of them")
+        if self.unit is not None and self.enabled is None and self.active is None:
+            raise ValueError("a `unit` check says `enabled` and/or `active` (true or false)")
+        if self.unit is None and (self.enabled is not None or self.active is not None):
+            raise ValueError("`enabled` and `active` go with `unit`; a `process` check says `running`")
+        return self
 
 
 class FileCheck(CheckBase):

@@ -14,6 +14,7 @@ import pytest
 from labctl import cgroups
 from labctl import lab as labs
 from labctl.connect import open_session
+from labctl.grading.spec import GradingSpec
 from labctl.providers import get_provider
 from labctl.state import LabState, all_labs
 
@@ -96,3 +97,48 @@ def test_a_reboot_keeps_files_and_enabled_units_not_what_was_done_by_hand(lab: L
     # The network works again end to end, through the rebooted router.
     assert run(lab, "h1", "ping -c1 -W3 10.20.0.2 >/dev/null && echo reached") == "reached"
     assert get_provider("local").node_states(lab) == {"r1": "running", "h1": "running", "h2": "running"}
+
+
+def _unit_spec(**keys: object) -> GradingSpec:
+    check = {"id": "cron", "criterion": "A2.1-c1", "node": "h1", "type": "service", "unit": "cron",
+             "description": {"fr": "cron démarre au boot", "en": "cron starts at boot"}, **keys}
+    return GradingSpec.model_validate({"scenario": "systemd-nodes", "checks": [check]})
+
+
+def _outcome(lab: LabState, spec: GradingSpec, after_reboot: bool = False) -> tuple[str, str]:
+    result = labs.grade(lab, spec, after_reboot=after_reboot).results[0]
+    return result.outcome.value, result.evidence
+
+
+def test_service_unit_enabled_and_active_observed_from_outside(lab: LabState) -> None:
+    enabled, active = _unit_spec(enabled=True), _unit_spec(active=True, executable="/usr/sbin/cron")
+    run(lab, "h1", "systemctl disable --now cron")
+    assert _outcome(lab, enabled)[0] == "FAIL" and _outcome(lab, active)[0] == "FAIL"
+    run(lab, "h1", "systemctl start cron")  # running, not enabled
+    assert _outcome(lab, active)[0] == "PASS"
+    assert _outcome(lab, enabled)[0] == "FAIL"
+    run(lab, "h1", "systemctl enable cron")
+    assert _outcome(lab, enabled)[0] == "PASS", _outcome(lab, enabled)
+    run(lab, "h1", "systemctl mask cron")  # masked: never starts, whatever wants it
+    outcome, evidence = _outcome(lab, enabled)
+    assert outcome == "FAIL" and "masked" in evidence
+    run(lab, "h1", "systemctl unmask cron; systemctl enable cron")
+    # A process of the same name started by hand outside the unit is not the unit running.
+    run(lab, "h1", "systemctl stop cron; setsid -f /usr/sbin/cron")
+    assert _outcome(lab, active)[0] == "FAIL"
+    # The light node runs no units: not judged.
+    light = GradingSpec.model_validate({"scenario": "s", "checks": [{
+        "id": "x", "criterion": "A2.1-c1", "node": "h2", "type": "service", "unit": "ssh", "active": True,
+        "description": {"fr": "x", "en": "x"}}]})
+    assert _outcome(lab, light)[0] == "ERROR"
+
+
+def test_persist_reboot_fails_a_service_started_but_not_enabled(lab: LabState) -> None:
+    spec = _unit_spec(active=True, persist="reboot")
+    run(lab, "h1", "systemctl disable cron; systemctl start cron")
+    assert _outcome(lab, spec)[0] == "ERROR"  # not judged without a reboot
+    labs.reboot(lab)
+    assert _outcome(lab, spec, after_reboot=True)[0] == "FAIL"
+    run(lab, "h1", "systemctl enable cron")
+    labs.reboot(lab)
+    assert _outcome(lab, spec, after_reboot=True)[0] == "PASS"

@@ -23,6 +23,7 @@ from labctl.grading.checks.base import (
 from labctl.grading.debversion import compare_versions
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import CommandCheck, FileCheck, PackageCheck, ServiceCheck, UserCheck, parse_json_path
+from labctl.grading.units import unit_name
 
 CONTENT_LIMIT = 1024 * 1024
 CONTENT_MARK = "--- content ---"
@@ -94,11 +95,38 @@ def probe_service(check: ServiceCheck) -> Probe:
 
     A daemon that died but was not reaped is a zombie (state Z): it does not count.
     """
-    return Probe(f"pgrep -x -r {LIVE_STATES} -- {shlex.quote(check.process)}")
+    if check.unit is not None:
+        unit = shlex.quote(unit_name(check.unit))
+        return Probe(f"echo enabled=$(systemctl is-enabled {unit} 2>&1); "
+                     f"echo active=$(systemctl is-active {unit} 2>&1)")
+    return Probe(f"pgrep -x -r {LIVE_STATES} -- {shlex.quote(str(check.process))}")
+
+
+def judge_unit(check: ServiceCheck, enabled: tuple[bool, str] | None, active: tuple[bool, str] | None) -> Verdict:
+    """`check`'s verdict from what was found: (starts at boot, why) and (runs, what runs)."""
+    unit = unit_name(str(check.unit))
+    ok, seen = True, []
+    for expected, found, yes, no in ((check.enabled, enabled, "enabled (starts at boot)", "not enabled at boot"),
+                                     (check.active, active, "active (running)", "not active")):
+        if expected is None or found is None:
+            continue
+        seen.append(found[1])
+        if found[0] != expected:
+            ok = False
+            seen[-1] += f"; expected {yes if expected else no}"
+    return judged(ok, f"{unit}: " + "; ".join(seen))
 
 
 def evaluate_service(check: ServiceCheck, result: CommandResult) -> Verdict:
-    """Running when pgrep found a pid."""
+    """Running when pgrep found a pid; a unit: systemctl's is-enabled and is-active answers."""
+    if check.unit is not None:
+        answers = dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
+        if "enabled" not in answers or "active" not in answers:
+            return tool_failure(result, "systemctl")
+        enabled, active = answers["enabled"].strip(), answers["active"].strip()
+        return judge_unit(check, (enabled in ("enabled", "enabled-runtime", "static", "alias", "indirect")
+                                  and enabled != "enabled-runtime", f"is-enabled: {enabled}"),
+                          (active == "active", f"is-active: {active}"))
     if result.exit_code not in (0, 1):
         return tool_failure(result, "pgrep")
     pids = result.stdout.split()

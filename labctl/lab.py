@@ -65,7 +65,7 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None, 
         from labctl.references import check_references
 
         # a bad grading spec, or a name the scenario refers to that leads nowhere, stops us before building
-        check_references(scenario, load_spec(scenario, topology, values), values)
+        check_references(scenario, load_spec(scenario, topology, values), values, building=True)
     chosen = get_provider(provider or topology.provider)
     chosen.require()  # before a name is claimed: nothing to undo if the machine cannot do it
     lab_id = new_lab_id()

@@ -29,19 +29,23 @@ INCLUDE_MODULES = {"include_tasks", "import_tasks", "ansible.builtin.include_tas
 MAX_INCLUDES = 50  # playbooks followed per scenario: a loop of includes ends here
 
 
-def check_references(scenario: Scenario, spec: GradingSpec, values: dict[str, Any] | None = None) -> None:
-    """Raise InvalidInputError listing every reference of `scenario` that leads nowhere."""
-    problems = reference_problems(scenario, spec, values)
+def check_references(scenario: Scenario, spec: GradingSpec, values: dict[str, Any] | None = None, *,
+                     building: bool = False) -> None:
+    """Raise InvalidInputError listing every reference of `scenario` that leads nowhere.
+
+    `building` (labctl up): the files a lab is built and run with only (setup, faults); a
+    scenario still being written may lack its briefs, solutions or partial solution."""
+    problems = reference_problems(scenario, spec, values, building=building)
     if problems:
         raise InvalidInputError(problems)
 
 
 def reference_problems(scenario: Scenario, spec: GradingSpec,
-                       values: dict[str, Any] | None = None) -> list[Problem]:
+                       values: dict[str, Any] | None = None, *, building: bool = False) -> list[Problem]:
     """Every broken reference of `scenario` (whose grading spec, rendered with `values`, is `spec`)."""
     lines = scenario.lines or Lines(str(scenario.folder / "scenario.yml"))
     return [*_criteria(scenario, lines), *_faults_and_stages(scenario, lines), *_check_lists(scenario, spec, lines),
-            *_check_stages(scenario, spec, values), *_hints(scenario, spec, values), *_files(scenario, lines)]
+            *_check_stages(scenario, spec, values), *_hints(scenario, spec, values), *_files(scenario, lines, building)]
 
 
 def _did_you_mean(name: str, known: Iterable[str], what: str) -> str:
@@ -136,7 +140,7 @@ def _hints(scenario: Scenario, spec: GradingSpec, values: dict[str, Any] | None)
                               "not the variant's values")
 
 
-def _files(scenario: Scenario, lines: Lines) -> Iterator[Problem]:
+def _files(scenario: Scenario, lines: Lines, building: bool = False) -> Iterator[Problem]:
     """Playbooks and briefs named (or expected at their conventional places) exist, and so do the
     templates and files those playbooks copy."""
     spec = scenario.spec
@@ -152,6 +156,8 @@ def _files(scenario: Scenario, lines: Lines) -> Iterator[Problem]:
     if spec.partial:
         named.append((("partial", "playbook"), "partial: playbook", scenario.path(spec.partial.playbook)))
     named += [(("brief", lang), f"brief ({lang})", scenario.brief_path(lang)) for lang in ("fr", "en")]
+    if building:
+        named = [entry for entry in named if entry[0][0] in ("setup", "faults")]
     playbooks: list[Path] = [scenario.setup] if not spec.setup and scenario.setup.is_file() else []
     for where, what, path in named:
         key = str(where[0])

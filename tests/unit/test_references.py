@@ -125,6 +125,18 @@ def test_missing_playbooks_and_briefs(folder: Path) -> None:
     assert brief.message.startswith("brief (en): file not found") and "conventional place" in (brief.hint or "")
 
 
+def test_a_lab_can_be_built_from_a_scenario_still_without_briefs_or_solutions(folder: Path) -> None:
+    (folder / "brief.en.md").unlink()
+    (folder / "solution.yml").unlink()
+    scenario = load_scenario(str(folder))
+    spec = labs.load_spec(scenario, None, scenario.values(None))
+    assert len(_problems(folder)) == 3  # validate: the brief, the stage's solution, the partial's playbook
+    check_references(scenario, spec, scenario.values(None), building=True)  # up: nothing it needs is missing
+    _edit(folder / "scenario.yml", "playbook: setup.yml", "playbook: fault-wipe.yml")
+    with pytest.raises(InvalidInputError):  # a fault's playbook is run by the lab: up refuses
+        check_references(scenario := load_scenario(str(folder)), spec, scenario.values(None), building=True)
+
+
 def test_a_template_the_solution_copies_must_exist(folder: Path) -> None:
     (folder / "templates" / "motd.j2").unlink()
     problem = _one(folder)

@@ -128,6 +128,9 @@ class SshSession:
                 if channel.exit_status_ready() and channel.eof_received and \
                         not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
+                if self._proxy_gone() and not channel.recv_ready() and not channel.exit_status_ready():
+                    raise NodeUnreachable(f"{self.access.node}: the out-of-band connection ended while "
+                                          "running a command")
                 if time.monotonic() > deadline:
                     raise CommandTimeout(f"{self.access.node}: '{command}' ran over {timeout:.0f} s")
                 if channel.closed and not self.transport.is_active():
@@ -141,10 +144,17 @@ class SshSession:
                     channel.status_event.wait(pause)
             code = channel.recv_exit_status()
         finally:
-            channel.close()
+            with contextlib.suppress(OSError, paramiko.SSHException):  # a dead proxy fails to write
+                channel.close()
         if code == -1:
             raise NodeUnreachable(f"{self.access.node}: the command ended without an exit status (node gone?)")
         return CommandResult(code, out.text(), err.text())
+
+    def _proxy_gone(self) -> bool:
+        """The out-of-band server (ProxyCommand) has exited: paramiko's ProxyCommand does not
+        report the end of its pipe, so a connection whose server was killed would look alive."""
+        process = getattr(getattr(self.transport, "sock", None), "process", None)
+        return process is not None and process.poll() is not None
 
     def cli(self, command: str, timeout: float) -> str:
         """Run a router CLI command through netmiko (vtysh as the CLI user's shell).
@@ -172,7 +182,7 @@ class SshSession:
                                              else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
         try:
             cli = ConnectHandler(
-                device_type="cisco_ios", host=self.access.mgmt_address, username=image.CLI_USER,
+                device_type="cisco_ios", host=self.access.mgmt_address or self.access.node, username=image.CLI_USER,
                 use_keys=True, key_file=str(self.access.key_file), allow_agent=False,
                 # the socket is connected already: conn_timeout bounds paramiko's key exchange
                 sock=sock, conn_timeout=self.access.ssh_timeout, banner_timeout=self.access.ssh_timeout,
@@ -195,7 +205,8 @@ class SshSession:
     def close(self) -> None:
         """Close the CLI and SSH connections."""
         self._close_cli()
-        self.transport.close()
+        with contextlib.suppress(OSError, paramiko.SSHException):  # its out-of-band server may be gone
+            self.transport.close()
 
 
 def open_session(access: NodeAccess) -> SshSession:

@@ -162,7 +162,7 @@ class LocalProvider(Provider):
         """Fabric, nodes, links, addresses; returns when every node answers SSH. Addresses,
         routes and link settings are the plan's, or those of `network_of`'s snapshot."""
         plan = lab.plan
-        with progress.step("create the fabric (segments, management network)"):
+        with progress.step("create the fabric (the segments)"):
             netns.add(plan.fabric_netns)
             self._build_fabric(lab)
             firewall.seal(plan.fabric_netns)

@@ -44,6 +44,9 @@ from labctl.state import LabState, NodeState, ProcessRef
 from labctl.topology.model import NodeKind
 
 BOOT_TIMEOUT = 30.0
+# A node with a DHCP interface and no server answering yet: ifupdown's networking.service waits
+# until dhclient gives up (60 s by default) and sshd is ordered after network.target.
+DHCP_GIVE_UP = 70.0
 SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts listening
 STOP_TIMEOUT = 5.0
 SHUTDOWN_TIMEOUT = 15.0  # a systemd node's own shutdown before a restart (then it is killed)
@@ -388,14 +391,15 @@ class LocalProvider(Provider):
         state = lab.nodes[node.name]
         assert state.init is not None
         pid_file = Path(f"/proc/{state.init.pid}/root") / SSHD_PID_FILE.lstrip("/")
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        timeout = BOOT_TIMEOUT + (DHCP_GIVE_UP if any(iface.dhcp for iface in node.interfaces) else 0.0)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if pid_file.exists():
                 return
             if not state.init.alive():
                 raise ProviderError(f"node {node.name} stopped while starting its services")
             time.sleep(0.05)
-        raise ProviderError(f"node {node.name}: sshd did not start within {BOOT_TIMEOUT:.0f} s "
+        raise ProviderError(f"node {node.name}: sshd did not start within {timeout:.0f} s "
                             f"(no {SSHD_PID_FILE} in the node)", "labctl down, then up again; if it persists, "
                             "rerun with --debug and look at the node's folder under /var/lib/labctl/labs")
 

@@ -98,3 +98,33 @@ def test_entries_join_a_leaf_below_the_node_group_on_v2(tmp_path: Path) -> None:
     # v1 has no such rule: entries join the node's group itself, as the node's processes do
     v1 = cgroups.Layout(unified=None, v1={"memory": tmp_path / "memory"})
     assert cgroups.node_entry_group("lab1", "r1", v1) == group
+
+
+def test_a_booting_node_is_told_from_a_stuck_one_by_its_cpu_time() -> None:
+    """The readiness wait goes past 30 s only for a node whose processes still use CPU (systemd
+    booting under emulation): a busy process's ticks grow, a sleeping one's do not, and the time
+    of a child its parent has waited for still counts."""
+    import sys
+    import time
+
+    from labctl.providers.local import _cpu_ticks
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # a parent that runs a busy child to its end, waits for it, then sleeps
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "subprocess.run([sys.executable, '-c', 'import time\\nt=time.time()\\n"
+                               "while time.time()-t<0.5: pass'])\n"
+                               "time.sleep(30)"])
+    try:
+        before = {p.pid: _cpu_ticks([p.pid]) for p in (sleeper, busy)}
+        time.sleep(1.0)
+        assert _cpu_ticks([busy.pid]) > before[busy.pid]
+        assert _cpu_ticks([sleeper.pid]) == before[sleeper.pid]
+        assert _cpu_ticks([parent.pid]) > 0  # the reaped child's busy half second
+        assert _cpu_ticks([2**22 + 12345]) == 0  # no such process: nothing, no error
+    finally:
+        for proc in (sleeper, busy, parent):
+            proc.kill()
+            proc.wait()

@@ -120,8 +120,23 @@ class LabState(BaseModel):
         os.rename(staging, self.directory)
 
     def remove(self) -> None:
-        """Forget the lab (its folder), once everything it made is gone."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Forget the lab (its folder), once everything it made is gone. The state goes last,
+        and only once nothing else is left: a command killed meanwhile leaves a lab that is
+        still listed (`destroying`), which the next `down` finishes, never a folder no
+        command knows."""
+        state = self.directory / "state.json"
+        for child in self.directory.iterdir() if self.directory.exists() else []:
+            if child == state:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if [child for child in self.directory.iterdir() if child != state] if self.directory.exists() else []:
+            return  # something could not go (a mount made meanwhile): the caller reports it
+        state.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone already, or a file made meanwhile: the caller reports it
+            self.directory.rmdir()
 
 
 def load_lab(lab_id: str) -> LabState:

@@ -44,6 +44,34 @@ def test_state_round_trips_through_disk() -> None:
     assert not list(lab.directory.glob(".state.json.*")), "atomic write left a temporary file"
 
 
+def test_a_removal_cut_short_leaves_a_lab_still_listed_and_the_next_one_finishes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`down` SIGKILLed while it deletes the folder: the state goes last, so the lab is still
+    listed (and the next `down` finds it), never a folder without a state no command knows."""
+    import shutil
+
+    lab = _lab("ccc333", "small")
+    for sub in ("nodes/r1/upper", "vault", "snapshot"):
+        (lab.directory / sub).mkdir(parents=True)
+        (lab.directory / sub / "file").write_text("x")
+    real_rmtree = shutil.rmtree
+    calls: list[str] = []
+
+    def killed_on_second(path: Path, *args: object, **kwargs: object) -> None:
+        calls.append(Path(path).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands for the SIGKILL
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil, "rmtree", killed_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        lab.remove()
+    assert [found.id for found in all_labs()] == ["ccc333"]
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    load_lab("ccc333").remove()
+    assert not lab.directory.exists() and all_labs() == []
+
+
 def test_find_lab_by_name_or_id_and_errors() -> None:
     with pytest.raises(NotFoundError, match="no lab is running"):
         find_lab(None)

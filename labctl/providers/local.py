@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,9 +45,6 @@ from labctl.state import LabState, NodeState, ProcessRef
 from labctl.topology.model import NodeKind
 
 BOOT_TIMEOUT = 30.0
-# A node with a DHCP interface and no server answering yet: ifupdown's networking.service waits
-# until dhclient gives up (60 s by default) and sshd is ordered after network.target.
-DHCP_GIVE_UP = 70.0
 # A node whose processes still use CPU at the end of its budget is still booting (systemd on
 # a slow or emulated machine: under QEMU's TCG, seven systemd nodes take minutes): it is
 # waited for while it makes progress, at most this much more; a stuck node fails on time.
@@ -56,6 +54,10 @@ STOP_TIMEOUT = 5.0
 SHUTDOWN_TIMEOUT = 15.0  # a systemd node's own shutdown before a restart (then it is killed)
 SEALED_MARK = "/run/labctl-sealed"
 DHCP_INTERFACES = "/etc/network/interfaces.d/labctl-dhcp"  # read by ifupdown's /etc/network/interfaces
+# What udev's ifup@ does on a machine: raises `allow-hotplug` interfaces (labctl's DHCP ones, a
+# candidate's own), after networking.service and without holding the boot (sshd is ordered
+# after network.target: with `auto`, a DHCP interface with no server yet held it ~60 s).
+HOTPLUG_UNIT = "labctl-hotplug.service"
 SEAL_WAIT = 120.0  # how long a node's first process waits for labctl to seal and wire it
 
 
@@ -293,9 +295,13 @@ class LocalProvider(Provider):
                                      f"LABCTL_LAB={lab.name}\n", 0o644),
         }
         dhcp = [iface.name for iface in node.interfaces if iface.dhcp]
-        if dhcp:  # ifupdown's way: brought up at boot, the node's DHCP client asks for the address
+        if dhcp and origin is None:  # (a copy has its origin's, which a setup may have changed)
+            # Debian installer's stanza: raised at boot (HOTPLUG_UNIT), the DHCP client asks
             files[DHCP_INTERFACES] = ("# labctl: these interfaces are addressed by DHCP (topology)\n" + "".join(
-                f"auto {name}\niface {name} inet dhcp\n" for name in dhcp), 0o644)
+                f"allow-hotplug {name}\niface {name} inet dhcp\n" for name in dhcp), 0o644)
+        if origin is None:
+            files[f"/etc/systemd/system/{HOTPLUG_UNIT}"] = (
+                resources.files("labctl.data").joinpath(f"image/{HOTPLUG_UNIT}").read_bytes(), 0o644)
         files["/etc/machine-id"] = (uuid.uuid4().hex + "\n", 0o444)  # the same after a reboot
         if node.kind is NodeKind.router:
             # Routers forward (systemd-sysctl at boot; labctl-init on light nodes) and run FRR.
@@ -303,6 +309,9 @@ class LocalProvider(Provider):
                                                            "net.ipv4.ip_forward = 1\n", 0o644)
         for path, (content, mode) in files.items():
             nodefs.place(lower, upper, path, content, mode=mode)
+        if origin is None:
+            nodefs.place_link(lower, upper, f"/etc/systemd/system/multi-user.target.wants/{HOTPLUG_UNIT}",
+                              f"/etc/systemd/system/{HOTPLUG_UNIT}")
         if node.kind is NodeKind.router and origin is None:  # a copy keeps its origin's choice
             nodefs.place_link(lower, upper, "/etc/systemd/system/multi-user.target.wants/frr.service",
                               "/lib/systemd/system/frr.service")
@@ -396,7 +405,7 @@ class LocalProvider(Provider):
         assert state.init is not None
         pid_file = Path(f"/proc/{state.init.pid}/root") / SSHD_PID_FILE.lstrip("/")
         group = cgroups.node_group(lab.id, node.name)
-        timeout = BOOT_TIMEOUT + (DHCP_GIVE_UP if any(iface.dhcp for iface in node.interfaces) else 0.0)
+        timeout = BOOT_TIMEOUT
         started = time.monotonic()
         deadline = started + timeout
         cpu_seen = cpu_now = _cpu_ticks(cgroups.pids(group))

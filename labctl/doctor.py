@@ -21,7 +21,9 @@ FEATURES: dict[str, tuple[list[str], str]] = {
                               "keeping nodes apart on the management network"),
     "vxlan": (["link add vx0 type vxlan id 42 dstport 4789 local 127.0.0.1"], "overlay scenarios"),
     "vlan (802.1q)": (["link add pa type veth peer name pb", "link add link pa name pa.10 type vlan id 10"],
-                      "VLAN scenarios"),
+                      "tagged sub-interfaces (VLAN scenarios)"),
+    "bridge vlan filtering": (["link add b0 type bridge vlan_filtering 1"],
+                              "VLAN-aware switches: access and trunk ports (VLAN scenarios)"),
     "wireguard": (["link add wg0 type wireguard"], "VPN scenarios"),
     "vrf": (["link add vrf0 type vrf table 10"], "VRF scenarios"),
     "bonding": (["link add bond0 type bond"], "link aggregation scenarios"),
@@ -40,22 +42,28 @@ def _probe_feature(namespace: str, commands: list[str]) -> str | None:
     return None
 
 
+KERNEL_FIX = "use a kernel with this module (exam-centre servers normally have it)"
+
+
+def kernel_feature(feature: str) -> Probe:
+    """One of FEATURES, probed in a throwaway namespace (needs root): what `labctl doctor`
+    prints for it, and what a lab needing it is refused with when it is missing."""
+    commands, purpose = FEATURES[feature]
+    namespace = f"labctl-probe-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", namespace], capture_output=True)
+    try:
+        error = _probe_feature(namespace, commands)
+    finally:
+        subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
+    return Probe(f"kernel: {feature}", error is None, f"works ({purpose})" if error is None else
+                 f"unavailable: {error} — needed for {purpose}", KERNEL_FIX, required=feature in REQUIRED)
+
+
 def kernel_probes() -> list[Probe]:
     """Probe each network feature in a throwaway namespace; plus the node image."""
     probes: list[Probe] = []
     if os.geteuid() == 0:
-        for feature, (commands, purpose) in FEATURES.items():
-            namespace = f"labctl-probe-{os.getpid()}"
-            subprocess.run(["ip", "netns", "add", namespace], capture_output=True)
-            try:
-                error = _probe_feature(namespace, commands)
-            finally:
-                subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
-            probes.append(Probe(
-                f"kernel: {feature}", error is None, f"works ({purpose})" if error is None else
-                f"unavailable: {error} — needed for {purpose}",
-                "use a kernel with this module (exam-centre servers normally have it)",
-                required=feature in REQUIRED))
+        probes += [kernel_feature(feature) for feature in FEATURES]
     recipe = image.ImageRecipe()
     built = recipe.is_built()
     probes.append(Probe("node image", built, str(recipe.rootfs) if built else "not built yet",

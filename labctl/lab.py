@@ -21,8 +21,10 @@ from labctl.progress import QUIET, Progress
 from labctl.providers import get_provider
 from labctl.providers.base import Provider
 from labctl.scenario import Scenario, is_scenario, load_scenario
+from labctl.sourcefile import read_yaml
 from labctl.state import LabState, all_labs, find_lab, load_lab, unique_name
 from labctl.topology import load_topology
+from labctl.topology.validate import vlan_uses
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,6 +70,10 @@ def up(reference: str, *, provider: str | None = None, name: str | None = None, 
         check_references(scenario, load_spec(scenario, topology, values), values, building=True)
     chosen = get_provider(provider or topology.provider)
     chosen.require()  # before a name is claimed: nothing to undo if the machine cannot do it
+    uses = vlan_uses(topology)
+    if uses:
+        lines = read_yaml(source.topology, values)[1]
+        chosen.refuse_vlans([(f"{lines.file}:{lines.line(use.path)}", use) for use in uses])
     lab_id = new_lab_id()
     with contextlib.ExitStack() as held:
         with locks.names("up"):

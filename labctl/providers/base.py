@@ -8,10 +8,14 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.errors import NotFoundError, PlatformError, ProviderError
 from labctl.progress import QUIET, Progress
 from labctl.state import LabState
+
+if TYPE_CHECKING:
+    from labctl.topology.validate import VlanUse
 
 # name -> "module:Class"; a provider's module is imported only when it is used.
 REGISTRY: dict[str, str] = {
@@ -119,6 +123,15 @@ class Provider(ABC):
     @abstractmethod
     def revert(self, lab: LabState, progress: Progress = QUIET) -> None:
         """Bring the lab back to its snapshot (the trainer's "between cohorts" button)."""
+
+    def refuse_vlans(self, places: list[tuple[str, VlanUse]]) -> None:
+        """The topology's VLANs (`file:line` and what needs which kernel feature, from
+        labctl.topology.validate.vlan_uses): no provider builds them yet, so a lab is refused
+        before anything is built, never one that silently lacks them."""
+        raise ProviderError(f"the {self.name} provider does not build VLANs yet: " +
+                            "; ".join(f"{place}: {use.what}" for place, use in places),
+                            "remove the VLAN keys (`vlan`, `trunk`, `subinterfaces`) or give each VLAN its "
+                            "own switch and interface")
 
     def restart_node(self, lab: LabState, node: str, progress: Progress = QUIET) -> None:
         """Reboot `node`, keeping its disk and identity; return once it answers again."""

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from labctl import cgroups, image, netns
-from labctl.errors import PrivilegeError, ProviderError
+from labctl.errors import PlatformError, PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, RESTARTING, NodePlan
 from labctl.progress import QUIET, Progress
 from labctl.providers import firewall, lockdown, nodedisk, nodefs
@@ -43,6 +43,7 @@ from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
 from labctl.topology.model import NodeKind
+from labctl.topology.validate import VlanUse
 
 BOOT_TIMEOUT = 30.0
 # A node whose processes still use CPU at the end of its budget is still booting (systemd on
@@ -138,6 +139,20 @@ class LocalProvider(Provider):
                 "the local provider needs root: it creates network namespaces, bridges and "
                 "containers", "run it with sudo (labctl doctor lists what else is needed)")
         require_probes("local", self.preflight())
+
+    def refuse_vlans(self, places: list[tuple[str, VlanUse]]) -> None:
+        """Where this kernel lacks what the VLANs need, the refusal is doctor's own finding
+        (exit 5, platform); where it has it, the local provider still builds no VLAN (exit 6)."""
+        from labctl.doctor import KERNEL_FIX, kernel_feature
+
+        probes = {feature: kernel_feature(feature) for feature in sorted({use.feature for _, use in places})}
+        missing = [probe for probe in probes.values() if not probe.ok]
+        if missing:  # each of doctor's findings, then the places that need it
+            raise PlatformError("this machine's kernel cannot build the topology's VLANs:" + "".join(
+                f"\n  {probe.name}: {probe.detail}" + "".join(
+                    f"\n    {place}: {use.what}" for place, use in places if probes[use.feature] is probe)
+                for probe in missing), f"{KERNEL_FIX}; labctl doctor lists this kernel's features")
+        super().refuse_vlans(places)
 
     # ---- create ----------------------------------------------------------------------
     def build(self, lab: LabState, progress: Progress, origin: LabState | None = None) -> None:

@@ -77,23 +77,30 @@ class Wiring:
     switch: str | None
     links: tuple[int, ...]
     ends: tuple[End, ...]
+    vlan: int | None = None  # a VLAN of the switch: the ends on its access ports (`vlan: N` links)
 
     @property
     def name(self) -> str:
-        """The switch name, or `a:ifa--b:ifb` for a point-to-point link."""
+        """The switch name (`sw1 VLAN 10`), or `a:ifa--b:ifb` for a point-to-point link."""
         if self.switch is not None:
-            return self.switch
+            return self.switch if self.vlan is None else f"{self.switch} VLAN {self.vlan}"
         return "--".join(end.endpoint.label for end in self.ends)
 
     @property
     def subnet_path(self) -> PathKey:
-        """Where the segment's subnet is (or would be) written in the file."""
+        """Where the segment's subnet is (or would be) written in the file (a VLAN: its first port)."""
+        if self.vlan is not None:
+            return ("links", self.links[0], "vlan")
         if self.switch is not None:
             return ("nodes", self.switch, "subnet")
         return ("links", self.links[0], "subnet")
 
     def given_subnet(self, topology: Topology) -> IPv4Network | None:
-        """The subnet the file gives this segment (switch or link `subnet`), if any."""
+        """The subnet the file gives this segment (switch or link `subnet`), if any; a VLAN's is
+        that of its addresses (none is written for it)."""
+        if self.vlan is not None:
+            first = self.first_addressed()
+            return first.endpoint.address.network if first and first.endpoint.address else None
         if self.switch is not None:
             return topology.nodes[self.switch].subnet
         return topology.links[self.links[0]].subnet
@@ -117,6 +124,9 @@ class Wiring:
 
     def given_subnet6(self, topology: Topology) -> IPv6Network | None:
         """The IPv6 subnet the file gives this segment (switch or link `subnet6`), if any."""
+        if self.vlan is not None:
+            first = self.first_addressed6()
+            return first.endpoint.address6.network if first and first.endpoint.address6 else None
         if self.switch is not None:
             return topology.nodes[self.switch].subnet6
         return topology.links[self.links[0]].subnet6
@@ -167,21 +177,25 @@ def wirings(topology: Topology) -> list[Wiring]:
     """Group link ends into segments: switches in node order, then p2p links in link order.
 
     An end whose node is not a switch counts as a host/router end (even if the node does
-    not exist); a link between two switches belongs to no segment.
+    not exist); a link between two switches belongs to no segment. A switch's access ports
+    of one VLAN (`vlan: N`) are a segment of their own, after the switch's untagged one; its
+    trunk ports (`trunk:`) carry only tagged frames, so their ends are on no segment.
     """
     switches = topology.switches()
-    ends: dict[str, list[End]] = {name: [] for name in switches}
-    links: dict[str, list[int]] = {name: [] for name in switches}
+    ends: dict[tuple[str, int | None], list[End]] = {(name, None): [] for name in switches}
+    links: dict[tuple[str, int | None], list[int]] = {(name, None): [] for name in switches}
     p2p: list[Wiring] = []
     for i, link in enumerate(topology.links):
         on_switch = [e.node for e in link.endpoints if e.node in switches]
         machine = [End(i, j, e) for j, e in enumerate(link.endpoints) if e.node not in switches]
         if not on_switch:
             p2p.append(Wiring(None, (i,), tuple(machine)))
-        elif len(on_switch) == 1:
-            ends[on_switch[0]].extend(machine)
-            links[on_switch[0]].append(i)
-    grouped = [Wiring(name, tuple(links[name]), tuple(ends[name])) for name in switches]
+        elif len(on_switch) == 1 and link.trunk is None:
+            ends.setdefault((on_switch[0], link.vlan), []).extend(machine)
+            links.setdefault((on_switch[0], link.vlan), []).append(i)
+    order = {name: k for k, name in enumerate(switches)}
+    keys = sorted(ends, key=lambda key: (order[key[0]], key[1] is not None, key[1] or 0))
+    grouped = [Wiring(name, tuple(links[(name, vlan)]), tuple(ends[(name, vlan)]), vlan) for name, vlan in keys]
     return grouped + p2p
 
 
@@ -229,7 +243,9 @@ def _resolve_ipv6(resolved: Topology, plan: list[Wiring]) -> Iterator[Shortage]:
                 continue
         if subnet is None:
             continue
-        if wiring.switch is not None:
+        if wiring.vlan is not None:
+            pass  # written nowhere: its addresses (filled next) say it
+        elif wiring.switch is not None:
             resolved.nodes[wiring.switch].subnet6 = subnet
         else:
             resolved.links[wiring.links[0]].subnet6 = subnet
@@ -264,6 +280,8 @@ def segments(topology: Topology) -> list[Segment]:
     result = []
     for wiring in wirings(topology):
         subnet = wiring.given_subnet(topology)
+        if subnet is None and wiring.vlan is not None:
+            continue  # every end of this VLAN is addressed by DHCP
         if subnet is None:
             raise ValueError(f"segment {wiring.name} has no subnet; resolve addressing first")
         endpoints = tuple(end.endpoint for end in wiring.ends)
@@ -323,6 +341,8 @@ def _explicit_ips(topology: Topology) -> set[IPv4Address]:
 
 
 def _set_subnet(topology: Topology, wiring: Wiring, subnet: IPv4Network) -> None:
+    if wiring.vlan is not None:
+        return  # written nowhere: its addresses (filled next) say it
     if wiring.switch is not None:
         topology.nodes[wiring.switch].subnet = subnet
     else:
@@ -354,6 +374,8 @@ def _pool_shortage(wiring: Wiring, pool: _Pool) -> Shortage:
 
 
 def _segment_words(wiring: Wiring) -> str:
+    if wiring.vlan is not None:
+        return f"VLAN {wiring.vlan} of switch {wiring.switch}"
     if wiring.switch is not None:
         return f"switch {wiring.switch}"
     return f"the link {wiring.name.replace('--', ' -- ')}"

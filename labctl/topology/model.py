@@ -3,7 +3,8 @@
 A topology names nodes (hosts, FRR routers, switches), the links between node interfaces
 (or from an interface onto a switch, which is a named L2 segment), IPv4 and IPv6 addressing
 given explicitly or drawn from pools (or DHCP: the node's own client asks), loopback
-addresses, per-link MTU, static routes and free per-node variables.
+addresses, per-link MTU, VLANs (switch ports in a VLAN or trunks, tagged sub-interfaces), static
+routes and free per-node variables.
 
 After `labctl.topology.loader.load_topology`, every endpoint on a host or router has its
 `address` filled in; the models here only describe the shape of the file.
@@ -14,13 +15,15 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 IFACE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")
 RESERVED_IFACES = frozenset({"lo", "mgmt0"})
+SUBINTERFACE_NAME = re.compile(r"^(?P<parent>.+)\.(?P<vid>[0-9]{1,4})$")
+VlanId = Annotated[int, Field(ge=1, le=4094)]  # 802.1Q: 0 and 4095 are reserved
 
 
 class Strict(BaseModel):
@@ -169,6 +172,9 @@ class Node(Strict):
     init: NodeInit | None = Field(default=None, description=(
         "Hosts and routers: systemd (the default: systemctl, journalctl, units) or light (a small "
         "script starting sshd and FRR; less memory per node). Default: `defaults.init`."))
+    subinterfaces: list[SubInterface] = Field(default_factory=list, description=(
+        "Hosts and routers: tagged (802.1Q) sub-interfaces, written like a link end without the node: "
+        "`eth1.10@10.0.10.1/24` is VLAN 10 tagged on eth1 (also `,2001:db8::1/64`, `@dhcp`)."))
 
     @model_validator(mode="after")
     def _switch_fields(self) -> Node:
@@ -180,9 +186,24 @@ class Node(Strict):
             raise ValueError("a switch has no limits (it is an L2 segment, not a machine)")
         if self.kind is NodeKind.switch and (self.loopback or self.loopback6):
             raise ValueError("a switch has no loopback (it is an L2 segment, not a machine)")
+        if self.kind is NodeKind.switch and self.subinterfaces:
+            raise ValueError("a switch has no sub-interfaces: its ports carry VLANs (a link's `vlan` or `trunk`)")
         if self.kind is not NodeKind.switch and (self.subnet is not None or self.subnet6 is not None):
             raise ValueError("`subnet` is for switches (and `subnet6`); give hosts and routers addresses on links")
         return self
+
+
+def _addresses_written(value: str, addresses: str) -> dict[str, Any]:
+    """The addresses after `@` in a link end or sub-interface: `10.0.0.1/24`, `dhcp`, an IPv6
+    one, or an IPv4 (or dhcp) and an IPv6 separated by a comma."""
+    result: dict[str, Any] = {}
+    for item in (a.strip() for a in addresses.split(",") if a.strip()):
+        key = "dhcp" if item == "dhcp" else "address6" if ":" in item else "address"
+        if key in result:
+            raise ValueError(f"{value!r} gives {key} twice: at most one IPv4 address (or dhcp) "
+                             "and one IPv6 address, separated by a comma")
+        result[key] = True if key == "dhcp" else item
+    return result
 
 
 class Endpoint(Strict):
@@ -217,13 +238,7 @@ class Endpoint(Strict):
         result: dict[str, Any] = {"node": node.strip()}
         if interface:
             result["interface"] = interface.strip()
-        for item in (a.strip() for a in addresses.split(",") if a.strip()):
-            key = "dhcp" if item == "dhcp" else "address6" if ":" in item else "address"
-            if key in result:
-                raise ValueError(f"{value!r} gives {key} twice: at most one IPv4 address (or dhcp) "
-                                 "and one IPv6 address, separated by a comma")
-            result[key] = True if key == "dhcp" else item
-        return result
+        return result | _addresses_written(value, addresses)
 
     @model_validator(mode="after")
     def _dhcp_or_address(self) -> Endpoint:
@@ -243,6 +258,46 @@ class Endpoint(Strict):
         return shown + ([str(self.address6)] if self.address6 else [])
 
 
+class SubInterface(Strict):
+    """A tagged (802.1Q) sub-interface: `eth1.10` sends and receives eth1's frames tagged VLAN 10."""
+
+    interface: str = Field(description="`<interface>.<VLAN id>`, e.g. eth1.10 (VLAN 10 tagged on eth1).")
+    address: IPv4Interface | None = Field(default=None, description="e.g. 10.0.10.1/24 (none: no IPv4 address).")
+    address6: IPv6Interface | None = Field(default=None, description="e.g. 2001:db8:10::1/64.")
+    dhcp: bool = Field(default=False, description="Addressed by DHCP (written `@dhcp`).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """Accept `eth1.10`, `eth1.10@10.0.10.1/24`, `eth1.10@dhcp`, ... as well as a mapping."""
+        if isinstance(value, dict) and value.get("address") == "dhcp":
+            return {k: v for k, v in value.items() if k != "address"} | {"dhcp": True}
+        if not isinstance(value, str):
+            return value
+        interface, _, addresses = value.partition("@")
+        return {"interface": interface.strip()} | _addresses_written(value, addresses)
+
+    @model_validator(mode="after")
+    def _tagged_name(self) -> SubInterface:
+        match = SUBINTERFACE_NAME.fullmatch(self.interface)
+        if not match or not 1 <= int(match["vid"]) <= 4094:
+            raise ValueError(f"sub-interface '{self.interface}' is not `<interface>.<VLAN id>` with a VLAN "
+                             "id from 1 to 4094, e.g. eth1.10")
+        if self.dhcp and self.address is not None:
+            raise ValueError(f"{self.interface} is addressed by DHCP and given {self.address}: keep one")
+        return self
+
+    @property
+    def parent(self) -> str:
+        """The interface whose frames carry this VLAN's tag."""
+        return self.interface.rpartition(".")[0]
+
+    @property
+    def vid(self) -> int:
+        """The VLAN id."""
+        return int(self.interface.rpartition(".")[2])
+
+
 class Link(Strict):
     """A cable between two endpoints; at most one may be a switch."""
 
@@ -255,6 +310,21 @@ class Link(Strict):
         "Point-to-point links only: the IPv6 subnet (dual stack); drawn from `p2p6` if that pool is set."))
     mtu: int | None = Field(default=None, ge=68, le=65535, description=(
         "MTU of both ends of this cable (the node's interface and, on a switch, its port), e.g. 1400."))
+    vlan: VlanId | None = Field(default=None, description=(
+        "On a link to a switch: the switch port is an access port of this VLAN (1-4094): the node's "
+        "interface sends and receives untagged frames, the switch keeps them in the VLAN."))
+    trunk: list[VlanId] | None = Field(default=None, min_length=1, description=(
+        "On a link to a switch: the switch port is a trunk carrying these VLANs tagged (802.1Q); the "
+        "node reaches them through tagged sub-interfaces (a node's `subinterfaces`, e.g. eth1.10)."))
+
+    @model_validator(mode="after")
+    def _one_port_mode(self) -> Link:
+        if self.vlan is not None and self.trunk is not None:
+            raise ValueError("a switch port is in one VLAN (`vlan`, untagged) or a trunk (`trunk`, tagged), "
+                             "not both; a trunk's untagged VLAN is not supported")
+        if self.trunk is not None and len(set(self.trunk)) != len(self.trunk):
+            raise ValueError(f"trunk {self.trunk} names a VLAN twice")
+        return self
 
 
 class Addressing(Strict):
@@ -308,3 +378,6 @@ class Topology(Strict):
         """The other end of `link`."""
         a, b = link.endpoints
         return b if endpoint is a else a
+
+
+Node.model_rebuild()  # it names SubInterface, defined after it

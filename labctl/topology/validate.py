@@ -81,9 +81,9 @@ class Origin:
         return f"link {self.link_number(index)} (line {self.line(path or ('links', index))})"
 
     def segment_ref(self, wiring: Wiring) -> str:
-        """`switch NAME` or `link N`, for messages."""
+        """`switch NAME`, `switch NAME VLAN N` or `link N`, for messages."""
         if wiring.switch is not None:
-            return f"switch {wiring.switch}"
+            return f"switch {wiring.name}"
         return f"link {self.link_number(wiring.links[0])}"
 
 
@@ -272,6 +272,12 @@ def _addresses(topology: Topology) -> Iterator[tuple[PathKey, str, IPv4Address |
             value = getattr(end.endpoint, key)
             if value is not None:
                 yield (*end.path, key), end.endpoint.label, value.ip
+    for name, node in topology.lab_nodes().items():
+        for k, sub in enumerate(node.subinterfaces):
+            for key in ("address", "address6"):
+                value = getattr(sub, key)
+                if value is not None:
+                    yield ("nodes", name, "subinterfaces", k, key), f"{name}:{sub.interface}", value.ip
 
 
 def _segment_addresses6(topology: Topology, origin: Origin) -> Iterator[Problem]:
@@ -483,10 +489,87 @@ def _gateway(origin: Origin, name: str, k: int, route: Route, subnets: list[IPv4
         yield origin.problem(path, f"{prefix} is not on a subnet {name} is attached to", hint)
 
 
+# -- VLANs -------------------------------------------------------------------------------------
+
+# The kernel features VLANs need, as `labctl doctor` names them (labctl.doctor.FEATURES).
+TAGGING = "vlan (802.1q)"
+VLAN_SWITCH = "bridge vlan filtering"
+
+
+@dataclass(frozen=True)
+class VlanUse:
+    """A place in the file that needs a VLAN feature of the kernel."""
+
+    path: PathKey
+    what: str
+    feature: str
+
+
+def vlan_uses(topology: Topology) -> list[VlanUse]:
+    """Every switch port in a VLAN or trunk and every tagged sub-interface, in file order."""
+    uses = [VlanUse(("links", i, key), f"link {i + 1}: a switch port {'in VLAN' if key == 'vlan' else 'trunk of'} "
+                    f"{value}", VLAN_SWITCH)
+            for i, link in enumerate(topology.links)
+            for key, value in (("vlan", link.vlan), ("trunk", link.trunk)) if value is not None]
+    return uses + [VlanUse(("nodes", name, "subinterfaces", k), f"{name}: tagged sub-interface {sub.interface}",
+                           TAGGING)
+                   for name, node in topology.lab_nodes().items() for k, sub in enumerate(node.subinterfaces)]
+
+
+def _vlans(topology: Topology, origin: Origin) -> Iterator[Problem]:
+    """VLAN ports only toward a switch; sub-interfaces on an interface of the node, whose
+    cable carries their tag (a trunk naming the VLAN, or a point-to-point link)."""
+    ports: dict[tuple[str, str], tuple[int, Link]] = {}
+    for i, link in enumerate(topology.links):
+        if link.vlan is None and link.trunk is None:
+            continue
+        key = "vlan" if link.vlan is not None else "trunk"
+        if not any(e.node in topology.switches() for e in link.endpoints):
+            yield origin.problem(("links", i, key), f"link {origin.link_number(i)} has `{key}` but no switch end: "
+                                 "a VLAN is a switch port's", "cable the interface to a switch, or remove the key "
+                                 "(between two machines, tag with sub-interfaces on both ends)")
+            continue
+        for j, end in enumerate(link.endpoints):
+            if end.interface:
+                ports[(end.node, end.interface)] = (i, link)
+            if link.trunk is not None and end.interface and (end.address or end.address6 or end.dhcp):
+                yield origin.problem(("links", i, "endpoints", j), f"{end.label} is on a trunk port "
+                                     f"({origin.link_ref(i)}): it carries only tagged frames, so "
+                                     f"{', '.join(end.shown_addresses())} would be on no segment",
+                                     f"put the address on a tagged sub-interface, e.g. {end.interface}."
+                                     f"{link.trunk[0]} in {end.node}'s `subinterfaces`")
+    for name, node in topology.lab_nodes().items():
+        interfaces = [e.interface for e in topology.interfaces(name)]
+        seen: set[str] = set()
+        for k, sub in enumerate(node.subinterfaces):
+            path = ("nodes", name, "subinterfaces", k)
+            yield from _interface_name(origin, path, sub.interface)
+            if sub.interface in seen or sub.interface in interfaces:
+                yield origin.problem(path, f"{name}: interface {sub.interface} is defined twice",
+                                     "give each VLAN of an interface one sub-interface")
+            seen.add(sub.interface)
+            if sub.parent not in interfaces:
+                yield origin.problem(path, f"{name}: {sub.interface} tags frames on {sub.parent}, which is not one "
+                                     f"of {name}'s interfaces", f"{name}'s interfaces are: "
+                                     f"{', '.join(i for i in interfaces if i) or 'none (cable it first)'}")
+                continue
+            port: tuple[int, Link | None] = ports.get((name, sub.parent), (-1, None))
+            i, cable = port
+            if cable is not None and cable.vlan is not None:
+                yield origin.problem(path, f"{name}: {sub.interface} sends VLAN {sub.vid} tagged on {sub.parent}, "
+                                     f"an access port of VLAN {cable.vlan} ({origin.link_ref(i)}): its frames are "
+                                     "untagged", f"make that port a trunk: `trunk: [{sub.vid}]`")
+            elif cable is not None and cable.trunk is not None and sub.vid not in cable.trunk:
+                yield origin.problem(path, f"{name}: {sub.interface} sends VLAN {sub.vid} on {sub.parent}, whose "
+                                     f"trunk ({origin.link_ref(i)}) carries {cable.trunk}",
+                                     f"add {sub.vid} to that link's `trunk`")
+
+
 _STATIC_CHECKS: tuple[_Check, ...] = (
     _node_names,
     _link_ends,
     _interfaces,
+    _vlans,
     _duplicate_addresses,
     _segment_addresses,
     _segment_addresses6,

@@ -177,3 +177,38 @@ def test_loopbacks_ipv6_and_mtu_on_a_real_lab(make_lab: object, tmp_path: Path) 
     assert "10.254.0.2/32" in inside(lab, "r2", "ip -4 -o addr show dev lo")
     assert json.loads(inside(lab, "r2", "ip -j link show eth1"))[0]["mtu"] == 1400
     assert _answers(lab, "h1", "ping -6 -c 1 -W 2 2001:db8:255::2")
+
+
+VLANS = DATA / "labs" / "vlans.yml"
+
+
+def test_vlans_are_refused_with_doctors_finding_naming_each_place() -> None:
+    """A topology with VLANs: refused before any lab exists. Where the kernel lacks 802.1q or
+    bridge vlan filtering (this machine), the error is doctor's own probe result, exit 5
+    (platform), at file:line; where it has them, the local provider still builds no VLAN (6)."""
+    from labctl.doctor import kernel_feature
+    from labctl.errors import EXIT_PLATFORM, EXIT_PROVIDER, LabctlError
+    from labctl.state import all_labs
+
+    before = {lab.id for lab in all_labs()}
+    with pytest.raises(LabctlError) as refused:
+        labs.up(str(VLANS), name="vlans-refused")
+    message = refused.value.render()
+    tagging, switch = kernel_feature("vlan (802.1q)"), kernel_feature("bridge vlan filtering")
+    if tagging.ok and switch.ok:
+        assert refused.value.exit_code == EXIT_PROVIDER
+        assert "does not build VLANs yet" in message
+    else:
+        assert refused.value.exit_code == EXIT_PLATFORM
+        for probe in (tagging, switch):
+            if not probe.ok:  # doctor's line, word for word
+                assert f"{probe.name}: {probe.detail}" in message
+    # every place, at its line: the trunk and access ports (links 1-4), the sub-interfaces
+    lines = VLANS.read_text().splitlines()
+    for needle, what in (("trunk: [10, 20]", "link 1: a switch port trunk of [10, 20]"),
+                         ("vlan: 10", "link 2: a switch port in VLAN 10"),
+                         ('"eth1.10@10.0.10.1/24"', "r1: tagged sub-interface eth1.10"),
+                         ("eth1.30@10.0.30.2/30", "r2: tagged sub-interface eth1.30")):
+        line = next(n for n, text in enumerate(lines, 1) if needle in text)
+        assert f"{VLANS}:{line}: {what}" in message, (what, message)
+    assert {lab.id for lab in all_labs()} == before, "nothing is built"

@@ -52,6 +52,12 @@ def addressing_summary(topology: Topology) -> str:
     lines += [f"{name}: loopback {' '.join(str(a) for a in (node.loopback, node.loopback6) if a)}"
               for name, node in topology.lab_nodes().items() if node.loopback or node.loopback6]
     lines += [f"link {i + 1}: mtu {link.mtu}" for i, link in enumerate(topology.links) if link.mtu]
+    for name, node in topology.lab_nodes().items():
+        for sub in node.subinterfaces:
+            shown = ["dhcp"] if sub.dhcp else [str(sub.address)] if sub.address else []
+            lines.append(" ".join([f"{name}: {sub.interface}", *shown, *([str(sub.address6)] if sub.address6 else [])]))
+    lines += [f"link {i + 1}: vlan {link.vlan}" if link.vlan else f"link {i + 1}: trunk {link.trunk}"
+              for i, link in enumerate(topology.links) if link.vlan or link.trunk]
     return "\n".join(lines)
 
 

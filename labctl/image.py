@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -363,8 +364,10 @@ def prune_old(name: str, keep: Path) -> None:
     from labctl.state import all_labs
 
     in_use = {lab.image for lab in all_labs()}
+    # `node-<digest>` only: `node-*` is also every scenario's image (node-agence-<digest>...)
+    builds = re.compile(re.escape(name) + r"-[0-9a-f]{12}")
     for other in paths.images_dir().glob(f"{name}-*"):
-        if other != keep and {str(other), str(other / "rootfs")}.isdisjoint(in_use):
+        if other != keep and builds.fullmatch(other.name) and {str(other), str(other / "rootfs")}.isdisjoint(in_use):
             shutil.rmtree(other, ignore_errors=True)
 
 

@@ -48,11 +48,14 @@ def test_older_builds_go_unless_a_lab_uses_them(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path))
     images = tmp_path / "images"
-    for build in ("vm-old1", "vm-old2", "vm-new", "node-old", "vm-used"):
+    # vm-<digest> builds; node-old is another image, vm-agence-<digest> a scenario's own image
+    for build in ("vm-0123456789a1", "vm-0123456789a2", "vm-0123456789ff", "node-0123456789a1",
+                  "vm-0123456789ee", "vm-agence-0123456789a1"):
         (images / build).mkdir(parents=True)
     small = Path(__file__).resolve().parents[1] / "data" / "labs" / "small.yml"
-    lab = LabState(id="pru123", name="pru", provider="libvirt", image=str(images / "vm-used"),
+    lab = LabState(id="pru123", name="pru", provider="libvirt", image=str(images / "vm-0123456789ee"),
                    plan=plan_lab(load_topology(small), "pru123", "pru"))
     lab.save()  # a VM lab records the image folder itself
-    prune_old("vm", images / "vm-new")
-    assert sorted(p.name for p in images.iterdir()) == ["node-old", "vm-new", "vm-used"]
+    prune_old("vm", images / "vm-0123456789ff")
+    assert sorted(p.name for p in images.iterdir()) == [
+        "node-0123456789a1", "vm-0123456789ee", "vm-0123456789ff", "vm-agence-0123456789a1"]

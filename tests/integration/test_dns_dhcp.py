@@ -4,6 +4,7 @@ state (FAIL, with what was seen) and on the right one (PASS), observed from outs
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,35 @@ def test_route_protocols_in_a_technicians_words(make_lab: object, tmp_path: Path
     assert {k: r.outcome.value for k, r in got.items()} == {
         "static-default": "PASS", "connected-lan": "PASS", "lan-not-static": "FAIL"}, got
     assert got["lan-not-static"].evidence.startswith("10.30.0.0/24 dev eth1 proto kernel")
+
+
+def test_a_dhcp_interface_does_not_hold_the_boot_and_gets_its_lease_when_a_server_appears(
+        make_lab: object, tmp_path: Path) -> None:
+    """ws declared `eth1@dhcp`, no DHCP server at boot: labctl's stanza (allow-hotplug, raised by
+    labctl-hotplug.service) lets the node answer while its DHCP client is still asking (with an
+    `auto` stanza, networking.service held sshd until dhclient gave up, a minute later); once
+    srv serves DHCP, the client still asking gets the lease, without anyone running it again."""
+    import shutil
+
+    scenario = tmp_path / "dns-dhcp"
+    shutil.copytree(SCENARIO, scenario)
+    topology = scenario / "topology.yml"
+    topology.write_text(topology.read_text().replace('"ws:eth1@10.30.0.99/24"', '"ws:eth1@dhcp"'))
+    lab = make_lab(scenario)  # type: ignore[operator]
+    # up returned (sshd answered) while ifup still waits for dhclient's first lease
+    assert inside(lab, "ws", "pgrep -x ifup >/dev/null && echo asking; pgrep -x dhclient >/dev/null && echo client"
+                  ).split() == ["asking", "client"]
+    assert inside(lab, "ws", "cat /etc/network/interfaces.d/labctl-dhcp").splitlines()[1:] == [
+        "allow-hotplug eth1", "iface eth1 inet dhcp"]
+    inside(lab, "ws", WS_WITHOUT_DNSMASQ)
+    assert grade(lab, tmp_path, check("lease", "dhcp", LEASE))["lease"].outcome is Outcome.FAIL
+    inside(lab, "srv", DNSMASQ_SETUP + DNSMASQ_START)
+    deadline = time.monotonic() + 90  # dhclient asks again after up to ~20 s between its tries
+    while True:
+        lease = grade(lab, tmp_path, check("lease", "dhcp", LEASE))["lease"]
+        if lease.outcome is Outcome.PASS or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert lease.outcome is Outcome.PASS, lease
+    assert "DHCP client: dhclient (pid " in lease.evidence
+    assert inside(lab, "ws", "systemctl is-active labctl-hotplug.service").strip() == "active"

@@ -204,6 +204,30 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
         assert not failed, failed
         _nodes_reach_neither_each_other_nor_the_host_over_management(lab)
 
+        # grade --reboot's restart: each VM's own systemd powers it off, it boots again from
+        # its disk (a file written before is there, the boot id is new) and grades the same
+        def boot_ids(command: str) -> dict[str, str]:
+            ids = {}
+            for node in ("r1", "h1"):
+                session = open_session(provider.access(lab, node))
+                try:
+                    ids[node] = session.run(f"{command} && cat /proc/sys/kernel/random/boot_id",
+                                            timeout=30).stdout.strip()
+                finally:
+                    session.close()
+            return ids
+
+        before = boot_ids("touch /root/before-reboot")
+        mark = time.monotonic()
+        labs.reboot(lab)
+        timings["reboot"] = time.monotonic() - mark
+        after = boot_ids("test -e /root/before-reboot")
+        assert all(after[node] and before[node] != after[node] for node in before), (before, after)
+        assert provider.node_states(lab) == {"r1": "running", "h1": "running"}
+        report = labs.grade(lab, spec, after_reboot=True)
+        failed = [(r.check_id, r.evidence) for r in report.results if r.outcome != Outcome.PASS]
+        assert not failed, failed
+
         mark = time.monotonic()
         labs.snapshot(lab)
         timings["snapshot"] = time.monotonic() - mark

@@ -257,7 +257,9 @@ def _duplicate_addresses(topology: Topology, origin: Origin) -> Iterator[Problem
         if seen[1] != path:
             yield origin.problem(
                 path, f"address {ip} of {label} is already used by {seen[0]} (line {origin.line(seen[1])})",
-                "every interface and loopback needs its own address; remove this one to have one allocated")
+                "every interface and loopback needs its own address; " + (
+                    "give this sub-interface another one (labctl draws none for sub-interfaces)"
+                    if "subinterfaces" in path else "remove this one to have one allocated"))
 
 
 def _addresses(topology: Topology) -> Iterator[tuple[PathKey, str, IPv4Address | IPv6Address]]:

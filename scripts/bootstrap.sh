@@ -75,6 +75,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Every node's root is one host user (the nodes' shared UID range), and each systemd node takes
+# 5 of that user's inotify instances: Debian's default of 128 stops the 26th node's systemd
+# ("node r1 stopped while starting its services" in a 30-lab room). As container hosts do:
+inotify=/proc/sys/fs/inotify/max_user_instances
+if [ "$(cat "$inotify")" -lt 8192 ]; then
+    echo "bootstrap: fs.inotify.max_user_instances 8192 (systemd nodes; /etc/sysctl.d/60-labctl.conf)"
+    printf '# labctl: each systemd node takes 5 inotify instances of the host user all nodes share\n%s\n' \
+        'fs.inotify.max_user_instances = 8192' > /etc/sysctl.d/60-labctl.conf
+    echo 8192 > "$inotify"
+fi
+
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "bootstrap: labctl needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2

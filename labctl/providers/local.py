@@ -62,6 +62,23 @@ HOTPLUG_UNIT = "labctl-hotplug.service"
 SEAL_WAIT = 120.0  # how long a node's first process waits for labctl to seal and wire it
 
 
+# Every node's root is the same host user (image.UID_BASE), and each systemd node's PID 1 takes
+# 5 inotify instances of that user: fs.inotify.max_user_instances bounds how many run at once
+# (Debian's 128: ~25; a 30-lab room of 7 nodes needs over 1000).
+INOTIFY_PER_NODE = 5
+INOTIFY_ROOM = 2048
+INOTIFY_FIX = ("sysctl -w fs.inotify.max_user_instances=8192 (scripts/bootstrap.sh also writes it to "
+               "/etc/sysctl.d/60-labctl.conf)")
+
+
+def inotify_instances() -> int:
+    """This machine's fs.inotify.max_user_instances (0 if unreadable)."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def node_init(kind: str) -> list[str]:
     """The node's first process: a shell of the image that waits until labctl has sealed the
     node's /proc and wired its interfaces (SEALED_MARK), then execs the node's init.
@@ -130,6 +147,10 @@ class LocalProvider(Provider):
                             "load the loop module (modprobe loop): each node's disk is a loop device"))
         probes.append(Probe("overlayfs", "overlay" in Path("/proc/filesystems").read_text(),
                             "overlay filesystem", "load the overlay module (modprobe overlay)"))
+        limit = inotify_instances()
+        probes.append(Probe("inotify instances", limit >= INOTIFY_ROOM,
+                            f"fs.inotify.max_user_instances={limit}: about {limit // INOTIFY_PER_NODE} systemd "
+                            "nodes at once on this machine (all labs together)", INOTIFY_FIX, required=False))
         return probes
 
     def require(self) -> None:
@@ -428,7 +449,10 @@ class LocalProvider(Provider):
             if pid_file.exists():
                 return
             if not state.init.alive():
-                raise ProviderError(f"node {node.name} stopped while starting its services")
+                raise ProviderError(f"node {node.name} stopped while starting its services",
+                                    f"with many systemd nodes running, fs.inotify.max_user_instances (now "
+                                    f"{inotify_instances()}, {INOTIFY_PER_NODE} per node) may be exhausted: "
+                                    f"{INOTIFY_FIX}; labctl doctor")
             now = time.monotonic()
             if now >= deadline:
                 cpu_now = _cpu_ticks(cgroups.pids(group))

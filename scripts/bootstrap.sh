@@ -31,7 +31,7 @@ EOF
 
 # Debian packages, by profile (tests/unit/callsites.py reads these arrays)
 light=(debootstrap systemd-container iproute2 iputils-ping nftables openssh-client util-linux mount e2fsprogs
-       graphviz python3 python3-venv)
+       graphviz python3 python3-venv krb5-user smbclient)
 sessions=(openssh-server sudo passwd systemd)
 libvirt=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base
          libvirt-dev pkg-config gcc python3-dev)

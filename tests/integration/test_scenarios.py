@@ -21,6 +21,17 @@ def test_scenario_verifies(name: str) -> None:
     assert outcome.ok, outcome.summary()
 
 
+# Scenarios whose parameters change what setup builds (a domain's name and realm, accounts,
+# groups): verified for two more candidates' variants besides the default one.
+MORE_SEEDS = {"annuaire": ["c01", "c02"]}
+
+
+@pytest.mark.parametrize(("name", "seed"), [(n, s) for n, seeds in MORE_SEEDS.items() for s in seeds])
+def test_scenario_verifies_for_more_seeds(name: str, seed: str) -> None:
+    outcome = verify(name, seed=seed)
+    assert outcome.ok, outcome.summary()
+
+
 def _outcomes(lab: LabState) -> dict[str, str]:
     report = labs.grade(lab, labs.stage_checks(labs.lab_spec(lab), lab.stage))
     return {r.check_id: str(r.outcome) for r in report.results}

@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .callsites import bootstrap_packages, bootstrap_profiles, installed_with, profile_of, scan, scan_source
 
@@ -35,6 +36,7 @@ PROGRAMS: dict[str, str] = {
     "dot": "graphviz",
     "dpkg": "dpkg", "dpkg-query": "dpkg",
     "ip": "iproute2",
+    "kdestroy": "krb5-user", "kinit": "krb5-user", "klist": "krb5-user",
     "kill": "procps",
     "labctl": "pypi:labctl",
     "losetup": "mount", "mount": "mount", "umount": "mount",
@@ -46,6 +48,7 @@ PROGRAMS: dict[str, str] = {
     "nsenter": "util-linux", "runuser": "util-linux", "unshare": "util-linux",
     "bash": "bash",
     "sh": "dash",
+    "smbclient": "smbclient",
     "ssh": "openssh-client", "ssh-keygen": "openssh-client",
     "sshd": "openssh-server",
     "sudo": "sudo", "visudo": "sudo",
@@ -63,6 +66,18 @@ ESSENTIAL = {"base-files", "base-passwd", "bash", "bsdutils", "coreutils", "dash
              "init-system-helpers", "libc-bin", "login", "ncurses-bin", "perl-base", "sed",
              "sysvinit-utils", "tar", "util-linux"}
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def grading_programs() -> set[str]:
+    """The programs of the table that grading specs' `scope: network` commands name: the controller runs
+    them in a node's network namespace when it grades (kinit, ssh, smbclient for annuaire), on the light
+    profile like the rest of grading."""
+    found: set[str] = set()
+    for spec in sorted((ROOT / "grading").glob("*.yml")):
+        for check in yaml.safe_load(spec.read_text())["checks"]:
+            if check.get("type") == "command" and check.get("scope") == "network":
+                found |= set(re.findall(r"[A-Za-z0-9_.-]+", check["command"])) & set(PROGRAMS)
+    return found
 
 
 def test_every_program_run_on_the_machine_is_in_the_table() -> None:
@@ -96,6 +111,7 @@ def test_the_light_profile_holds_only_what_the_local_provider_runs() -> None:
     """No package in the default profile that only sessions, libvirt or the tests need."""
     light = bootstrap_profiles()["light"]
     needed = {PROGRAMS[s.program] for s in scan() if profile_of(s.file) == "light" and s.program in PROGRAMS}
+    needed |= {PROGRAMS[program] for program in grading_programs()}
     # the venv's interpreter and the runner of systemd-nspawn's containers, which no argv names
     needed |= {"python3", "python3-venv"}
     assert light - needed == set(), f"light profile packages nothing on its path runs: {sorted(light - needed)}"
@@ -157,7 +173,7 @@ def test_bootstrap_options_select_their_profiles() -> None:
 
 
 def test_the_table_has_no_program_nothing_runs() -> None:
-    used = {s.program for s in scan()}
+    used = {s.program for s in scan()} | grading_programs()
     assert not sorted(set(PROGRAMS) - used)
 
 

@@ -15,11 +15,13 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from labctl.errors import ProviderError
 
+T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED, MNT_DETACH = 0x1000, 0x4000, 0x100000, 2  # <sys/mount.h>
@@ -111,29 +113,35 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
-def connect_in(netns: str, address: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to address:port made from inside namespace `netns`."""
+def in_namespace(path: Path, work: Callable[[], T], label: str) -> T:
+    """Run `work` in a short-lived thread that entered the network namespace at `path` (setns
+    affects that thread only; sockets made there stay bound to the namespace); exceptions
+    propagate."""
     result: dict[str, object] = {}
 
     def target() -> None:
         try:
-            with open(NETNS_DIR / netns, "rb") as handle:
+            with open(path, "rb") as handle:
                 if _libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            sock = socket.create_connection((address, port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            result["sock"] = sock
-        except OSError as exc:
+                    raise OSError(err, f"setns({label}): {os.strerror(err)}")
+            result["value"] = work()
+        except BaseException as exc:  # handed to the caller
             result["error"] = exc
 
-    # The thread ends after connecting, so its namespace switch dies with it; the socket
-    # stays bound to the namespace it was created in.
-    thread = threading.Thread(target=target, name=f"netns-{netns}", daemon=True)
+    thread = threading.Thread(target=target, name=f"netns-{label}", daemon=True)
     thread.start()
     thread.join()
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
-    sock = result["sock"]
-    assert isinstance(sock, socket.socket)
-    return sock
+    return result["value"]  # type: ignore[return-value]
+
+
+def connect_in(netns: str, address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to address:port made from inside namespace `netns`."""
+    def connect() -> socket.socket:
+        sock = socket.create_connection((address, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    return in_namespace(NETNS_DIR / netns, connect, netns)

@@ -41,6 +41,7 @@ class InterfacePlan(BaseModel):
 
 
 RESTARTING = "-r"  # suffix of a restarting node's previous network namespace
+PROBE = ".probe"  # suffix of the lab's probe point (grading/probepoint.py), made for an active check
 
 
 class RoutePlan(BaseModel):
@@ -97,7 +98,13 @@ class LabPlan(BaseModel):
     def netns_names(self) -> list[str]:
         """Every network namespace this lab owns (fabric first; then the nodes', and the one a
         node restarting leaves while its links move to its new one)."""
-        return [self.fabric_netns, *(n.netns for n in self.nodes), *(n.netns + RESTARTING for n in self.nodes)]
+        return [self.fabric_netns, *(n.netns for n in self.nodes), *(n.netns + RESTARTING for n in self.nodes),
+                self.probe_netns]
+
+    @property
+    def probe_netns(self) -> str:
+        """The namespace of the grader's probe point (exists only while an active check acts)."""
+        return self.fabric_netns.removesuffix("-fab") + PROBE
 
 
 def new_lab_id() -> str:

@@ -49,14 +49,17 @@ class Parameter(BaseModel):
     choices: list[Any] | None = Field(default=None, description="Draw one of these.")
     range: tuple[BoundedInt, BoundedInt] | None = Field(default=None, description="Draw an integer in [low, high].")
     token: TokenLength | None = Field(default=None, description="Draw a random lowercase string of this length.")
+    hex: TokenLength | None = Field(default=None,
+                                    description="Draw this many hexadecimal digits (e.g. a TOTP secret: 40 digits, "
+                                                "20 bytes).")
     sample: SampleSize | None = Field(default=None,
                                       description="With choices: draw this many distinct ones (a list).")
 
     @model_validator(mode="after")
     def _one_way(self) -> Parameter:
-        ways = [w for w in (self.choices, self.range, self.token) if w is not None]
+        ways = [w for w in (self.choices, self.range, self.token, self.hex) if w is not None]
         if len(ways) > 1:
-            raise ValueError("give one of choices, range or token")
+            raise ValueError("give one of choices, range, token or hex")
         if self.range is not None and self.range[0] > self.range[1]:
             raise ValueError(f"range [{self.range[0]}, {self.range[1]}]: the low end comes first")
         if self.sample is not None and self.choices is None:
@@ -73,6 +76,8 @@ class Parameter(BaseModel):
             return rng.randint(*self.range)
         if self.token is not None:
             return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(self.token))
+        if self.hex is not None:
+            return "".join(rng.choice("0123456789abcdef") for _ in range(self.hex))
         return self.default
 
 

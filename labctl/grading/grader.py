@@ -127,7 +127,7 @@ def _result(check: CheckBase, verdict: Verdict, attempts: int, duration: float) 
         check_id=check.id, criterion=check.criterion, node=check.node,
         description_fr=check.description.fr, description_en=check.description.en,
         weight=check.weight, outcome=verdict.outcome, evidence=printable(verdict.evidence),
-        attempts=attempts, duration_s=duration, stage=check.stage, observed=verdict.observed,
+        attempts=attempts, duration_s=duration, stage=check.stage, observed=verdict.observed, active=check.acts,
     )
 
 
@@ -199,7 +199,10 @@ class NodeRun:
         concurrently); keep FAILing checks with a wait for retries."""
         waiting: list[Attempted] = []
         early: dict[int, tuple[float, float, Verdict | NodeUnreachable]] = {}
-        if getattr(session, "concurrent", False) and len(self.checks) > 1:
+        # active checks act on the node: each runs alone, after the node's other checks
+        self.checks = [c for c in self.checks if not c.acts] + [c for c in self.checks if c.acts]
+        passive = [c for c in self.checks if not c.acts]
+        if getattr(session, "concurrent", False) and len(passive) > 1:
             def first(check: CheckBase) -> tuple[float, float, Verdict | NodeUnreachable]:
                 started = time.monotonic()
                 try:
@@ -209,7 +212,7 @@ class NodeRun:
                     return started, time.monotonic(), exc
             with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(self.checks)),
                                     thread_name_prefix=f"probe-{self.node}") as pool:
-                early = dict(enumerate(pool.map(first, self.checks)))
+                early = dict(enumerate(pool.map(first, passive)))
         for index, check in enumerate(self.checks):
             started = ended = time.monotonic()
             if index not in early and self.left() <= 0:

@@ -59,6 +59,8 @@ from labctl.grading.spec import (
     ReachCheck,
     RouteCheck,
     ServiceCheck,
+    SshBanCheck,
+    SshLoginCheck,
     UserCheck,
 )
 from labctl.grading.tamper import Channel, Tampering, node_tampering, relied_on, tampered_evidence
@@ -474,6 +476,7 @@ class OutsideSession:
             FileCheck: self._file, PackageCheck: self._package, UserCheck: self._user,
             ServiceCheck: self._service, ManifestCheck: self._manifest, CommandCheck: self._command,
             DnsCheck: self._dns, DhcpCheck: self._dhcp, FlowsCheck: self._flows,
+            SshLoginCheck: self._ssh_login, SshBanCheck: self._ssh_ban,
         }
         observer = observers.get(type(check))
         if observer is None:  # e.g. the router CLI: the node's own session, unless it was tampered with
@@ -728,6 +731,33 @@ class OutsideSession:
         probes = [Planned(s, d, service, *ends[s], *ends[d]) for s, d, service, _ in check.matrix()]
         results = probe_flows(probes, min(check.window, max(0.5, timeout - 1)))
         return evaluate_flows(check, CommandResult(0, flows_output(results), ""))
+
+    def _ssh_login(self, check: SshLoginCheck, timeout: float) -> Verdict:
+        """One log-in tried from the grader's probe point (sshprobe.py); the files it may rewrite
+        are written back after."""
+        from labctl.grading.checks.ssh import evaluate_login
+        from labctl.grading.probepoint import probe_point
+        from labctl.grading.sshprobe import as_result, login, restore, saved_files
+
+        saved = saved_files(self.view, check.restores)
+        with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
+            seen = login(check, point, self.view, min(timeout, 15.0))
+        failed = restore(self.view, saved, self.run)
+        verdict = evaluate_login(check, as_result(seen))
+        if failed:
+            return error(f"{verdict.evidence}; but could not write back {'; '.join(failed)}")
+        return verdict
+
+    def _ssh_ban(self, check: SshBanCheck, timeout: float) -> Verdict:
+        """A burst of wrong passwords from the grader's probe point, the ban watched at the node's
+        interface, then the check's undo (sshprobe.py)."""
+        from labctl.grading.checks.ssh import evaluate_ban
+        from labctl.grading.probepoint import probe_point
+        from labctl.grading.sshprobe import as_result, ban
+
+        with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
+            seen = ban(check, point, self.view, self.run)
+        return evaluate_ban(check, as_result(seen))
 
     def _hosts_entry(self, name: str) -> str | None:
         with contextlib.suppress(NodeFileError):

@@ -11,7 +11,8 @@ JSON (`to_json`, read back by `from_json`) has these keys, in this order:
               "complete", "note", "changes": [{"path", "kind", "category"}]}
   results     list, in spec order, of {"id", "criterion", "node",
               "description": {"fr", "en"}, "weight", "outcome", "evidence",
-              "attempts", "duration_s", "stage", "observed"}; `observed` says where the
+              "attempts", "duration_s", "stage", "observed", "active"}; `active` is true for a
+              check that acted on the node before observing (and undid it); `observed` says where the
               check's evidence came from: "outside" (the controller's own view of the node:
               kernel, files, processes), "inside" (programs run in the node), "" unknown
 JUnit XML (`to_junit`) has one testsuite per criterion and one testcase per check, with a
@@ -92,7 +93,7 @@ def render_table(report: GradeReport, *, lang: Lang = "both", colour: bool = Fal
         for r in results:
             outcome = _paint(f"{outcome_text(r.outcome, lang):<{outcome_width}}", COLOURS[r.outcome], colour)
             lines.append(f"  {outcome}  {r.node:<{node_width}}  {r.check_id:<{id_width}}  "
-                         f"{_description(r, lang)}")
+                         f"{_description(r, lang)}" + (f" [{active_text(lang)}]" if r.active else ""))
             if r.outcome is not Outcome.PASS:
                 tries = f" [{say(f'{r.attempts} essais', f'{r.attempts} attempts', lang)}]" if r.attempts > 1 else ""
                 lines.append(f"         ↳ {evidence_in(r.evidence, lang)}{tries}")
@@ -128,6 +129,11 @@ def tampering_lines(report: GradeReport, lang: Lang = "both") -> list[str]:
             lines[key].append(f"  {node['node']}: {shown or '-'}{note}")
     chosen = in_lang(lines["fr"], lines["en"], lang)
     return [*chosen, ""]
+
+
+def active_text(lang: Lang = "both") -> str:
+    """The mark of a check that acted on the node (fr / en)."""
+    return say("actif : a agi sur le nœud, puis l'a défait", "active: acted on the node, then undid it", lang)
 
 
 def observed_text(observed: str, lang: Lang = "both") -> str:
@@ -170,7 +176,8 @@ def _result_dict(r: CheckResult) -> dict[str, Any]:
     return {"id": r.check_id, "criterion": r.criterion, "node": r.node,
             "description": {"fr": r.description_fr, "en": r.description_en},
             "weight": r.weight, "outcome": r.outcome.value, "evidence": r.evidence,
-            "attempts": r.attempts, "duration_s": r.duration_s, "stage": r.stage, "observed": r.observed}
+            "attempts": r.attempts, "duration_s": r.duration_s, "stage": r.stage, "observed": r.observed,
+            "active": r.active}
 
 
 def to_dict(report: GradeReport) -> dict[str, Any]:
@@ -203,7 +210,7 @@ def from_json(text: str) -> GradeReport:
         description_fr=r["description"]["fr"], description_en=r["description"]["en"],
         weight=r["weight"], outcome=Outcome(r["outcome"]), evidence=r["evidence"],
         attempts=r["attempts"], duration_s=r["duration_s"], stage=r["stage"],
-        observed=r.get("observed", ""),
+        observed=r.get("observed", ""), active=bool(r.get("active", False)),
     ) for r in data["results"]]
     return GradeReport(lab=data["lab"], scenario=data["scenario"], started=data["started"],
                        finished=data["finished"], results=results, tampering=data.get("tampering", []))

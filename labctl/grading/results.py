@@ -38,6 +38,7 @@ class CheckResult:
     duration_s: float = 0.0
     stage: str | None = None
     observed: str = ""  # "outside" (the controller's own view of the node), "inside" (the node's programs)
+    active: bool = False  # the check acted on the node before observing (e.g. tried to log in), then undid it
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_network
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -85,12 +85,35 @@ class CheckBase(Strict):
                     "reboot it is an ERROR (not judged).",
     )
 
+    acts: bool = Field(
+        default=False,
+        description="An active check: it acts on the node before it observes (e.g. tries to log in). Only check "
+                    "types that can act accept `acts: true`, and they require it, so a spec says plainly which "
+                    "checks act. An active check runs alone, after the node's other checks, bounded in time, and "
+                    "undoes what it did. (Named `acts`, not `active`: a service check's `active` is a unit's state.)",
+    )
+
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not CHECK_ID.match(value):
             raise ValueError("may only use lowercase letters, digits and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _active_only_where_it_acts(self) -> CheckBase:
+        kind = getattr(self, "type", None)
+        if kind is None:
+            return self
+        acts = kind in ACTIVE_TYPES
+        if self.acts and not acts:
+            raise ValueError(f"a {kind} check only observes: `acts: true` goes with the types that act "
+                             f"({', '.join(sorted(ACTIVE_TYPES))})")
+        if acts and not self.acts:
+            raise ValueError(f"a {kind} check acts on the node: say so with `acts: true`")
+        if acts and self.wait:
+            raise ValueError("an active check is not retried: leave `wait` out (each retry would act again)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -484,6 +507,101 @@ class FlowsCheck(CheckBase):
                 for s in self.zones for d in self.zones if s != d for service in self.probed_services()]
 
 
+ACTIVE_TYPES = frozenset({"ssh_login", "ssh_ban"})
+ACTIVE_CHECKS = 16  # at most this many active checks in one spec
+BURST_ATTEMPTS = 30  # at most this many log-in attempts in one ssh_ban burst
+
+
+class ProbePoint(Strict):
+    """Where an active check acts from: a network namespace labctl creates for the check's duration, plugged
+    into a switch of the topology, with an address drawn at random from `addresses` each time (the traces one
+    attempt leaves in the node, such as failures a brute-force detector counts, never add up with the next
+    run's); no node shares it, no candidate has a shell there (local provider)."""
+
+    switch: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The topology's switch the probe point joins.")
+    addresses: str = Field(description="The range its address is drawn from, as a network inside the switch's "
+                                       "subnet, e.g. 10.70.4.128/25 (addresses nodes hold are skipped).")
+
+    @field_validator("addresses")
+    @classmethod
+    def _range(cls, value: str) -> str:
+        try:
+            found = IPv4Network(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 network (e.g. 10.70.4.128/25)") from None
+        if found.prefixlen > 30:
+            raise ValueError(f"{value}: give a range of a few addresses at least (/30 or wider)")
+        return value
+
+
+SshMethods = Literal["password", "key", "key+code", "key+wrong-code"]
+
+
+class SshLoginCheck(CheckBase):
+    """Log in to the node's SSH server from a probe point (active): with a password, a key, or a key and a TOTP
+    code (RFC 6238, computed by labctl from `totp_secret`; `wrong-code`: a code an hour old). A verdict stands
+    only when the node's own SSH server (its host key checked against the node's files) answered and refused;
+    a connection that gets no answer is never a refusal. Nothing is run: authentication only, no session."""
+
+    type: Literal["ssh_login"]
+    probe: ProbePoint
+    port: Port = 22
+    user: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_][a-z0-9_-]*$")
+    methods: SshMethods
+    password: str | None = Field(default=None, max_length=200, description="With methods password.")
+    key: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="A private key file (OpenSSH format) in the lab's vault, where the setup recorded it.")
+    totp_secret: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{2,128}$",
+                                    description="The TOTP secret in hexadecimal (as pam_oath's users file).")
+    totp_digits: Literal[6, 7, 8] = 6
+    expect: Literal["accepted", "refused", "partial"] = Field(
+        description="accepted: logged in; refused: the server said no (for key+code methods, after it accepted the "
+                    "key as a first factor); partial: the credentials were accepted as one factor only and the "
+                    "server asked for another.")
+    restores: list[Annotated[str, Field(pattern=r"^/")]] = Field(
+        default_factory=list, max_length=8,
+        description="Files of the node the attempt may rewrite (pam_oath records the last code used in its users "
+                    "file): saved before, written back after, so grading twice gives the same result.")
+    _key_text: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SshLoginCheck:
+        if self.methods == "password" and self.password is None:
+            raise ValueError("methods password needs `password`")
+        if self.methods != "password" and self.key is None:
+            raise ValueError(f"methods {self.methods} needs `key` (a private key in the lab's vault)")
+        if "code" in self.methods and self.totp_secret is None:
+            raise ValueError(f"methods {self.methods} needs `totp_secret`")
+        return self
+
+    @property
+    def key_text(self) -> str | None:
+        """The private key, as the vault holds it (attached before grading), or None."""
+        return self._key_text
+
+    def attach_key(self, text: str) -> None:
+        """Give the check its private key, read from the lab's vault."""
+        self._key_text = text
+
+
+class SshBanCheck(CheckBase):
+    """Detection (active): from a probe point, a bounded burst of log-ins with wrong passwords; the node must then
+    ban the probe point's address (its SSH port stops answering it: the probe's SYN seen arriving at the node's
+    interface, no answer leaving it) within `within` seconds. Then `undo` runs in the node (e.g. fail2ban-client
+    unban) and the SSH server must answer the probe point again."""
+
+    type: Literal["ssh_ban"]
+    probe: ProbePoint
+    port: Port = 22
+    user: str = Field(default="root", min_length=1, max_length=32, pattern=r"^[a-z_][a-z0-9_-]*$")
+    attempts: int = Field(default=6, ge=1, le=BURST_ATTEMPTS, description="Wrong passwords tried, one per connection.")
+    within: PositiveSeconds = Field(default=20, le=60, description="Seconds after the burst for the ban to take.")
+    undo: str = Field(min_length=1, max_length=500,
+                      description="Shell command run in the node (clean shell, as root) to lift the ban; "
+                                  "{address} is the probe point's address.")
+
+
 class PortCheck(CheckBase):
     """A socket listens on `port` (or nothing does, with `listening: false`)."""
 
@@ -633,6 +751,8 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "dns": DnsCheck,
     "dhcp": DhcpCheck,
     "flows": FlowsCheck,
+    "ssh_login": SshLoginCheck,
+    "ssh_ban": SshBanCheck,
     "port": PortCheck,
     "service": ServiceCheck,
     "file": FileCheck,
@@ -643,6 +763,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
 
 Check = Annotated[
     CommandCheck | ReachCheck | HttpCheck | RouteCheck | OspfNeighborCheck | DnsCheck | DhcpCheck | FlowsCheck
+    | SshLoginCheck | SshBanCheck
     | PortCheck
     | ServiceCheck
     | FileCheck | PackageCheck | UserCheck | ManifestCheck,
@@ -655,6 +776,13 @@ class GradingSpec(Strict):
 
     scenario: str = Field(min_length=1, description="Name of the scenario this spec grades.")
     checks: list[Check] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounded_actions(self) -> GradingSpec:
+        active = [c.id for c in self.checks if c.acts]
+        if len(active) > ACTIVE_CHECKS:
+            raise ValueError(f"{len(active)} active checks: at most {ACTIVE_CHECKS} act on the nodes in one run")
+        return self
 
     def nodes(self) -> list[str]:
         """Nodes the checks run on, in order of first appearance."""

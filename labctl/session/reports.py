@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from labctl.grading.report import criterion_text, observed_text, to_dict
+from labctl.grading.report import active_text, criterion_text, observed_text, to_dict
 from labctl.grading.results import Outcome
 from labctl.session import clock
 from labctl.session.model import CandidateRecord, Session
@@ -83,7 +83,8 @@ def candidate_entry(session: Session, candidate: CandidateRecord, run: GradingRu
             "checks": [{"id": r.check_id, "node": r.node, "outcome": r.outcome.value, "weight": r.weight,
                         "description": r.description_fr if lang == "fr" else r.description_en,
                         "evidence": r.evidence, "stage": r.stage,
-                        "observed": observed_text(r.observed, "fr" if lang == "fr" else "en") if r.observed else ""}
+                        "observed": observed_text(r.observed, "fr" if lang == "fr" else "en") if r.observed else "",
+                        "active": active_text("fr" if lang == "fr" else "en") if r.active else ""}
                        for r in results]})
     return entry
 

@@ -21,9 +21,10 @@ def test_scenario_verifies(name: str) -> None:
     assert outcome.ok, outcome.summary()
 
 
-# Scenarios whose parameters change what setup builds (a domain's name and realm, accounts,
-# groups): verified for two more candidates' variants besides the default one.
-MORE_SEEDS = {"annuaire": ["c01", "c02"]}
+# Scenarios whose parameters change what setup builds or what is graded (annuaire: a domain's
+# name and realm, accounts, groups; securite-reseau: the TOTP secret, the passwords, the web
+# port): verified for two more candidates' variants besides the default one.
+MORE_SEEDS = {"annuaire": ["c01", "c02"], "securite-reseau": ["c01", "c02"]}
 
 
 @pytest.mark.parametrize(("name", "seed"), [(n, s) for n, seeds in MORE_SEEDS.items() for s in seeds])

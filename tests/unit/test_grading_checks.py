@@ -48,6 +48,14 @@ MATRIX = {"zones": {"lan": "lan1", "dmz": "web", "out": "ext@10.63.0.10"},
           "services": ["icmp", "tcp/22", "tcp/80", "udp/53"],
           "allow": ["lan -> dmz tcp/80", "lan -> dmz icmp", "lan -> dmz udp/53", "out -> dmz tcp/80",
                     "lan -> out tcp/80"]}
+PROBE = {"probe": {"switch": "outside", "addresses": "10.70.4.128/25"}, "acts": True}
+ROOT_PASSWORD = {**PROBE, "user": "root", "methods": "password", "password": "root2024xy",
+                 "expect": "refused"}
+KEY_ALONE = {**PROBE, "user": "admin", "methods": "key", "key": "admin_ed25519", "expect": "partial"}
+OLD_CODE = {**KEY_ALONE, "methods": "key+wrong-code", "totp_secret": "3132333435363738393031323334353637383930",
+            "expect": "refused"}
+KEY_CODE = {**OLD_CODE, "methods": "key+code", "expect": "accepted"}
+BURST = {**PROBE, "user": "root", "attempts": 8, "within": 20, "undo": "fail2ban-client unban {address}"}
 LEASE = {"interface": "eth1", "range": ["10.30.0.100", "10.30.0.150"], "gateway": "10.30.0.1", "dns": ["10.30.0.2"]}
 
 
@@ -309,6 +317,24 @@ CASES: list[tuple[str, str, dict[str, Any], Outcome, str]] = [
     ("flows", "flows/policy", {**MATRIX, "allow": [*MATRIX["allow"], "out -> lan tcp/22"]}, FAIL,
      "5/6 allowed flows pass, 18/18 forbidden flows blocked: out->lan tcp/22: blocked on the way"),
     ("flows", "flows/inside", MATRIX, ERROR, "observed from outside the nodes (local provider) only"),
+    # active SSH checks, from the probe point on securite-reseau's outside switch: fw as handed over
+    # (passwords, root's log-in, no fail2ban), then solved (keys, admin's TOTP, fail2ban)
+    ("ssh_login", "ssh/root-password-start", ROOT_PASSWORD, FAIL, "root with password from 10.70.4."),
+    ("ssh_login", "ssh/root-password-start", ROOT_PASSWORD, FAIL, "accepted (password: accepted), expected refused"),
+    ("ssh_login", "ssh/root-password-solved", ROOT_PASSWORD, PASS,
+     "refused (password not offered (the server allows: publickey))"),
+    ("ssh_login", "ssh/key-alone-start", KEY_ALONE, FAIL,
+     "refused (refused: Authentication failed.), expected partial"),
+    ("ssh_login", "ssh/key-alone-solved", KEY_ALONE, PASS, "the server still asks for keyboard-interactive"),
+    ("ssh_login", "ssh/old-code-start", OLD_CODE, FAIL, "the key itself was refused"),
+    ("ssh_login", "ssh/old-code-solved", OLD_CODE, PASS, "key accepted as a first factor"),
+    ("ssh_login", "ssh/key-code-start", KEY_CODE, FAIL, "the key itself was refused"),
+    ("ssh_login", "ssh/key-code-solved", KEY_CODE, PASS, "accepted"),
+    ("ssh_login", "ssh/inside", ROOT_PASSWORD, ERROR, "act from the probe point of the grader (local provider) only"),
+    ("ssh_ban", "ssh/burst-start", BURST, FAIL, "8 wrong passwords for root from 10.70.4."),
+    ("ssh_ban", "ssh/burst-start", BURST, FAIL, "still answered 20 s later (no ban)"),
+    ("ssh_ban", "ssh/burst-solved", BURST, PASS, "(SYN arrived, no answer); ban lifted by the undo command"),
+    ("ssh_ban", "ssh/inside", BURST, ERROR, "act from the probe point of the grader (local provider) only"),
 ]
 
 
@@ -350,9 +376,10 @@ READ_ONLY_TOOLS = {"LC_ALL=C", "ip", "ss", "pgrep", "getent", "export"}
 
 
 # http writes its request to the connection it opens: its own test below; dns sends queries:
-# tests/unit/test_dns_dhcp_checks.py; flows never runs in a node (its probe refuses): tests/unit/test_flows.py
+# tests/unit/test_dns_dhcp_checks.py; flows never runs in a node (its probe refuses): tests/unit/test_flows.py;
+# nor do the active SSH checks (tests/unit/test_active_checks.py)
 @pytest.mark.parametrize("kind", sorted(set(CHECK_MODELS) - {"command", "ospf_neighbor", "manifest", "http", "dns",
-                                                              "flows"}))
+                                                              "flows", "ssh_login", "ssh_ban"}))
 def test_probes_only_read(kind: str) -> None:
     keys = {"reach": {"target": "10.0.0.1"}, "route": {"destination": "default"},
             "port": {"port": 22}, "service": {"process": "sshd"},

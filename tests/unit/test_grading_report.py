@@ -76,7 +76,7 @@ def test_json_round_trip_and_documented_keys() -> None:
     assert (data["score"], data["points"], data["exit_code"]) == (0.6667, {"earned": 4, "total": 6}, 10)
     assert data["counts"] == {"PASS": 3, "FAIL": 1, "ERROR": 1}
     assert list(data["results"][0]) == ["id", "criterion", "node", "description", "weight",
-                                        "outcome", "evidence", "attempts", "duration_s", "stage", "observed"]
+                                        "outcome", "evidence", "attempts", "duration_s", "stage", "observed", "active"]
     assert data["results"][1]["description"] == {"fr": "Vérifie ospf-r1-r2",
                                                  "en": "Checks ospf-r1-r2"}
     assert "Vérifie" in text  # UTF-8, not \u escapes

@@ -15,13 +15,14 @@ from labctl.grading.checks.flows import FLOWS_TYPES
 from labctl.grading.checks.integrity import INTEGRITY_TYPES
 from labctl.grading.checks.network import NETWORK_TYPES
 from labctl.grading.checks.ospf import OSPF_TYPES
+from labctl.grading.checks.ssh import SSH_TYPES
 from labctl.grading.checks.system import SYSTEM_TYPES
 from labctl.grading.session import CommandResult
 from labctl.grading.spec import CHECK_MODELS, CheckBase
 
 CHECK_TYPES: dict[str, CheckType[Any]] = {
     t.name: t for t in (*SYSTEM_TYPES, *NETWORK_TYPES, *DNS_TYPES, *DHCP_TYPES, *FLOWS_TYPES, *OSPF_TYPES,
-                        *INTEGRITY_TYPES)
+                        *INTEGRITY_TYPES, *SSH_TYPES)
 }
 assert set(CHECK_TYPES) == set(CHECK_MODELS), "every spec type needs a check type"
 

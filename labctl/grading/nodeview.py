@@ -282,8 +282,7 @@ class NodeView:
 
     def netns_argv(self, argv: Sequence[str]) -> list[str]:
         """The controller's program `argv`, entered into the node's network namespace only."""
-        return ["nsenter", f"--net=/proc/{self.pid}/ns/net", "--", "env", "-i",
-                *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *argv]
+        return netns_argv(f"/proc/{self.pid}/ns/net", argv)
 
     def run_in_netns(self, argv: Sequence[str], timeout: float) -> CommandResult:
         """Run a controller program in the node's network namespace."""
@@ -337,6 +336,12 @@ class NodeProcess:
     exe: str
     exe_device: int
     exe_inode: int
+
+
+def netns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
+    """The controller's program `argv`, entered into network namespace `namespace` (a path) only,
+    with a clean environment."""
+    return ["nsenter", f"--net={namespace}", "--", "env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *argv]
 
 
 def clean_shell_argv(command: str) -> list[str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from labctl import netns
 from labctl.grading import dnsquery, routing, units
 from labctl.grading.checks import evaluate, probe
 from labctl.grading.checks.base import Verdict, error, judged
@@ -41,7 +42,7 @@ from labctl.grading.checks.system import (
     package_verdict,
     user_verdict,
 )
-from labctl.grading.nodeview import NodeFileError, NodeProcess, NodeView, clean_shell_argv, run_argv
+from labctl.grading.nodeview import NodeFileError, NodeProcess, NodeView, clean_shell_argv, netns_argv, run_argv
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult, NodeSession, NodeUnreachable
 from labctl.grading.spec import (
@@ -913,6 +914,13 @@ class OutsideSession:
     def _command(self, check: CommandCheck, timeout: float) -> Verdict:
         if check.scope == "network":
             result = self.view.run_in_netns(clean_shell_argv(check.command), timeout)
+            return replace(evaluate_command(check, result), observed=OUTSIDE)
+        if check.probe is not None:  # scope probe: the grader's own namespace on the switch
+            from labctl.grading.probepoint import probe_point
+
+            with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
+                result = run_argv(netns_argv(f"{netns.NETNS_DIR}/{point.netns}", clean_shell_argv(check.command)),
+                                  timeout)
             return replace(evaluate_command(check, result), observed=OUTSIDE)
         refused = self.untrusted(check, "nsenter", check.command)
         if refused is not None:

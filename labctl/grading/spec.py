@@ -169,6 +169,28 @@ def parse_json_path(path: str) -> list[PathStep]:
         i += 1
 
 
+class ProbePoint(Strict):
+    """Where an active check acts from: a network namespace labctl creates for the check's duration, plugged
+    into a switch of the topology, with an address drawn at random from `addresses` each time (the traces one
+    attempt leaves in the node, such as failures a brute-force detector counts, never add up with the next
+    run's); no node shares it, no candidate has a shell there (local provider)."""
+
+    switch: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The topology's switch the probe point joins.")
+    addresses: str = Field(description="The range its address is drawn from, as a network inside the switch's "
+                                       "subnet, e.g. 10.70.4.128/25 (addresses nodes hold are skipped).")
+
+    @field_validator("addresses")
+    @classmethod
+    def _range(cls, value: str) -> str:
+        try:
+            found = IPv4Network(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 network (e.g. 10.70.4.128/25)") from None
+        if found.prefixlen > 30:
+            raise ValueError(f"{value}: give a range of a few addresses at least (/30 or wider)")
+        return value
+
+
 class CommandCheck(CheckBase):
     """Run a shell command; check its exit code, and optionally its output."""
 
@@ -182,12 +204,15 @@ class CommandCheck(CheckBase):
                     'dots or brackets in double quotes, e.g. `a.b.0.c` or `routes."10.0.0.1/32"[0].metric`.',
     )
     equals: Any = Field(default=None, description="Value expected at json_path (any JSON).")
-    scope: Literal["node", "network"] = Field(
+    scope: Literal["node", "network", "probe"] = Field(
         default="node",
         description="node: run inside the node (its programs, a clean non-login shell); network: run the "
                     "controller's own shell and programs in the node's network namespace only (where the "
-                    "provider can), so nothing the candidate installed answers for them.",
+                    "provider can), so nothing the candidate installed answers for them; probe: run them in "
+                    "the grader's own probe point on a switch (`probe`), a namespace no node shares, so not "
+                    "even a rule in the node's own namespace can redirect what they ask (local provider).",
     )
+    probe: ProbePoint | None = Field(default=None, description="With scope probe: the switch and address range.")
 
     _regex = field_validator("stdout_matches")(compile_regex)
 
@@ -202,6 +227,9 @@ class CommandCheck(CheckBase):
     def _equals_needs_path(self) -> CommandCheck:
         if "equals" in self.model_fields_set and self.json_path is None:
             raise ValueError("`equals` needs `json_path` (the value to compare)")
+        if (self.scope == "probe") != (self.probe is not None):
+            raise ValueError("`scope: probe` and `probe: {switch, addresses}` go together (the probe point the "
+                             "command runs in)")
         return self
 
 
@@ -510,28 +538,6 @@ class FlowsCheck(CheckBase):
 ACTIVE_TYPES = frozenset({"ssh_login", "ssh_ban"})
 ACTIVE_CHECKS = 16  # at most this many active checks in one spec
 BURST_ATTEMPTS = 30  # at most this many log-in attempts in one ssh_ban burst
-
-
-class ProbePoint(Strict):
-    """Where an active check acts from: a network namespace labctl creates for the check's duration, plugged
-    into a switch of the topology, with an address drawn at random from `addresses` each time (the traces one
-    attempt leaves in the node, such as failures a brute-force detector counts, never add up with the next
-    run's); no node shares it, no candidate has a shell there (local provider)."""
-
-    switch: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The topology's switch the probe point joins.")
-    addresses: str = Field(description="The range its address is drawn from, as a network inside the switch's "
-                                       "subnet, e.g. 10.70.4.128/25 (addresses nodes hold are skipped).")
-
-    @field_validator("addresses")
-    @classmethod
-    def _range(cls, value: str) -> str:
-        try:
-            found = IPv4Network(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IPv4 network (e.g. 10.70.4.128/25)") from None
-        if found.prefixlen > 30:
-            raise ValueError(f"{value}: give a range of a few addresses at least (/30 or wider)")
-        return value
 
 
 SshMethods = Literal["password", "key", "key+code", "key+wrong-code"]

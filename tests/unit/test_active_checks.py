@@ -62,6 +62,24 @@ def test_login_keys_are_checked(keys: dict[str, Any], message: str) -> None:
         CHECK_MODELS["ssh_login"].model_validate({**LOGIN, **keys})
 
 
+def test_a_command_of_scope_probe_names_its_probe_point_and_runs_nowhere_else() -> None:
+    """`scope: probe` runs the controller's programs in the grader's probe point: the two keys go
+    together, and a provider that has no probe point gets a refusal (ERROR), never the command
+    run by the node's own programs."""
+    from labctl.grading.checks import evaluate, probe
+
+    command = {**BASE, "type": "command", "command": "ssh-keyscan 10.70.4.1"}
+    check = CHECK_MODELS["command"].model_validate({**command, "scope": "probe", "probe": PROBE})
+    with pytest.raises(ValidationError, match="go together"):
+        CHECK_MODELS["command"].model_validate({**command, "scope": "probe"})
+    with pytest.raises(ValidationError, match="go together"):
+        CHECK_MODELS["command"].model_validate({**command, "scope": "network", "probe": PROBE})
+    refusal = probe(check).command
+    assert "ssh-keyscan" not in refusal
+    result = CommandResult(3, "", "labctl: a command of scope probe runs in the probe point of the grader")
+    assert evaluate(check, result).outcome is not Outcome.PASS
+
+
 def test_burst_is_bounded() -> None:
     with pytest.raises(ValidationError):
         CHECK_MODELS["ssh_ban"].model_validate({**BAN, "attempts": 31})

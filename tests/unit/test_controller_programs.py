@@ -69,13 +69,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def grading_programs() -> set[str]:
-    """The programs of the table that grading specs' `scope: network` commands name: the controller runs
-    them in a node's network namespace when it grades (kinit, ssh, smbclient for annuaire), on the light
-    profile like the rest of grading."""
+    """The programs of the table that grading specs' `scope: network` or `probe` commands name: the
+    controller runs them in a node's network namespace or its probe point when it grades (kinit, ssh,
+    smbclient for annuaire), on the light profile like the rest of grading."""
     found: set[str] = set()
     for spec in sorted((ROOT / "grading").glob("*.yml")):
         for check in yaml.safe_load(spec.read_text())["checks"]:
-            if check.get("type") == "command" and check.get("scope") == "network":
+            if check.get("type") == "command" and check.get("scope") in ("network", "probe"):
                 found |= set(re.findall(r"[A-Za-z0-9_.-]+", check["command"])) & set(PROGRAMS)
     return found
 

@@ -292,6 +292,9 @@ def user_verdict(check: UserCheck, uid: str, shell: str, groups: list[str]) -> V
 
 
 def _command_probe(check: CommandCheck) -> Probe:
+    if check.scope == "probe":  # a node's programs cannot stand for the grader's probe point
+        return Probe("echo 'labctl: a command of scope probe runs in the probe point of the grader (local "
+                     "provider) only' >&2; exit 3")
     return Probe(check.command)
 
 

@@ -204,8 +204,9 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
         assert not failed, failed
         _nodes_reach_neither_each_other_nor_the_host_over_management(lab)
 
-        # grade --reboot's restart: each VM's own systemd powers it off, it boots again from
-        # its disk (a file written before is there, the boot id is new) and grades the same
+        # grade --reboot's restart (labs.reboot runs it for every node; one VM here, to keep the
+        # test's cost near a minute under TCG): h1's own systemd powers it off, it boots again
+        # from its disk (a file written before is there, the boot id is new); r1 runs on
         def boot_ids(command: str) -> dict[str, str]:
             ids = {}
             for node in ("r1", "h1"):
@@ -219,10 +220,11 @@ def test_two_vms_with_a_router_grade_reset_and_leave_nothing(libvirtd: None, tmp
 
         before = boot_ids("touch /root/before-reboot")
         mark = time.monotonic()
-        labs.reboot(lab)
-        timings["reboot"] = time.monotonic() - mark
+        provider.restart_node(lab, "h1")
+        timings["restart h1"] = time.monotonic() - mark
         after = boot_ids("test -e /root/before-reboot")
-        assert all(after[node] and before[node] != after[node] for node in before), (before, after)
+        assert after["h1"] and after["h1"] != before["h1"], (before, after)
+        assert after["r1"] == before["r1"], "r1 was not to restart"
         assert provider.node_states(lab) == {"r1": "running", "h1": "running"}
         report = labs.grade(lab, spec, after_reboot=True)
         failed = [(r.check_id, r.evidence) for r in report.results if r.outcome != Outcome.PASS]

@@ -387,6 +387,8 @@ class LabView:
         self._lock = threading.Lock()
         self._tampering: dict[str, Tampering] = {}
         self._tamper_lock = threading.Lock()
+        # the addresses this run's probe points took (active checks), for an undo that lifts them all
+        self.probe_addresses: list[str] = []
         # address -> the node the plan gives it (the one that must answer for it)
         self.owners: dict[str, str] = {}
         for node in lab.plan.nodes:
@@ -738,11 +740,14 @@ class OutsideSession:
         are written back after."""
         from labctl.grading.checks.ssh import evaluate_login
         from labctl.grading.probepoint import probe_point
-        from labctl.grading.sshprobe import as_result, login, restore, saved_files
+        from labctl.grading.sshprobe import as_result, lift, login, restore, saved_files
 
         saved = saved_files(self.view, check.restores)
         with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
+            self.lab.probe_addresses.append(point.address)
             seen = login(check, point, self.view, min(timeout, 15.0))
+            if check.undo is not None:
+                lift(check.undo, point.address, self.run)
         failed = restore(self.view, saved, self.run)
         verdict = evaluate_login(check, as_result(seen))
         if failed:
@@ -757,7 +762,8 @@ class OutsideSession:
         from labctl.grading.sshprobe import as_result, ban
 
         with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
-            seen = ban(check, point, self.view, self.run)
+            self.lab.probe_addresses.append(point.address)
+            seen = ban(check, point, self.view, self.run, self.lab.probe_addresses)
         return evaluate_ban(check, as_result(seen))
 
     def _hosts_entry(self, name: str) -> str | None:

@@ -565,6 +565,11 @@ class SshLoginCheck(CheckBase):
         description="accepted: logged in; refused: the server said no (for key+code methods, after it accepted the "
                     "key as a first factor); partial: the credentials were accepted as one factor only and the "
                     "server asked for another.")
+    undo: str | None = Field(
+        default=None, min_length=1, max_length=500,
+        description="Shell command run in the node (clean shell, as root) after the attempt, twice (1 s and 2.5 s "
+                    "after: a detector bans asynchronously), to lift what the attempt may have caused, e.g. "
+                    "`fail2ban-client unban {address}` ({address}: the probe point's); its exit code is not judged.")
     restores: list[Annotated[str, Field(pattern=r"^/")]] = Field(
         default_factory=list, max_length=8,
         description="Files of the node the attempt may rewrite (pam_oath records the last code used in its users "
@@ -605,7 +610,9 @@ class SshBanCheck(CheckBase):
     within: PositiveSeconds = Field(default=20, le=60, description="Seconds after the burst for the ban to take.")
     undo: str = Field(min_length=1, max_length=500,
                       description="Shell command run in the node (clean shell, as root) to lift the ban; "
-                                  "{address} is the probe point's address.")
+                                  "{address} is the probe point's address, {addresses} every address the run's "
+                                  "probe points took on this node (earlier log-in attempts may have got theirs "
+                                  "banned too), this one's included.")
 
 
 class PortCheck(CheckBase):

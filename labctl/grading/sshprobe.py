@@ -42,6 +42,7 @@ from labctl.grading.spec import SshBanCheck, SshLoginCheck
 CONNECT_TIMEOUT = 5.0
 SYN_WAIT = 1.5  # seconds an answer to the probe point's SYN is waited for
 UNDONE_WITHIN = 15.0  # seconds for the server to answer again after the undo
+UNDO_PAUSES = (1.0, 1.5)  # a log-in's undo runs after these pauses, one after the other
 RunInside = Callable[[str, float], CommandResult]
 
 
@@ -179,6 +180,14 @@ def saved_files(view: NodeView, paths: list[str]) -> dict[str, bytes | None]:
     return saved
 
 
+def lift(undo: str, address: str, run_inside: RunInside) -> None:
+    """Run a log-in's `undo` in the node at 1 s and 2.5 s after the attempt (a detector such as
+    fail2ban reads the log and bans a moment later; one attempt can count several failures)."""
+    for pause in UNDO_PAUSES:
+        time.sleep(pause)
+        run_inside(undo.replace("{address}", address), 15.0)
+
+
 def answers(point: ProbePointAt, port: int, timeout: float = CONNECT_TIMEOUT) -> bool:
     """Whether an SSH server answers the probe point (a banner)."""
     try:
@@ -262,8 +271,10 @@ def syn_unanswered(point: ProbePointAt, view: NodeView, port: int) -> bool | Non
             client.close()
 
 
-def ban(check: SshBanCheck, point: ProbePointAt, view: NodeView, run_inside: RunInside) -> dict[str, Any]:
-    """The burst, the ban watched for, then the undo."""
+def ban(check: SshBanCheck, point: ProbePointAt, view: NodeView, run_inside: RunInside,
+        used: list[str] | None = None) -> dict[str, Any]:
+    """The burst, the ban watched for, then the undo (`used`: every address the run's probe
+    points took, for {addresses})."""
     seen: dict[str, Any] = {"probe": point.address, "before": answers(point, check.port), "sent": 0,
                             "banned_after": None, "undone": None}
     if not seen["before"]:
@@ -279,7 +290,8 @@ def ban(check: SshBanCheck, point: ProbePointAt, view: NodeView, run_inside: Run
             seen["banned_after"] = round(time.monotonic() - burst_end, 1)
             break
         time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
-    result = run_inside(check.undo.replace("{address}", point.address), 30.0)
+    addresses = " ".join(dict.fromkeys([*(used or []), point.address]))
+    result = run_inside(check.undo.replace("{addresses}", addresses).replace("{address}", point.address), 30.0)
     deadline = time.monotonic() + UNDONE_WITHIN
     while True:
         if answers(point, check.port, 2.0):

@@ -189,7 +189,25 @@ def _cross_problems(
             problem = _node_problem(node, raw, index, lines, topology)
             if problem is not None:
                 problems.append(problem)
+        if topology is not None and isinstance(raw.get("probe"), dict):
+            problem = _probe_problem(raw["probe"].get("switch"), raw, index, lines, topology)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+def _probe_problem(switch: object, raw: dict[str, Any], index: int, lines: Lines,
+                   topology: Topology) -> Problem | None:
+    """A probe point's switch that is not a switch of the topology (found at load, not at grading)."""
+    switches = sorted(name for name, n in topology.nodes.items() if n.kind is NodeKind.switch)
+    if not isinstance(switch, str) or switch in switches:
+        return None
+    close = difflib.get_close_matches(switch, switches, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else (f"switches: {', '.join(switches)}" if switches else
+                                                         "the topology has no switch: add one for the probe point")
+    return lines.problem(("checks", index, "probe", "switch"),
+                         f"{_label(raw, index)}: the probe point's switch '{switch}' is not a switch of topology "
+                         f"'{topology.name}'", hint)
 
 
 def _criterion_problem(criterion_id: str, raw: dict[str, Any], index: int, lines: Lines) -> Problem:

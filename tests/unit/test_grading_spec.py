@@ -53,7 +53,8 @@ def test_golden_cases_cover_every_problem_kind() -> None:
     for words in ("did you mean", "unknown criterion", "closest ids", "unknown node",
                   "duplicate check id", "invalid regular expression", "unknown check type",
                   "types are:", "missing required key", "is a switch", "run on routers",
-                  "not valid YAML", "duplicate key", "is a key of reach checks"):
+                  "not valid YAML", "duplicate key", "is a key of reach checks",
+                  "the probe point's switch"):
         assert words in everything, words
 
 

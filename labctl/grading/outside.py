@@ -745,6 +745,8 @@ class OutsideSession:
         saved = saved_files(self.view, check.restores)
         with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
             self.lab.probe_addresses.append(point.address)
+            if check.undo is not None:  # a ban of this address that landed after an earlier run's undo
+                self.run(check.undo.replace("{address}", point.address), 15.0)
             seen = login(check, point, self.view, min(timeout, 15.0))
             if check.undo is not None:
                 lift(check.undo, point.address, self.run)

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from labctl.grading.checks.system import (
     user_verdict,
 )
 from labctl.grading.nodeview import NodeFileError, NodeProcess, NodeView, clean_shell_argv, netns_argv, run_argv
+from labctl.grading.probepoint import ProbePointAt, probe_point
 from labctl.grading.results import Outcome
 from labctl.grading.session import CommandResult, NodeSession, NodeUnreachable
 from labctl.grading.spec import (
@@ -57,6 +58,7 @@ from labctl.grading.spec import (
     OspfNeighborCheck,
     PackageCheck,
     PortCheck,
+    ProbePoint,
     ReachCheck,
     RouteCheck,
     ServiceCheck,
@@ -735,18 +737,24 @@ class OutsideSession:
         results = probe_flows(probes, min(check.window, max(0.5, timeout - 1)))
         return evaluate_flows(check, CommandResult(0, flows_output(results), ""))
 
+    @contextlib.contextmanager
+    def _probe_point(self, where: ProbePoint) -> Iterator[ProbePointAt]:
+        """The grader's probe point on `where`'s switch, toward this node; its address is recorded
+        for the run's undo (ssh_ban lifts every address the run took)."""
+        with probe_point(self.lab.lab.plan, where.switch, where.addresses, self.node) as point:
+            self.lab.probe_addresses.append(point.address)
+            yield point
+
     def _ssh_login(self, check: SshLoginCheck, timeout: float) -> Verdict:
         """One log-in tried from the grader's probe point (sshprobe.py); the files it may rewrite
         are written back after."""
         from labctl.grading.checks.ssh import evaluate_login
-        from labctl.grading.probepoint import probe_point
         from labctl.grading.sshprobe import as_result, lift, login, restore, saved_files
 
         saved = saved_files(self.view, check.restores)
-        with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
-            self.lab.probe_addresses.append(point.address)
-            if check.undo is not None:  # a ban of this address that landed after an earlier run's undo
-                self.run(check.undo.replace("{address}", point.address), 15.0)
+        with self._probe_point(check.probe) as point:
+            if check.undo is not None:
+                lift(check.undo, point.address, self.run, pauses=(0.0,))
             seen = login(check, point, self.view, min(timeout, 15.0))
             if check.undo is not None:
                 lift(check.undo, point.address, self.run)
@@ -760,11 +768,9 @@ class OutsideSession:
         """A burst of wrong passwords from the grader's probe point, the ban watched at the node's
         interface, then the check's undo (sshprobe.py)."""
         from labctl.grading.checks.ssh import evaluate_ban
-        from labctl.grading.probepoint import probe_point
         from labctl.grading.sshprobe import as_result, ban
 
-        with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
-            self.lab.probe_addresses.append(point.address)
+        with self._probe_point(check.probe) as point:
             seen = ban(check, point, self.view, self.run, self.lab.probe_addresses)
         return evaluate_ban(check, as_result(seen))
 
@@ -924,9 +930,7 @@ class OutsideSession:
             result = self.view.run_in_netns(clean_shell_argv(check.command), timeout)
             return replace(evaluate_command(check, result), observed=OUTSIDE)
         if check.probe is not None:  # scope probe: the grader's own namespace on the switch
-            from labctl.grading.probepoint import probe_point
-
-            with probe_point(self.lab.lab.plan, check.probe.switch, check.probe.addresses, self.node) as point:
+            with self._probe_point(check.probe) as point:
                 result = run_argv(netns_argv(f"{netns.NETNS_DIR}/{point.netns}", clean_shell_argv(check.command)),
                                   timeout)
             return replace(evaluate_command(check, result), observed=OUTSIDE)

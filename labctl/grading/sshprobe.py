@@ -180,10 +180,11 @@ def saved_files(view: NodeView, paths: list[str]) -> dict[str, bytes | None]:
     return saved
 
 
-def lift(undo: str, address: str, run_inside: RunInside) -> None:
+def lift(undo: str, address: str, run_inside: RunInside, pauses: tuple[float, ...] = UNDO_PAUSES) -> None:
     """Run a log-in's `undo` in the node at 1 s and 2.5 s after the attempt (a detector such as
-    fail2ban reads the log and bans a moment later; one attempt can count several failures)."""
-    for pause in UNDO_PAUSES:
+    fail2ban reads the log and bans a moment later; one attempt can count several failures);
+    with `pauses=(0,)`, once before it (a ban an earlier run's undo came too soon for)."""
+    for pause in pauses:
         time.sleep(pause)
         run_inside(undo.replace("{address}", address), 15.0)
 

@@ -59,15 +59,19 @@ def lab_rss_mib(labs: list[LabState]) -> float:
     return total / 1024
 
 
-def outcomes(session: str, run_ids: dict[str, int]) -> Counter[str]:
-    """PASS/FAIL/ERROR counts of the grading runs just stored."""
+def outcomes(session: str, run_ids: dict[str, int | None], errors: Counter[tuple[str, str]]) -> Counter[str]:
+    """PASS/FAIL/ERROR counts of the grading runs just stored; each ERROR also counted in
+    `errors` by (check, node) with the first line of its evidence, so a room's ERRORs can be
+    read as causes, not only as a number."""
     store = room.results_store(load_session(session))
     try:
         wanted = set(run_ids.values())
-        return Counter(result.outcome.value for run in store.runs(session) if run.id in wanted
-                       for result in run.report.results)
+        results = [result for run in store.runs(session) if run.id in wanted for result in run.report.results]
     finally:
         store.close()
+    errors.update((f"{r.check_id} on {r.node}", (r.evidence.strip().splitlines() or ["(no evidence)"])[0][:160])
+                  for r in results if r.outcome.value == "ERROR")
+    return Counter(result.outcome.value for result in results)
 
 
 def main() -> int:
@@ -88,6 +92,7 @@ def main() -> int:
                                                             for i in range(1, args.candidates + 1)))
     figures: list[tuple[str, list[tuple[float, float]], str]] = []
     verdicts: Counter[str] = Counter()  # of every check of every grading round: a fast grade with ERRORs is no grade
+    errors: Counter[tuple[str, str]] = Counter()  # which checks ERRORed, and why
     before = used_memory_mib()
     progress = Progress(quiet=not sys.stderr.isatty())
     with cpu_accounting() as cpu:
@@ -110,7 +115,7 @@ def main() -> int:
             # graders wait more than they compute: the room at once (room.GRADE_WORKERS)
             for _ in range(args.repeat):  # each reset brings back the starting state the grading saw
                 phase("grade all", "target < 30 s",
-                      lambda: verdicts.update(outcomes(name, room.grade(load_session(name)))))
+                      lambda: verdicts.update(outcomes(name, room.grade(load_session(name)), errors)))
                 phase("reset all", "target < 30 s", lambda: room.reset(load_session(name), workers=args.parallel))
         finally:
             if not args.keep:
@@ -129,6 +134,10 @@ def main() -> int:
         print(f"  {label:<10} {seconds:7.1f} s   CPU {used:6.1f} s (>= {used / cores:5.1f} s on {cores} idle cores)"
               f"   {target}{spread}")
     print(f"  verdicts   {dict(verdicts)} over {args.repeat} grading rounds (the starting state: all FAIL expected)")
+    for (check, evidence), count in errors.most_common(10):
+        print(f"    ERROR x{count:<3} {check}: {evidence}")
+    if len(errors) > 10:
+        print(f"    ... and {len(errors) - 10} other (check, evidence) pairs")
     print(f"  memory     nodes' processes {rss:.0f} MiB RSS ({rss / max(1, nodes):.1f} MiB per node); "
           f"machine used {before:.0f} -> {after:.0f} MiB (+{after - before:.0f} MiB)")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shlex
 import time
 from pathlib import Path
 
@@ -252,3 +253,45 @@ def test_other_check_types_are_read_from_outside_and_not_fooled(make_lab: object
     assert "no list of its files" in got["pkg-forged"].evidence
     assert got["svc-forged"].evidence.startswith("tampered: ")
     assert all(r.observed == "outside" for r in report.results)
+
+
+# ---- a redirect in a node's own namespace, against a command of scope probe ----------------
+SERVER = "\n".join(["import socket", "s = socket.socket()", "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+                    "s.bind(('0.0.0.0', 7007))", "s.listen()", "while True:", "    c, _ = s.accept()",
+                    "    c.sendall(b'REAL\\n')", "    c.close()", ""])
+SERVE = (f"printf %s {shlex.quote(SERVER)} > /root/serve.py"
+         " && (setsid python3 /root/serve.py >/dev/null 2>&1 </dev/null &)"
+         " && for i in $(seq 100); do nc -z 127.0.0.1 7007 && break; sleep 0.1; done")
+
+
+def test_a_redirect_in_a_nodes_namespace_does_not_reach_a_command_of_scope_probe(make_lab: object,
+                                                                                  tmp_path: Path) -> None:
+    """The reason `scope: probe` exists. r1 is meant to serve REAL on 10.10.0.1:7007. The candidate,
+    root on h1 (the same switch), serves REAL on h1 instead and redirects, in h1's own namespace,
+    what goes to r1:7007 to it. The same command run by the controller in h1's namespace (scope
+    network) is fooled; run in the grader's probe point on the switch (scope probe) it reaches the
+    real r1 and FAILs, and PASSes once r1 really serves."""
+    lab = make_lab()  # type: ignore[operator]
+    ask = "timeout 5 bash -c 'exec 3<>/dev/tcp/10.10.0.1/7007 && head -n1 <&3'"
+    probe = "{switch: lan, addresses: 10.10.0.128/25}"
+    checks = [_check("via-h1-namespace", "h1", "command", command=ask, stdout_matches="^REAL$", scope="network"),
+              _check("via-probe-point", "r1", "command", command=ask, stdout_matches="^REAL$", scope="probe",
+                     probe="PROBE")]
+    spec_file = tmp_path / "redirect.yml"
+    spec_file.write_text("scenario: small\nchecks:\n" + "\n".join(checks).replace("'PROBE'", probe) + "\n")
+    spec = load_grading_spec(spec_file, load_topology(SMALL))
+
+    def grade() -> dict[str, str]:
+        report = labs.grade(lab, spec)
+        assert all(r.observed == "outside" for r in report.results)
+        return {r.check_id: r.outcome.value for r in report.results}
+
+    _inside(lab, "h1", " && ".join([
+        SERVE,
+        "nft add table ip forge",
+        "nft add chain ip forge out '{ type nat hook output priority -100; }'",
+        "nft add rule ip forge out ip daddr 10.10.0.1 tcp dport 7007 dnat to 10.10.0.10",
+    ]))
+    assert grade() == {"via-h1-namespace": "PASS", "via-probe-point": "FAIL"}
+    _inside(lab, "r1", SERVE)
+    assert grade()["via-probe-point"] == "PASS"

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import shlex
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -58,6 +59,22 @@ class CappedSocket:
         return getattr(self._sock, name)
 
 
+class OutOfBand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand (the out-of-band server on a pipe), ended through its own Popen.
+    paramiko's close() signals the PID it started whether or not that process was reaped since
+    (`SshSession._proxy_gone` polls it): a PID no longer ours, which the machine may have given
+    to another process, and a ProcessLookupError in paramiko's reader thread when it has not.
+    Here a signal goes only to a process not yet reaped (its PID still ours), which is then reaped."""
+
+    def close(self) -> None:
+        """Stop the server and reap it: SIGTERM, then SIGKILL after a grace period."""
+        for stop in (self.process.terminate, self.process.kill):
+            stop()  # Popen signals only while it has not reaped the process
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=2)
+                return
+
+
 def _expected_key(access: NodeAccess) -> paramiko.PKey:
     kind, blob = access.host_key.split()[:2]
     return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
@@ -79,7 +96,7 @@ class SshSession:
                 raise NodeUnreachable(f"{access.node}: not reachable over management ({first})") from None
             self.path = "out-of-band"
             try:
-                self.transport = self._open(paramiko.ProxyCommand(shlex.join(access.oob_command)))
+                self.transport = self._open(OutOfBand(shlex.join(access.oob_command)))
             except (OSError, paramiko.SSHException) as second:
                 raise NodeUnreachable(
                     f"{access.node}: unreachable (management: {first}; out of band: {second})") from None
@@ -179,7 +196,7 @@ class SshSession:
         from netmiko import ConnectHandler  # heavy import, only when a router check needs it
 
         sock = self._cli_sock = CappedSocket(self._mgmt_socket() if self.path == "mgmt"
-                                             else paramiko.ProxyCommand(shlex.join(self.access.oob_command)))
+                                             else OutOfBand(shlex.join(self.access.oob_command)))
         try:
             cli = ConnectHandler(
                 device_type="cisco_ios", host=self.access.mgmt_address or self.access.node, username=image.CLI_USER,

@@ -59,6 +59,7 @@ DHCP_INTERFACES = "/etc/network/interfaces.d/labctl-dhcp"  # read by ifupdown's 
 # candidate's own), after networking.service and without holding the boot (sshd is ordered
 # after network.target: with `auto`, a DHCP interface with no server yet held it ~60 s).
 HOTPLUG_UNIT = "labctl-hotplug.service"
+HOTPLUG_HOOK = "/etc/labctl/init.d/50-labctl-hotplug"  # its twin for nodes on the light init
 SEAL_WAIT = 120.0  # how long a node's first process waits for labctl to seal and wire it
 
 
@@ -338,6 +339,8 @@ class LocalProvider(Provider):
         if origin is None:
             files[f"/etc/systemd/system/{HOTPLUG_UNIT}"] = (
                 resources.files("labctl.data").joinpath(f"image/{HOTPLUG_UNIT}").read_bytes(), 0o644)
+            # the light init runs /etc/labctl/init.d at each start: the same, without systemd
+            files[HOTPLUG_HOOK] = (resources.files("labctl.data").joinpath("image/labctl-hotplug").read_bytes(), 0o755)
         files["/etc/machine-id"] = (uuid.uuid4().hex + "\n", 0o444)  # the same after a reboot
         if node.kind is NodeKind.router:
             # Routers forward (systemd-sysctl at boot; labctl-init on light nodes) and run FRR.

@@ -176,18 +176,21 @@ def test_route_protocols_in_a_technicians_words(make_lab: object, tmp_path: Path
     assert got["lan-not-static"].evidence.startswith("10.30.0.0/24 dev eth1 proto kernel")
 
 
+@pytest.mark.parametrize("init", ["systemd", "light"])
 def test_a_dhcp_interface_does_not_hold_the_boot_and_gets_its_lease_when_a_server_appears(
-        make_lab: object, tmp_path: Path) -> None:
+        make_lab: object, tmp_path: Path, init: str) -> None:
     """ws declared `eth1@dhcp`, no DHCP server at boot: labctl's stanza (allow-hotplug, raised by
-    labctl-hotplug.service) lets the node answer while its DHCP client is still asking (with an
-    `auto` stanza, networking.service held sshd until dhclient gave up, a minute later); once
-    srv serves DHCP, the client still asking gets the lease, without anyone running it again."""
+    labctl-hotplug.service, or on the light init by its twin in /etc/labctl/init.d) lets the node
+    answer while its DHCP client is still asking (with an `auto` stanza, networking.service held
+    sshd until dhclient gave up, a minute later); once srv serves DHCP, the client still asking
+    gets the lease, without anyone running it again."""
     import shutil
 
     scenario = tmp_path / "dns-dhcp"
     shutil.copytree(SCENARIO, scenario)
     topology = scenario / "topology.yml"
-    topology.write_text(topology.read_text().replace('"ws:eth1@10.30.0.99/24"', '"ws:eth1@dhcp"'))
+    topology.write_text(topology.read_text().replace('"ws:eth1@10.30.0.99/24"', '"ws:eth1@dhcp"')
+                        + f"defaults: {{init: {init}}}\n")
     lab = make_lab(scenario)  # type: ignore[operator]
     # up returned (sshd answered) while ifup still waits for dhclient's first lease
     assert inside(lab, "ws", "pgrep -x ifup >/dev/null && echo asking; pgrep -x dhclient >/dev/null && echo client"
@@ -205,4 +208,7 @@ def test_a_dhcp_interface_does_not_hold_the_boot_and_gets_its_lease_when_a_serve
         time.sleep(2)
     assert lease.outcome is Outcome.PASS, lease
     assert "DHCP client: dhclient (pid " in lease.evidence
-    assert inside(lab, "ws", "systemctl is-active labctl-hotplug.service").strip() == "active"
+    if init == "systemd":
+        assert inside(lab, "ws", "systemctl is-active labctl-hotplug.service").strip() == "active"
+    else:
+        assert inside(lab, "ws", "test -d /run/systemd/system || echo light").strip() == "light"

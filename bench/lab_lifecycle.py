@@ -41,7 +41,7 @@ def side_by_side(count: int, work: Callable[[int], T]) -> list[T]:
 
 
 def node_pss_kb(lab: LabState) -> dict[str, int]:
-    """PSS (kB) of every process in each node's PID namespace, plus its launcher."""
+    """PSS (kB) of every process in each node's PID namespace, plus its launcher and nspawn."""
     namespaces: dict[str, str] = {}
     for name, state in lab.nodes.items():
         if state.init:
@@ -52,7 +52,9 @@ def node_pss_kb(lab: LabState) -> dict[str, int]:
             continue
         try:
             node = namespaces.get((proc / "ns" / "pid").readlink().name)
-            launcher = next((n for n, s in lab.nodes.items() if s.launcher and s.launcher.pid == int(proc.name)), None)
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            launcher = next((n for n, s in lab.nodes.items()
+                             if s.launcher and s.launcher.pid in (int(proc.name), ppid)), None)
             owner = node or launcher
             if owner is None:
                 continue

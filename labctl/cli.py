@@ -130,7 +130,8 @@ def down(obj: Context, lab_ref: str | None, every: bool) -> None:
 STATE_WORDS = {"running": "en marche", "stopped": "arrêté", "missing": "absent", "degraded": "dégradé",
                "broken": "interrompu", "creating": "en création", "resetting": "en réinitialisation",
                "destroying": "en suppression", "out-of-band": "hors bande", "host": "hôte", "router": "routeur",
-               "switch": "commutateur"}
+               "switch": "commutateur", "rebooting": "en redémarrage", "stopping": "en arrêt",
+               "stopped (powered off)": "arrêté (éteint)", "stopped (reboot loop)": "arrêté (redémarrages en boucle)"}
 
 
 def _in_french(state: str) -> str:
@@ -210,6 +211,11 @@ def status(lab_ref: str | None, every: bool, as_json: bool, lang: str) -> None:
             where = f"{row['hypervisor'] or '-':<{width}} " if width else ""
             click.echo(f"  {row['node']:<{widths['NODE']}} {kind:<{widths['KIND']}} {state:<{widths['STATE']}} "
                        f"{where}{mgmt:<{widths['MGMT']}} {' '.join(row['addresses'])}")
+        stopped = [row["node"] for row in lab_rows if row["state"].startswith("stopped")]
+        if stopped and target.status == "running":
+            nodes = " ".join(stopped)
+            click.echo(say(f"  pour redémarrer : labctl restart {nodes} --lab {target.name}",
+                           f"  to start again: labctl restart {nodes} --lab {target.name}", lang, "\n"))
 
 
 def _ssh_argv(lab_ref: str | None, node: str, command: tuple[str, ...] = ()) -> list[str]:
@@ -335,6 +341,22 @@ def reset(obj: Context, lab_ref: str | None) -> None:
         started = time.monotonic()
         labs.reset(target, obj.progress())
     click.echo(f"lab {target.name} is back to its starting state in {time.monotonic() - started:.1f} s")
+
+
+@cli.command()
+@click.argument("nodes", nargs=-1)
+@lab_option
+@click.pass_obj
+def restart(obj: Context, nodes: tuple[str, ...], lab_ref: str | None) -> None:
+    """Restart NODES (default: every node) as a machine reboots: a node stopped by its own
+    poweroff, or left stopped after rebooting in a loop, starts again; a running one reboots."""
+    from labctl import lab as labs
+
+    with labs.locked(lab_ref, "restart") as target:
+        started = time.monotonic()
+        labs.reboot(target, obj.progress(), list(nodes) or None)
+    click.echo(f"lab {target.name}: {' '.join(nodes) or 'every node'} running again in "
+               f"{time.monotonic() - started:.1f} s")
 
 
 @cli.command()

@@ -316,12 +316,16 @@ def stage_checks(spec: GradingSpec, stage: str | None) -> GradingSpec:
     return spec.model_copy(update={"checks": [c for c in spec.checks if c.stage in (None, stage)]})
 
 
-def reboot(lab: LabState, progress: Progress = QUIET) -> None:
-    """Restart every node of the lab, side by side, and wait until each answers again."""
+def reboot(lab: LabState, progress: Progress = QUIET, nodes: list[str] | None = None) -> None:
+    """Restart every node of the lab (or `nodes`), side by side, and wait until each answers again."""
     from concurrent.futures import ThreadPoolExecutor
 
     provider = get_provider(lab.provider)
-    nodes = [node.name for node in lab.plan.nodes]
+    known = [node.name for node in lab.plan.nodes]
+    unknown = [node for node in nodes or [] if node not in known]
+    if unknown:
+        raise NotFoundError(f"lab {lab.name} has no node {', '.join(unknown)} (its nodes: {', '.join(known)})")
+    nodes = nodes or known
     with progress.step(f"restart {len(nodes)} nodes"), \
             ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
         for future in [pool.submit(provider.restart_node, lab, node) for node in nodes]:

@@ -53,7 +53,7 @@ def process_start_time(pid: int) -> int | None:
 class NodeState(BaseModel):
     """The processes behind one running node."""
 
-    launcher: ProcessRef | None = None  # systemd-nspawn
+    launcher: ProcessRef | None = None  # the shell waiting for systemd-nspawn, then its rebooter (reboots.py)
     init: ProcessRef | None = None  # the node's PID 1 (its namespaces are entered through it)
     host_key: str = ""  # the node's SSH host public key ("ssh-ed25519 AAAA...")
     hypervisor: str | None = None  # where the node runs, for providers with several hosts (libvirt)

@@ -38,7 +38,7 @@ from labctl import cgroups, image, netns
 from labctl.errors import PlatformError, PrivilegeError, ProviderError
 from labctl.plan import MGMT_IFACE, RESTARTING, NodePlan
 from labctl.progress import QUIET, Progress
-from labctl.providers import firewall, lockdown, nodedisk, nodefs
+from labctl.providers import firewall, lockdown, nodedisk, nodefs, reboots
 from labctl.providers.base import NodeAccess, Probe, Provider, require_probes
 from labctl.providers.enter import node_exec_argv
 from labctl.state import LabState, NodeState, ProcessRef
@@ -214,6 +214,7 @@ class LocalProvider(Provider):
             firewall.seal(plan.fabric_netns)
         with progress.step(f"start {len(plan.nodes)} nodes"):
             for node in plan.nodes:
+                reboots.forget(lab.node_dir(node.name))
                 self._launch(lab, node)
             lab.save()
             _parallel(plan.nodes, lambda node: self._settle(lab, node))
@@ -253,22 +254,39 @@ class LocalProvider(Provider):
         with progress.step(f"restart {node}"):
             _shut_down(state, plan.init)
             _stop_node(state)
-            left = cgroups.sweep(cgroups.node_group(lab.id, node))
-            lockdown.release(lab.node_dir(node) / "channel")
-            if left:
-                raise ProviderError(f"node {node}: could not be stopped: " + "; ".join(left),
-                                    "remove the lab (labctl down) and build it again")
-            # The links stay in the node's previous namespace until the new one exists.
-            netns.delete(plan.netns + RESTARTING)
-            netns.rename(plan.netns, plan.netns + RESTARTING)
-            self._launch(lab, plan)
-            lab.save()
-            self._settle(lab, plan)
-            lab.save()
-            _move_links(plan.netns + RESTARTING, plan)
-            netns.batch(plan.netns, _network_commands(plan, None), f"configuring node {node}")
-            _mark_sealed(lab, node)
-            self._wait_ready(lab, plan)
+            reboots.forget(lab.node_dir(node))  # started on purpose: a fresh count of its own reboots
+            self._boot_again(lab, plan)
+
+    def reboot_node(self, lab: LabState, node: str) -> None:
+        """Boot again a node whose own `reboot` ended it (nspawn exited 133): what `restart_node`
+        does once the node is down. Run by the node's launcher (providers/reboots.py) under the
+        lab's lock, with the node's PID 1 gone; its reboots count towards the loop limit."""
+        self.require()
+        plan = lab.plan.node(node)
+        state = lab.nodes.get(node)
+        if state is None or state.init is None or state.init.alive() or not netns.exists(plan.netns):
+            raise ProviderError(f"node {node} of lab {lab.name} is not waiting for a reboot")
+        self._boot_again(lab, plan)
+
+    def _boot_again(self, lab: LabState, plan: NodePlan) -> None:
+        """Boot a stopped node again from its disk, in its links, with the plan's addresses."""
+        node = plan.name
+        left = cgroups.sweep(cgroups.node_group(lab.id, node))
+        lockdown.release(lab.node_dir(node) / "channel")
+        if left:
+            raise ProviderError(f"node {node}: could not be stopped: " + "; ".join(left),
+                                "remove the lab (labctl down) and build it again")
+        # The links stay in the node's previous namespace until the new one exists.
+        netns.delete(plan.netns + RESTARTING)
+        netns.rename(plan.netns, plan.netns + RESTARTING)
+        self._launch(lab, plan)
+        lab.save()
+        self._settle(lab, plan)
+        lab.save()
+        _move_links(plan.netns + RESTARTING, plan)
+        netns.batch(plan.netns, _network_commands(plan, None), f"configuring node {node}")
+        _mark_sealed(lab, node)
+        self._wait_ready(lab, plan)
 
     # ---- snapshot and reset ----------------------------------------------------------
     def snapshot(self, lab: LabState, progress: Progress = QUIET) -> None:
@@ -342,6 +360,8 @@ class LocalProvider(Provider):
             # the light init runs /etc/labctl/init.d at each start: the same, without systemd
             files[HOTPLUG_HOOK] = (resources.files("labctl.data").joinpath("image/labctl-hotplug").read_bytes(), 0o755)
         files["/etc/machine-id"] = (uuid.uuid4().hex + "\n", 0o444)  # the same after a reboot
+        if node.init == "light" and origin is None:
+            files.update(reboots.light_commands())
         if node.kind is NodeKind.router:
             # Routers forward (systemd-sysctl at boot; labctl-init on light nodes) and run FRR.
             files["/etc/sysctl.d/90-labctl-router.conf"] = ("# labctl: this node is a router\n"
@@ -384,16 +404,21 @@ class LocalProvider(Provider):
         # limits hold from the start, and `down` finds them even if this command dies now.
         group = cgroups.node_group(lab.id, node.name)
         cgroups.create(group, _cgroup_limits(node), entry_leaf=True)
+        # The launcher (the recorded process) is a shell that waits for nspawn and keeps its exit
+        # status: 133 is the node's own reboot, and the shell then becomes the node's rebooter
+        # (providers/reboots.py); anything else leaves the node stopped, its status on record.
+        reboots.clear_exit(directory)
         with open(directory / "nspawn.log", "ab") as log:
-            proc = subprocess.Popen(cgroups.enter_argv(group, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
+            launcher = reboots.launcher_argv(lab.id, node.name, directory, cgroups.enter_argv(group, argv))
+            proc = subprocess.Popen(launcher, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         ref = ProcessRef.of(proc.pid)
         if ref is None:
             raise ProviderError(f"node {node.name}: systemd-nspawn exited at once; see {directory}/nspawn.log")
         lab.nodes[node.name].launcher = ref
 
     def _settle(self, lab: LabState, node: NodePlan) -> None:
-        """Find the node's PID 1 (the launcher's child once it is in its own namespaces)."""
+        """Find the node's PID 1: nspawn's child (nspawn is the launcher's child) once it is in
+        its own namespaces."""
         state = lab.nodes[node.name]
         assert state.launcher is not None
         own_netns = os.readlink("/proc/self/ns/net")
@@ -402,7 +427,7 @@ class LocalProvider(Provider):
             if not state.launcher.alive():
                 log = (lab.node_dir(node.name) / "nspawn.log").read_text(errors="replace")[-800:]
                 raise ProviderError(f"node {node.name} stopped while starting:\n{log.strip()}")
-            for child in _children(state.launcher.pid):
+            for child in _grandchildren(state.launcher.pid):
                 try:
                     # In its namespaces, and done with its mounts: nspawn's child renames itself
                     # (sd-stubinit) once it has set up the node's file systems; sealing /proc
@@ -495,14 +520,18 @@ class LocalProvider(Provider):
 
     # ---- status and access -----------------------------------------------------------
     def node_states(self, lab: LabState) -> dict[str, str]:
-        """running when the node's PID 1 is alive, else stopped (missing if never started)."""
+        """running when the node's PID 1 is alive; rebooting while its own reboot brings it back;
+        else stopped, with why when the node ended itself (missing if never started)."""
         result = {}
         for node in lab.plan.nodes:
             state = lab.nodes.get(node.name)
             if state is None or state.init is None:
                 result[node.name] = "missing"
+            elif state.init.alive():
+                result[node.name] = "running"
             else:
-                result[node.name] = "running" if state.init.alive() else "stopped"
+                rebooting = state.launcher is not None and state.launcher.alive()
+                result[node.name] = reboots.stopped_state(lab.node_dir(node.name), rebooting)
         return result
 
     def access(self, lab: LabState, node: str) -> NodeAccess:
@@ -720,11 +749,17 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _grandchildren(pid: int) -> list[int]:
+    return [grandchild for child in _children(pid) for grandchild in _children(child)]
+
+
 def _stop_node(state: NodeState) -> None:
     """Kill the node's PID 1 (its whole PID namespace goes), then let nspawn clean up.
 
     A node whose PID 1 was never recorded (`up` killed while it started) is found as its
-    launcher's child: killing only the launcher would leave the container running, orphaned.
+    launcher's grandchild (launcher, nspawn, PID 1): killing only the launcher would leave the
+    container running, orphaned. A launcher with no nspawn below it is done with its node (a
+    rebooter waiting for its turn, or a shell recording nspawn's exit): it is ended at once.
     """
     if state.init and state.init.alive():
         _kill(state.init.pid, signal.SIGKILL)
@@ -732,8 +767,10 @@ def _stop_node(state: NodeState) -> None:
     if launcher is None:
         return
     if launcher.alive():
-        for child in _children(launcher.pid):
+        for child in _grandchildren(launcher.pid):
             _kill(child, signal.SIGKILL)
+        if not _children(launcher.pid):
+            _kill(launcher.pid, signal.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT
     while launcher.alive() and time.monotonic() < deadline:
         _reap(launcher.pid)

@@ -56,6 +56,22 @@ def kernel_objects(lab_id: str, lab_name: str | None = None) -> dict[str, list[s
     return {"netns": netns, "links": links, "mounts": mounts, "processes": procs}
 
 
+def lab_of(directory: Path, topology: str, name: str) -> Iterator[LabState]:
+    """A lab of `topology` (YAML text) named `name`, for a fixture to yield: removed afterwards,
+    leaving no namespace, link, mount, process or cgroup behind."""
+    from labctl import cgroups
+
+    source = directory / f"{name}.yml"
+    source.write_text(topology)
+    built = labs.up(str(source), name=name)
+    yield built
+    if any(existing.id == built.id for existing in all_labs()):
+        labs.down(built)
+    left = kernel_objects(built.id, built.name)
+    assert not any(left.values()), left
+    assert not cgroups.leftovers(cgroups.lab_group(built.id))
+
+
 @pytest.fixture
 def make_lab() -> Iterator[object]:
     """Build labs with labctl.lab.up; every lab made is removed after the test."""

@@ -7,6 +7,7 @@ comes back; the node's units live in groups below the node's own (observed from 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from labctl import lab as labs
 from labctl.connect import open_session
 from labctl.grading.spec import GradingSpec
 from labctl.providers import get_provider
-from labctl.state import LabState, all_labs
+from labctl.state import LabState
 
-from .conftest import kernel_objects, pytestmark_local
+from .conftest import lab_of, pytestmark_local
 
 pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
 
@@ -47,15 +48,8 @@ def run(lab: LabState, node: str, command: str) -> str:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> object:
-    source = tmp_path / "systemd-nodes.yml"
-    source.write_text(TOPOLOGY)
-    built = labs.up(str(source), name="systemd-nodes")
-    yield built
-    if any(existing.id == built.id for existing in all_labs()):
-        labs.down(built)
-    assert not any(kernel_objects(built.id).values())
-    assert not cgroups.leftovers(cgroups.lab_group(built.id))
+def lab(tmp_path: Path) -> Iterator[LabState]:
+    yield from lab_of(tmp_path, TOPOLOGY, "systemd-nodes")
 
 
 def test_systemd_runs_the_node_and_the_candidate_uses_it(lab: LabState) -> None:

@@ -38,7 +38,8 @@ LOOP_FILE = "reboot-loop"  # the node rebooted too often: left stopped (why, for
 COUNT_FILE = "reboots.json"  # when the node last rebooted itself (for the loop limit)
 LOG_FILE = "reboot.log"  # what the rebooter did
 REBOOT = 133  # systemd-nspawn's exit status when the node's init asked for a reboot
-REBOOT_WINDOW = 60.0  # seconds over which a node's own reboots are counted
+REBOOT_WINDOW = 120.0  # seconds over which a node's own reboots are counted (a loop takes 1-3 s a turn; a person
+# rebooting to check their work, logging in again and looking, takes far longer)
 REBOOT_BURST = 5  # reboots in a window after which the node is left stopped (a loop)
 BACKOFF = 1.0  # the n-th reboot in a window waits BACKOFF * 2**(n-3) s first (none for the first two)
 LOCK_RETRY = 30.0  # the rebooter waits for the lab's lock this long at a time, as long as the lab exists

@@ -295,16 +295,24 @@ class CandidateStatus:
 
 
 def lab_health(lab: LabState | None) -> tuple[str, dict[str, str]]:
-    """ok when every node runs; crashed with the stopped nodes; missing when the lab is gone."""
+    """ok when every node runs; rebooting while nodes the candidate rebooted come back; crashed
+    with the stopped nodes (why, when the node ended itself: `stopped (powered off)` is the
+    candidate's poweroff, which `labctl restart NODE` undoes without a rebuild); missing when the
+    lab is gone."""
     from labctl.providers import get_provider
 
     if lab is None:
         return "missing", {}
     states = get_provider(lab.provider).node_states(lab)
-    down = [node for node, state in states.items() if state != "running"]
+    down = {node: state for node, state in states.items() if state != "running"}
     if lab.status != "running" and not down:
         return lab.status, states
-    return ("ok" if not down else "crashed: " + ", ".join(down)), states
+    if not down:
+        return "ok", states
+    if set(down.values()) == {"rebooting"}:
+        return "rebooting: " + ", ".join(down), states
+    return "crashed: " + ", ".join(node + (f" ({state})" if state.startswith("stopped (") else "")
+                                   for node, state in down.items()), states
 
 
 def status(session: Session) -> list[CandidateStatus]:

@@ -20,6 +20,7 @@ from labctl import lab as labs
 from labctl import locks
 from labctl.grading.spec import GradingSpec
 from labctl.providers import get_provider, reboots
+from labctl.session import room
 from labctl.state import LabState, ProcessRef, load_lab
 
 from .conftest import lab_of, pytestmark_local
@@ -34,7 +35,7 @@ nodes:
 links:
   - endpoints: ["h1:eth1@10.30.0.1/30", "h2:eth1@10.30.0.2/30"]
 """
-WAIT = 60.0  # a node's reboot takes 1-5 s here; bounded, never a timing assertion
+WAIT = 120.0  # a node's reboot takes 1-5 s here; a bound, never a timing assertion
 
 
 def labctl(lab: LabState, *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,6 +111,7 @@ def test_a_reboot_inside_brings_the_node_back_and_poweroff_leaves_it_off(lab: La
         while state_of(lab, "h1")[0] != "rebooting" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert state_of(lab, "h1")[0] == "rebooting"
+        assert room.lab_health(load_lab(lab.id))[0] == "rebooting: h1"  # what a proctor sees
         assert outcomes(lab, "h1") == ["ERROR", "ERROR"]
     assert wait_until(lab, "h1", lambda state, _: state == "running") == "running"
     assert outcomes(lab, "h1") == ["PASS", "PASS"]
@@ -118,6 +120,7 @@ def test_a_reboot_inside_brings_the_node_back_and_poweroff_leaves_it_off(lab: La
     assert reboot(lab, "h1", "poweroff") == "stopped (powered off)"
     shown = labctl(lab, "status").stdout
     assert "stopped (powered off)" in shown and "labctl restart h1" in shown
+    assert room.lab_health(load_lab(lab.id))[0] == "crashed: h1 (stopped (powered off))"
     assert outcomes(lab, "h1") == ["ERROR", "ERROR"]
     restarted = labctl(lab, "restart", "h1")
     assert restarted.returncode == 0, restarted.stderr

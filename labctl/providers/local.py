@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -50,6 +51,11 @@ BOOT_TIMEOUT = 30.0
 # a slow or emulated machine: under QEMU's TCG, seven systemd nodes take minutes): it is
 # waited for while it makes progress, at most this much more; a stuck node fails on time.
 BOOT_TIMEOUT_BUSY = 300.0
+# ... and given up once its processes used no CPU for IDLE_WINDOWS windows of IDLE_WINDOW s in a
+# row. One idle window was too few: a reset of seven systemd nodes inside a TCG VM on a loaded
+# machine gave a node up at 46 s after a single 5 s window without CPU (waiting on its disk or
+# the scheduler, not stuck: the same reset passes on a quieter machine).
+IDLE_WINDOW, IDLE_WINDOWS = 5.0, 3
 SSHD_PID_FILE = "/run/sshd.pid"  # Debian's sshd writes it after it starts listening
 STOP_TIMEOUT = 5.0
 SHUTDOWN_TIMEOUT = 15.0  # a systemd node's own shutdown before a restart (then it is killed)
@@ -110,6 +116,35 @@ def _parallel(items: Iterable[T], work: Callable[[T], object]) -> None:
     with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
         for future in [pool.submit(work, item) for item in items]:
             future.result()
+
+
+@dataclass
+class BootPatience:
+    """How long a node that has not started its sshd yet is waited for: BOOT_TIMEOUT, then
+    IDLE_WINDOW more at a time while its processes use CPU; given up after IDLE_WINDOWS windows
+    in a row without any, or BOOT_TIMEOUT_BUSY past the budget in any case."""
+
+    started: float
+    cpu: int  # the node's processes' CPU ticks when last looked at
+    idle: int = 0  # windows in a row in which they used none
+    deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.deadline = self.started + BOOT_TIMEOUT
+
+    def exhausted(self, now: float, cpu: Callable[[], int]) -> str:
+        """Why the node is given up at `now` (its processes' CPU read only at a window's end),
+        or "" while it may still come up."""
+        if now < self.deadline:
+            return ""
+        ticks = cpu()
+        self.idle = self.idle + 1 if ticks <= self.cpu else 0
+        if self.idle >= IDLE_WINDOWS:
+            return f"had used no CPU for {IDLE_WINDOW * IDLE_WINDOWS:.0f} s"
+        if now - self.started >= BOOT_TIMEOUT + BOOT_TIMEOUT_BUSY:
+            return "were still busy"
+        self.cpu, self.deadline = ticks, now + IDLE_WINDOW  # still working, or waiting on the disk
+        return ""
 
 
 class LocalProvider(Provider):
@@ -469,10 +504,8 @@ class LocalProvider(Provider):
         assert state.init is not None
         pid_file = Path(f"/proc/{state.init.pid}/root") / SSHD_PID_FILE.lstrip("/")
         group = cgroups.node_group(lab.id, node.name)
-        timeout = BOOT_TIMEOUT
         started = time.monotonic()
-        deadline = started + timeout
-        cpu_seen = cpu_now = _cpu_ticks(cgroups.pids(group))
+        patience = BootPatience(started, _cpu_ticks(cgroups.pids(group)))
         while True:
             if pid_file.exists():
                 return
@@ -481,16 +514,12 @@ class LocalProvider(Provider):
                                     f"with many systemd nodes running, fs.inotify.max_user_instances (now "
                                     f"{inotify_instances()}, {INOTIFY_PER_NODE} per node) may be exhausted: "
                                     f"{INOTIFY_FIX}; labctl doctor")
-            now = time.monotonic()
-            if now >= deadline:
-                cpu_now = _cpu_ticks(cgroups.pids(group))
-                if cpu_now <= cpu_seen or now - started >= timeout + BOOT_TIMEOUT_BUSY:
-                    break
-                cpu_seen, deadline = cpu_now, now + 5.0  # still working: another 5 s
+            why = patience.exhausted(time.monotonic(), lambda: _cpu_ticks(cgroups.pids(group)))
+            if why:
+                break
             time.sleep(0.05)
         raise ProviderError(f"node {node.name}: sshd did not start within {time.monotonic() - started:.0f} s "
-                            f"(no {SSHD_PID_FILE} in the node; its processes "
-                            f"{'were still busy' if cpu_now > cpu_seen else 'had stopped using CPU'})",
+                            f"(no {SSHD_PID_FILE} in the node; its processes {why})",
                             "labctl down, then up again; if it persists, rerun with --debug and look at the "
                             "node's folder under /var/lib/labctl/labs")
 

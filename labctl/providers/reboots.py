@@ -50,7 +50,8 @@ def launcher_argv(lab_id: str, node: str, directory: Path, argv: list[str]) -> l
     `directory` and, on a reboot, becomes the node's rebooter (`main`)."""
     status = shlex.quote(str(directory / EXIT_FILE))
     log = shlex.quote(str(directory / LOG_FILE))
-    rebooter = shlex.join([sys.executable, "-m", "labctl.providers.reboots", lab_id, node])
+    # -P: labctl as installed, never a `labctl` folder in the directory `up` happened to run in
+    rebooter = shlex.join([sys.executable, "-P", "-m", "labctl.providers.reboots", lab_id, node])
     run = '"$@"'  # the argv after the script (its programs are the caller's); echo and exec: builtins
     script = (f"{run}; rc=$?; echo $rc > {status}; "
               f"[ $rc -eq {REBOOT} ] && exec {rebooter} >> {log} 2>&1 < /dev/null; exit $rc")

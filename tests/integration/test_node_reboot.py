@@ -23,18 +23,11 @@ from labctl.providers import get_provider, reboots
 from labctl.session import room
 from labctl.state import LabState, ProcessRef, load_lab
 
-from .conftest import lab_of, pytestmark_local
+from .conftest import DATA, lab_of, pytestmark_local
 
 pytestmark = [pytestmark_local, pytest.mark.root, pytest.mark.slow]
 
-TOPOLOGY = """
-name: reboot-inside
-nodes:
-  h1: {kind: host}
-  h2: {kind: host, init: light}
-links:
-  - endpoints: ["h1:eth1@10.30.0.1/30", "h2:eth1@10.30.0.2/30"]
-"""
+TOPOLOGY = DATA / "labs" / "two-inits.yml"  # h1 on systemd, h2 on the light init, one link
 WAIT = 120.0  # a node's reboot takes 1-5 s here; a bound, never a timing assertion
 
 
@@ -89,7 +82,7 @@ def outcomes(lab: LabState, node: str) -> list[str]:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabState]:
-    yield from lab_of(tmp_path, TOPOLOGY, "reboot-inside")  # and then down leaves nothing behind
+    yield from lab_of(tmp_path, TOPOLOGY.read_text(), "reboot-inside")  # and then down leaves nothing behind
 
 
 def test_a_reboot_inside_brings_the_node_back_and_poweroff_leaves_it_off(lab: LabState) -> None:

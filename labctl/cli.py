@@ -696,6 +696,7 @@ def practice_start(obj: Context, scenario_name: str, seed: str | None, lang: str
     from labctl import practice as practising
     from labctl.brief import brief_markdown
     from labctl.scenario import load_scenario
+    from labctl.state import all_labs
 
     scenario = load_scenario(scenario_name)
     seed = seed or practising.default_seed()
@@ -705,7 +706,8 @@ def practice_start(obj: Context, scenario_name: str, seed: str | None, lang: str
         click.echo()
         click.echo(brief_markdown(scenario, one, seed)[0].rstrip())
     click.echo()
-    click.echo(practising.next_steps(built, seed, lang))
+    others = [lab for lab in all_labs() if lab.id != built.id]
+    click.echo(practising.next_steps(built, seed, lang, scenario_name, others))
 
 
 @practice.command("history")

@@ -19,7 +19,7 @@ import os
 import pwd
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,18 +262,30 @@ def render_scenarios(lang: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def next_steps(lab: LabState, seed: str, lang: str) -> str:
-    """What to do once the lab is up."""
-    fr = [f"Votre laboratoire {lab.name} est prêt (variante : {seed}).",
-          "  labctl status / labctl ssh NŒUD      travailler comme le jour de l'examen",
-          "  sudo labctl grade --hints             vous évaluer (gardé dans votre historique)",
-          "  labctl practice history               votre progression",
-          "  sudo labctl reset / labctl down       recommencer / tout supprimer"]
-    en = [f"Your lab {lab.name} is ready (variant: {seed}).",
-          "  labctl status / labctl ssh NODE       work as on exam day",
-          "  sudo labctl grade --hints             grade yourself (kept in your history)",
-          "  labctl practice history               your progress",
-          "  sudo labctl reset / labctl down       start again / remove everything"]
+def next_steps(lab: LabState, seed: str, lang: str, scenario: str, others: Sequence[LabState] = ()) -> str:
+    """What to do once the lab is up. When `others` (the machine's other labs) exist, every command
+    names this lab (without --lab, labctl would ask which), and an earlier lab of the same
+    scenario is pointed out with how to remove it."""
+    at = f" --lab {lab.name}" if others else ""
+    commands = [(f"sudo labctl ssh{at} NODE", "travailler comme le jour de l'examen (labctl status : les nœuds)",
+                 "work as on exam day (labctl status: the nodes)"),
+                (f"sudo labctl grade{at} --hints", "vous évaluer (gardé dans votre historique)",
+                 "grade yourself (kept in your history)"),
+                (f"labctl brief {scenario} --seed {seed}", "relire votre sujet", "read your brief again"),
+                ("labctl practice history", "votre progression", "your progress"),
+                (f"sudo labctl reset{at}", f"recommencer (sudo labctl down{at} : tout supprimer)",
+                 f"start again (sudo labctl down{at}: remove it all)")]
+    width = max(len(command) for command, _, _ in commands) + 2
+    fr = [f"Votre laboratoire {lab.name} est prêt (variante : {seed})."]
+    en = [f"Your lab {lab.name} is ready (variant: {seed})."]
+    for command, what_fr, what_en in commands:
+        fr.append(f"  {command.replace('NODE', 'NŒUD'):<{width}}{what_fr}")
+        en.append(f"  {command:<{width}}{what_en}")
+    earlier = [other.name for other in others if other.scenario == lab.scenario]
+    if earlier:
+        down = f"sudo labctl down --lab {earlier[0] if len(earlier) == 1 else 'NAME'}"
+        fr.append(f"Vous avez encore {', '.join(earlier)} de ce scénario : {down.replace('NAME', 'NOM')} le supprime.")
+        en.append(f"You still have {', '.join(earlier)} of this scenario: {down} removes it.")
     chosen = {"fr": fr, "en": en}.get(lang, [*fr, "", *en])
     return "\n".join(chosen)
 

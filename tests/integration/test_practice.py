@@ -38,7 +38,9 @@ def test_practice_start_grade_history_on_a_real_lab(tmp_path: Path) -> None:
         lab = made[0].name
         # the brief of their own variant, French then English; no solution
         assert f"Responsable : {values['manager']}" in start.stdout and "# Variantes" in start.stdout
-        assert start.stdout.index("# Variantes") < start.stdout.index("sudo labctl grade --hints")
+        # then what to type next (each command names the lab when other labs run: labctl would ask which)
+        assert start.stdout.index("# Variantes") < start.stdout.index("sudo labctl grade")
+        assert f"labctl brief {SCENARIO} --seed {seed}" in start.stdout  # the brief again, their variant
 
         first = labctl("grade", "--lab", lab, "--hints")
         assert first.returncode == 1, first.stdout + first.stderr  # the marker file is not there yet

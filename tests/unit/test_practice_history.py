@@ -201,3 +201,23 @@ def test_under_sudo_the_history_and_seed_are_the_invoking_users(monkeypatch: pyt
 
     assert data_dir() == Path(someone.pw_dir) / ".local" / "share" / "labctl"
     assert default_seed() == someone.pw_name
+
+
+def test_the_next_steps_name_the_lab_only_when_labctl_would_ask_which() -> None:
+    """Alone on the machine, `sudo labctl grade --hints` grades the candidate's lab; beside another
+    lab it would stop with "N labs are running": then every command names the lab, and an earlier
+    lab of the same scenario (practice start run twice) is pointed out with how to remove it."""
+    from labctl.practice import next_steps
+
+    mine = _lab("prc001").model_copy(update={"scenario": "/s/multi-site-routing", "name": "multi-site-routing-2"})
+    alone = next_steps(mine, "alice", "en", "multi-site-routing")
+    assert "  sudo labctl grade --hints " in alone and "--lab" not in alone
+    assert "labctl brief multi-site-routing --seed alice" in alone  # the brief again, their variant
+    earlier = _lab("prc002").model_copy(update={"scenario": "/s/multi-site-routing", "name": "multi-site-routing"})
+    other = _lab("prc003").model_copy(update={"scenario": "/s/agence", "name": "agence"})
+    beside = next_steps(mine, "alice", "both", "multi-site-routing", [earlier, other])
+    assert "sudo labctl grade --lab multi-site-routing-2 --hints" in beside
+    assert "sudo labctl ssh --lab multi-site-routing-2 NŒUD" in beside
+    assert ("You still have multi-site-routing of this scenario: sudo labctl down --lab multi-site-routing "
+            "removes it.") in beside and "agence" not in beside
+    assert beside.index("Votre laboratoire") < beside.index("Your lab")  # French first

@@ -548,5 +548,9 @@ def node_tampering(lab: LabState, node: str) -> Tampering:
     key = lab.key_file.with_suffix(".pub")
     placed = {f"/etc/ssh/labctl_authorized_keys/{user}": key.read_bytes()
               for user in ("root", CLI_USER)} if key.is_file() else {}
+    if lab.plan.node(node).init == "light":  # its reboot, poweroff... (a lab with no snapshot has them too)
+        from labctl.providers.reboots import light_commands
+
+        placed.update({path: content.encode() for path, (content, _) in light_commands().items()})
     return changes(node, lab.upper_dir(node), Path(lab.image),
                    baseline if baseline.is_dir() else None, placed=placed)

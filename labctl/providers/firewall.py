@@ -35,23 +35,24 @@ RULES = """\
 HINT = "labctl doctor checks nftables (apt-get install nftables)"
 
 
-def _netns(fabric_netns: str) -> tuple[str, ...]:
-    return ("ip", "netns", "exec", fabric_netns)
+def netns_prefix(name: str) -> tuple[str, ...]:
+    """The command prefix that runs a program in network namespace `name`."""
+    return ("ip", "netns", "exec", name)
 
 
-def load(table: str, chains: str, where: Sequence[str] = ()) -> None:
-    """Replace (or create) the inet table `table` with `chains`, atomically; `where` is a
+def load(table: str, chains: str, where: Sequence[str] = (), family: str = "inet") -> None:
+    """Replace (or create) the table `table` of `family` with `chains`, atomically; `where` is a
     command prefix that runs nft where the table belongs (a namespace, a remote hypervisor)."""
-    script = f"table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n{chains}}}\n"
+    script = f"table {family} {table}\ndelete table {family} {table}\ntable {family} {table} {{\n{chains}}}\n"
     done = subprocess.run([*where, "nft", "-f", "-"], input=script, capture_output=True, text=True)
     if done.returncode != 0:
         place = f" ({' '.join(where)})" if where else ""
         raise PlatformError(f"firewall table {table}{place}: nft failed: {done.stderr.strip()}", HINT)
 
 
-def unload(table: str, where: Sequence[str] = ()) -> None:
-    """Remove the inet table `table` if it exists (idempotent)."""
-    subprocess.run([*where, "nft", "-f", "-"], input=f"table inet {table}\ndelete table inet {table}\n",
+def unload(table: str, where: Sequence[str] = (), family: str = "inet") -> None:
+    """Remove the table `table` of `family` if it exists (idempotent)."""
+    subprocess.run([*where, "nft", "-f", "-"], input=f"table {family} {table}\ndelete table {family} {table}\n",
                    capture_output=True, text=True)
 
 
@@ -62,12 +63,12 @@ def present(table: str, where: Sequence[str] = ()) -> bool:
 
 def seal(fabric_netns: str) -> None:
     """Drop anything a node starts towards the controller in `fabric_netns` (idempotent)."""
-    load(TABLE, RULES, _netns(fabric_netns))
+    load(TABLE, RULES, netns_prefix(fabric_netns))
 
 
 def sealed(fabric_netns: str) -> bool:
     """True when the fabric's firewall is in place."""
-    return present(TABLE, _netns(fabric_netns))
+    return present(TABLE, netns_prefix(fabric_netns))
 
 
 def bridge_table(lab_id: str) -> str:

@@ -5,17 +5,23 @@ outside that node."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import shlex
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from labctl import lab as labs
+from labctl import netns
+from labctl.grading import probepoint
 from labctl.grading.loader import load_grading_spec
 from labctl.grading.report import render_table
 from labctl.grading.results import Outcome
+from labctl.providers import firewall
 from labctl.topology import load_topology
 
 from .conftest import SMALL, pytestmark_local
@@ -264,6 +270,25 @@ SERVE = (f"printf %s {shlex.quote(SERVER)} > /root/serve.py"
          " && for i in $(seq 100); do nc -z 127.0.0.1 7007 && break; sleep 0.1; done")
 
 
+ASK = "timeout 5 bash -c 'exec 3<>/dev/tcp/10.10.0.1/7007 && head -n1 <&3'"
+PROBE = "{switch: lan, addresses: 10.10.0.128/25}"
+
+
+def _grader(lab: object, tmp_path: Path, checks: list[str], probe: str = PROBE) -> Callable[[], dict[str, str]]:
+    """Grading of `checks` on the small lab (their `probe: 'PROBE'` is `probe`, by default the lan
+    switch's upper half)."""
+    spec_file = tmp_path / "probe.yml"
+    spec_file.write_text("scenario: small\nchecks:\n" + "\n".join(checks).replace("'PROBE'", probe) + "\n")
+    spec = load_grading_spec(spec_file, load_topology(SMALL))
+
+    def grade() -> dict[str, str]:
+        report = labs.grade(lab, spec)  # type: ignore[arg-type]
+        assert all(r.observed == "outside" for r in report.results)
+        return {r.check_id: r.outcome.value for r in report.results}
+
+    return grade
+
+
 def test_a_redirect_in_a_nodes_namespace_does_not_reach_a_command_of_scope_probe(make_lab: object,
                                                                                   tmp_path: Path) -> None:
     """The reason `scope: probe` exists. r1 is meant to serve REAL on 10.10.0.1:7007. The candidate,
@@ -272,20 +297,10 @@ def test_a_redirect_in_a_nodes_namespace_does_not_reach_a_command_of_scope_probe
     network) is fooled; run in the grader's probe point on the switch (scope probe) it reaches the
     real r1 and FAILs, and PASSes once r1 really serves."""
     lab = make_lab()  # type: ignore[operator]
-    ask = "timeout 5 bash -c 'exec 3<>/dev/tcp/10.10.0.1/7007 && head -n1 <&3'"
-    probe = "{switch: lan, addresses: 10.10.0.128/25}"
-    checks = [_check("via-h1-namespace", "h1", "command", command=ask, stdout_matches="^REAL$", scope="network"),
-              _check("via-probe-point", "r1", "command", command=ask, stdout_matches="^REAL$", scope="probe",
-                     probe="PROBE")]
-    spec_file = tmp_path / "redirect.yml"
-    spec_file.write_text("scenario: small\nchecks:\n" + "\n".join(checks).replace("'PROBE'", probe) + "\n")
-    spec = load_grading_spec(spec_file, load_topology(SMALL))
-
-    def grade() -> dict[str, str]:
-        report = labs.grade(lab, spec)
-        assert all(r.observed == "outside" for r in report.results)
-        return {r.check_id: r.outcome.value for r in report.results}
-
+    grade = _grader(lab, tmp_path, [
+        _check("via-h1-namespace", "h1", "command", command=ASK, stdout_matches="^REAL$", scope="network"),
+        _check("via-probe-point", "r1", "command", command=ASK, stdout_matches="^REAL$", scope="probe",
+               probe="PROBE")])
     _inside(lab, "h1", " && ".join([
         SERVE,
         "nft add table ip forge",
@@ -295,3 +310,70 @@ def test_a_redirect_in_a_nodes_namespace_does_not_reach_a_command_of_scope_probe
     assert grade() == {"via-h1-namespace": "PASS", "via-probe-point": "FAIL"}
     _inside(lab, "r1", SERVE)
     assert grade()["via-probe-point"] == "PASS"
+
+
+@contextlib.contextmanager
+def _unpinned_probe(lab: object, address: str, pins: bool = False) -> Iterator[Callable[[str], str]]:
+    """A probe namespace on the lan switch made as the probe point was before pinning (a veth on
+    the bridge and an address, nothing else), or, with `pins`, pinned only in its own namespace
+    (permanent neighbours and its own filter by source MAC, as probe_point does, but no rule at the
+    switch), with `address` (each its own: a node may keep an earlier one's MAC); yields a runner
+    of shell commands there (their output)."""
+    plan = lab.plan  # type: ignore[attr-defined]
+    name, port = f"pin-old-{plan.lab_id}", "old0"
+    bridge, _ = probepoint.target_on(plan, "lan", "r1")
+    netns.add(name)
+    try:
+        netns.batch(plan.fabric_netns, [f"link add {port} type veth peer name {probepoint.PROBE_END} netns {name}",
+                                        f"link set {port} master {bridge}", f"link set {port} up"], "old probe")
+        netns.batch(name, ["link set lo up", f"addr add {address}/24 dev {probepoint.PROBE_END}",
+                           f"link set {probepoint.PROBE_END} up"], "old probe")
+        if pins:
+            pinned = probepoint.pins_on(plan, bridge)
+            macs = {pin.address: probepoint.read_mac(pin) for pin in pinned}
+            netns.batch(name, probepoint.neighbours(pinned, macs), "old probe's neighbours")
+            firewall.load("pins", probepoint.probe_chains(pinned, macs), firewall.netns_prefix(name), family="netdev")
+
+        def run(command: str) -> str:
+            return subprocess.run(["ip", "netns", "exec", name, "bash", "-c", command], capture_output=True,
+                                  text=True, timeout=30).stdout.strip()
+
+        yield run
+    finally:
+        subprocess.run(["ip", "-n", plan.fabric_netns, "link", "del", port], capture_output=True)
+        netns.delete(name)
+
+
+def test_a_neighbour_claiming_the_targets_address_does_not_fool_the_probe_point(make_lab: object,
+                                                                                tmp_path: Path) -> None:
+    """ARP spoofing by the candidate, root in every node of the lab. r1 (10.10.0.1) is meant to
+    serve REAL on port 7007; the candidate makes r1 answer no ARP and h1, on the same switch, claim
+    10.10.0.1 and serve REAL. A probe namespace made as before pinning is fooled (it asks ARP, h1
+    answers); the probe point, which pins r1's address to the MAC read from r1's interface and to
+    r1's port on the switch, reaches the real r1 and FAILs. Then h1 also copies r1's MAC and r1's
+    interface goes down: a probe pinned only in its own namespace (neighbour and source-MAC filter)
+    is fooled too, since h1's frames carry r1's MAC; the switch's rule by port is what stops it.
+    Once r1 really serves (h1 still claiming its address), the check PASSes, twice. The probe points
+    draw from two addresses (a new MAC each time), so at least one of those two gradings reuses an
+    address r1 answered before: it PASSes only because the probe point announces its MAC (it asks
+    r1 no ARP, which would have told r1)."""
+    lab = make_lab()  # type: ignore[operator]
+    grade = _grader(lab, tmp_path, [_check("r1-serves", "r1", "command", command=ASK, stdout_matches="^REAL$",
+                                           scope="probe", probe="PROBE")], "{switch: lan, addresses: 10.10.0.200/30}")
+    _inside(lab, "r1", "sysctl -qw net.ipv4.conf.all.arp_ignore=8")
+    _inside(lab, "h1", f"{SERVE} && ip addr add 10.10.0.1/32 dev eth1")
+    with _unpinned_probe(lab, "10.10.0.100") as old:
+        assert old(ASK) == "REAL"  # the forgery works against a probe that trusts ARP
+    assert grade() == {"r1-serves": "FAIL"}
+
+    r1_mac = _inside(lab, "r1", "cat /sys/class/net/eth1/address").strip()
+    h1_mac = _inside(lab, "h1", "cat /sys/class/net/eth1/address").strip()
+    _inside(lab, "r1", "ip link set eth1 down")
+    _inside(lab, "h1", f"ip link set eth1 address {r1_mac}")
+    with _unpinned_probe(lab, "10.10.0.101", pins=True) as pinned_in_probe_only:
+        assert pinned_in_probe_only(ASK) == "REAL"  # the MAC is h1's to forge: pins in the probe alone fail
+    assert grade() == {"r1-serves": "FAIL"}
+
+    _inside(lab, "h1", f"ip link set eth1 address {h1_mac}")
+    _inside(lab, "r1", f"ip link set eth1 up && {SERVE}")
+    assert [grade(), grade()] == [{"r1-serves": "PASS"}] * 2

@@ -11,7 +11,9 @@ tree (the node image plus a kernel and systemd, built from Debian packages only)
   from wheels built on this machine (`pip install --no-index` in the image), `labctl` on PATH;
 - the node image already built under /var/lib/labctl/images, so that the candidate's first
   `labctl up` downloads nothing;
-- DHCP on eth0 (systemd-networkd), which is how vagrant-libvirt finds the VM.
+- DHCP on eth0 (systemd-networkd), which is how vagrant-libvirt finds the VM, and the DNS
+  servers that DHCP gives (dnsmasq on Vagrant's management network) in /etc/resolv.conf, so that
+  apt-get works in the VM (lab nodes keep their own resolv.conf).
 
 The disk is an ext4 root filesystem with no partition table, booted directly with the kernel
 and initrd that travel in the box (its own Vagrantfile names them: libvirt's QEMU must be able
@@ -40,7 +42,7 @@ from labctl.errors import PlatformError
 from labctl.progress import QUIET, Progress
 
 # Bump when the box customisation below changes, so cached boxes are rebuilt.
-BOX_CUSTOMISATION_VERSION = 1
+BOX_CUSTOMISATION_VERSION = 2
 # The box installs bootstrap's light profile: what the local provider needs to run labs.
 PROFILE: tuple[str, ...] = ()
 # Sparse: the qcow2 stores only what is written. Labs give each node a sparse disk file too.
@@ -201,17 +203,52 @@ def customise_box(rootfs: Path, vagrant_key: str) -> None:
                  b"[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
     image._write(rootfs, "etc/systemd/network/50-vagrant.network",
                  b"[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n")
-    for unit, target in (("systemd-networkd.service", "multi-user.target"),
-                         ("systemd-networkd.socket", "sockets.target")):
-        link = rootfs / f"etc/systemd/system/{target}.wants/{unit}"
+    # networkd keeps the lease but writes no resolv.conf (the VM image's says "no resolver"):
+    # a path unit copies the lease's DNS servers there whenever networkd writes a lease.
+    image._write(rootfs, "usr/local/sbin/labctl-box-resolv", RESOLV_SCRIPT, 0o755)
+    image._write(rootfs, "etc/systemd/system/labctl-box-resolv.service", RESOLV_SERVICE)
+    image._write(rootfs, "etc/systemd/system/labctl-box-resolv.path", RESOLV_PATH)
+    for unit, target in (("/lib/systemd/system/systemd-networkd.service", "multi-user.target"),
+                         ("/lib/systemd/system/systemd-networkd.socket", "sockets.target"),
+                         ("/etc/systemd/system/labctl-box-resolv.path", "multi-user.target")):
+        link = rootfs / f"etc/systemd/system/{target}.wants/{Path(unit).name}"
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
-            link.symlink_to(f"/lib/systemd/system/{unit}")
+            link.symlink_to(unit)
     # Loaded on demand elsewhere; labctl's doctor looks for overlay before any node mounts one.
     image._write(rootfs, "etc/modules-load.d/labctl.conf", b"overlay\n")
     (rootfs / "etc/hostname").write_text("labctl\n")
     (rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 labctl\n::1 localhost ip6-localhost\n")
     image._write(rootfs, "etc/labctl/box", b"labctl Vagrant box: labctl and its node image are installed\n")
+
+
+# The box VM's resolver: the DNS servers of the DHCP lease (systemd-networkd's lease file).
+RESOLV_SCRIPT = b"""#!/bin/sh
+# labctl box: /etc/resolv.conf from the DNS servers DHCP gave this VM (systemd-networkd keeps
+# the lease and writes no resolv.conf). Lab nodes keep their own resolv.conf.
+set -eu
+servers=$(sed -n 's/^DNS=//p' /run/systemd/netif/leases/* 2>/dev/null | tr ' ' '\\n' | awk 'NF && !seen[$0]++')
+[ -n "$servers" ] || exit 0
+{ echo "# labctl box: the DNS servers of the DHCP lease (labctl-box-resolv)"
+  printf 'nameserver %s\\n' $servers; } > /etc/resolv.conf.labctl-box
+mv /etc/resolv.conf.labctl-box /etc/resolv.conf
+"""
+RESOLV_SERVICE = b"""[Unit]
+Description=labctl box: resolv.conf from the DHCP lease
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/labctl-box-resolv
+"""
+RESOLV_PATH = b"""[Unit]
+Description=labctl box: resolv.conf follows the DHCP lease
+
+[Path]
+PathChanged=/run/systemd/netif/leases
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def _requirement(root: Path) -> tuple[str, list[str]]:
@@ -280,6 +317,20 @@ def write_box(work: Path, disk_mib: int) -> None:
 BOX_VAGRANTFILE = """\
 # labctl's Vagrant box (built by `labctl image build box`): the disk has no boot loader; the
 # kernel and initrd travel in the box and libvirt boots them directly.
+# libvirt's QEMU runs as a user of its own: it must pass through every folder above them (a
+# home folder closed to others, Debian 12's default, stops the boot with "Permission denied").
+if %w[up reload resume start].include?(ARGV.find {{ |arg| !arg.start_with?("-") }})
+  closed = [__dir__]
+  closed << File.dirname(closed.last) until closed.last == File.dirname(closed.last)
+  closed = closed.reverse.find {{ |dir| File.stat(dir).mode & 0o001 == 0 }}
+  if closed
+    abort "labctl box: libvirt's QEMU (another user) cannot reach the box's kernel in #{{__dir__}}: " \\
+          "#{{closed}} is closed to other users (mode #{{format('%o', File.stat(closed).mode & 0o777)}}). " \\
+          "Either keep Vagrant's boxes in a folder others can pass through (VAGRANT_HOME=/var/lib/vagrant, " \\
+          "a folder you create, then vagrant box add again) or let others pass through that folder " \\
+          "without listing it: chmod o+x #{{closed}}"
+  end
+end
 Vagrant.configure("2") do |config|
   config.vm.synced_folder ".", "/vagrant", disabled: true
   config.vm.provider :libvirt do |lv|

@@ -6,7 +6,6 @@ is gone after each run."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -58,7 +57,7 @@ def digest(lab: LabState, node: str) -> dict[str, str]:
         for folder in WALKED:
             _walk(session.view, folder, found)
         rules = session.view.run_in_netns(["nft", "-s", "list", "ruleset"], 15)
-        found["nft ruleset"] = hashlib.sha256(rules.stdout.encode()).hexdigest()
+        found["nft ruleset"] = rules.stdout  # the text, so that a difference shows what changed
         bans = session.run("fail2ban-client banned 2>&1 || true", 15)
         found["fail2ban bans"] = bans.stdout.strip()
         return found

@@ -40,11 +40,14 @@ dev=(postgresql chromium vagrant vagrant-libvirt procps)
 packages=("${light[@]}")
 extras=()
 list=""
+# The light profile alone leaves Debian's recommended packages out (43 of its 157 packages:
+# GnuPG, Samba's Python modules, fonts ...; nothing its path runs), as the Vagrant box does.
+recommends=(--no-install-recommends)
 for arg in "$@"; do
     case "$arg" in
-        --sessions) packages+=("${sessions[@]}"); extras+=(postgres) ;;
-        --libvirt) packages+=("${libvirt[@]}"); extras+=(libvirt) ;;
-        --dev) packages+=("${sessions[@]}" "${libvirt[@]}" "${dev[@]}"); extras+=(dev) ;;
+        --sessions) packages+=("${sessions[@]}"); extras+=(postgres); recommends=() ;;
+        --libvirt) packages+=("${libvirt[@]}"); extras+=(libvirt); recommends=() ;;
+        --dev) packages+=("${sessions[@]}" "${libvirt[@]}" "${dev[@]}"); extras+=(dev); recommends=() ;;
         --list-packages) list=packages ;;
         --list-python) list=python ;;
         -h|--help) usage; exit 0 ;;
@@ -72,7 +75,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get install -y -qq "${recommends[@]}" "${missing[@]}" >/dev/null
 fi
 
 # Every node's root is one host user (the nodes' shared UID range), and each systemd node takes

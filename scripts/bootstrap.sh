@@ -15,7 +15,8 @@ usage() {
 Usage: scripts/bootstrap.sh [--sessions] [--libvirt] [--dev] [--list-packages | --list-python]
 
 With no option: the light profile, what the local provider needs to run labs
-(debootstrap, systemd-nspawn, iproute2, nftables, ping, ssh client, graphviz, Python venv).
+(debootstrap, systemd-nspawn, iproute2, nftables, ping, ssh client, graphviz, Kerberos and
+SMB clients, Python venv), without Debian's recommended packages.
   --sessions  exam sessions: gateway accounts (openssh-server, sudo, passwd, systemd) and
               the PostgreSQL results store (psycopg)
   --libvirt   the libvirt provider: libvirt, QEMU, dnsmasq and libvirt-python (compiled

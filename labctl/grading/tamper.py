@@ -66,7 +66,8 @@ CLI_PROGRAM = "/usr/bin/vtysh"
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 PASSWD, PASSWD_LIMIT = "etc/passwd", 4 << 20
 MAX_ENTRIES = 50_000  # upper entries examined at most per node
-MAX_SECONDS = 5.0  # per node
+MAX_SECONDS = 5.0  # per node: CPU time of the examining thread (a loaded machine does not shorten it) ...
+MAX_WALL_SECONDS = 60.0  # ... and wall-clock time, however slowly the machine gives it CPU
 CHUNK = 1 << 20
 KIND_FR = {"replaced": "remplacé", "added": "ajouté", "deleted": "supprimé",
            "modified": "droits ou propriétaire modifiés", "unexamined": "non examiné en entier"}
@@ -122,23 +123,38 @@ class Tampering:
 
 
 class _Budget:
-    """Bounds of one node's walk: entries and seconds."""
+    """Bounds of one node's walk: entries, the examining thread's CPU seconds, and wall seconds.
+    CPU, not wall-clock time: 30 labs graded at once at load ~70 outran a 5 s wall-clock budget
+    on routers whose layers hold a few hundred entries (23 of 600 verdicts ERROR, "not examined
+    in full"); what a hostile layer costs is CPU (entries, content compared), bounded all the same."""
 
-    def __init__(self, max_entries: int, max_seconds: float) -> None:
-        self.left, self.deadline = max_entries, time.monotonic() + max_seconds
-        self.max_entries, self.max_seconds = max_entries, max_seconds
+    def __init__(self, max_entries: int, max_seconds: float, max_wall_seconds: float = MAX_WALL_SECONDS) -> None:
+        self.left = max_entries
+        self.max_entries, self.max_seconds, self.max_wall_seconds = max_entries, max_seconds, max_wall_seconds
+        self._cpu_deadline = time.thread_time() + max_seconds
+        self._wall_deadline = time.monotonic() + max_wall_seconds
         self.exceeded = ""
 
+    def out_of_time(self) -> bool:
+        """Whether the walk has used up its time (and why, in `exceeded`)."""
+        if not self.exceeded:
+            if time.thread_time() > self._cpu_deadline:
+                took = f"{self.max_seconds:g} s of CPU"
+            elif time.monotonic() > self._wall_deadline:
+                took = f"{self.max_wall_seconds:g} s"
+            else:
+                return False
+            self.exceeded = f"examining the writable layer took over {took}: not all examined"
+        return bool(self.exceeded)
+
     def spend(self, entries: int = 1) -> bool:
-        """Count entries listed (0: only look at the clock); False once a bound is reached."""
+        """Count entries listed (0: only look at the clocks); False once a bound is reached."""
         if self.exceeded:
             return False
         self.left -= entries
         if self.left < 0:
             self.exceeded = f"more than {self.max_entries} entries in the writable layer: not all examined"
-        elif time.monotonic() > self.deadline:
-            self.exceeded = f"examining the writable layer took over {self.max_seconds:g} s: not all examined"
-        return not self.exceeded
+        return not self.out_of_time()
 
 
 @dataclass
@@ -420,9 +436,7 @@ def _same_content(then: _Entry, now: _Entry, lower: Path, relative: str, budget:
         if first is None or second is None:
             return False
         while True:
-            if time.monotonic() > budget.deadline:
-                budget.exceeded = budget.exceeded or (
-                    f"examining the writable layer took over {budget.max_seconds:g} s: not all examined")
+            if budget.out_of_time():
                 return False
             a, b = os.read(first, CHUNK), os.read(second, CHUNK)
             if a != b:

@@ -193,3 +193,23 @@ def test_round_trip_for_results(layers: tuple[Path, Path, Path]) -> None:
     write(upper, "usr/bin/vtysh", "fake")
     found = changes("r1", upper, lower, baseline)
     assert Tampering.from_dict(found.to_dict()) == found
+
+
+def test_the_walk_is_bounded_by_its_cpu_time_not_by_a_slow_machine() -> None:
+    """A loaded machine (other threads, other labs) makes the walk wait, not work: waiting does not
+    use up its budget, only CPU spent examining does, and a wall-clock cap still ends it."""
+    import time
+
+    from labctl.grading.tamper import _Budget
+
+    waiting = _Budget(100, max_seconds=0.2, max_wall_seconds=30)
+    time.sleep(0.4)  # twice the CPU budget, spent waiting
+    assert waiting.spend(1) and not waiting.exceeded
+    working = _Budget(100, max_seconds=0.2, max_wall_seconds=30)
+    started = time.thread_time()
+    while time.thread_time() - started < 0.3:
+        pass
+    assert not working.spend(0) and "0.2 s of CPU" in working.exceeded
+    slow = _Budget(100, max_seconds=5, max_wall_seconds=0.2)
+    time.sleep(0.3)
+    assert not slow.spend(0) and "took over 0.2 s:" in slow.exceeded
